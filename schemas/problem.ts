@@ -1,0 +1,77 @@
+import { Type, type Static } from '@sinclair/typebox';
+
+export const ProblemCode = Type.String({
+  description:
+    'Stable, machine-readable error code, e.g. `customer_not_found`, `invalid_package`, ' +
+    '`no_payment_method`, `card_declined`, `insufficient_funds`, `validation_error`.',
+  examples: ['customer_not_found'],
+});
+
+const problemProperties = {
+  type: Type.String({
+    description: 'URI identifying the problem type (`urn:coinshop:problem:<code>`).',
+    examples: ['urn:coinshop:problem:customer_not_found'],
+  }),
+  title: Type.String({ description: 'Short summary of the problem type.', examples: ['Customer not found'] }),
+  status: Type.Integer({ description: 'The HTTP status code.', examples: [404] }),
+  detail: Type.String({
+    description: 'Human-readable explanation. For the seed contract this is the exact seed message.',
+    examples: ['Customer not found'],
+  }),
+  code: ProblemCode,
+  request_id: Type.String({ description: 'The request id, also sent as the `X-Request-Id` header.' }),
+  transaction_id: Type.Optional(
+    Type.String({ format: 'uuid', description: 'For a failed or unfinished purchase: the attempt as recorded in the history.' }),
+  ),
+  errors: Type.Optional(
+    Type.Array(
+      Type.Object(
+        {
+          field: Type.String({ description: 'Where the bad value is, e.g. `body/email`.' }),
+          message: Type.String(),
+        },
+        { additionalProperties: false },
+      ),
+      { description: 'For `validation_error`: one entry per invalid field.' },
+    ),
+  ),
+};
+
+/** RFC 9457 problem details, the body of every error response. */
+export const Problem = Type.Object(problemProperties, {
+  $id: 'Problem',
+  title: 'Problem',
+  description: 'RFC 9457 problem details (`application/problem+json`).',
+  additionalProperties: false,
+  examples: [
+    {
+      type: 'urn:coinshop:problem:customer_not_found',
+      title: 'Customer not found',
+      status: 404,
+      detail: 'Customer not found',
+      code: 'customer_not_found',
+      request_id: '7b0f6c1e-2d4a-4f5b-8c9d-0e1f2a3b4c5d',
+    },
+  ],
+});
+export type Problem = Static<typeof Problem>;
+
+/** 402 from a purchase whose card needs the customer to authenticate (3-D Secure). */
+export const AuthenticationRequired = Type.Object(
+  {
+    ...problemProperties,
+    transaction_id: Type.String({ format: 'uuid' }),
+    payment_intent_id: Type.String({ description: 'The Stripe PaymentIntent awaiting authentication.' }),
+    client_secret: Type.String({
+      description: "The PaymentIntent's client secret: pass it to Stripe.js `handleNextAction` to finish.",
+    }),
+  },
+  {
+    $id: 'AuthenticationRequired',
+    title: 'AuthenticationRequired',
+    description:
+      'Problem details for a payment that needs the customer to authenticate (3-D Secure) before it can succeed.',
+    additionalProperties: false,
+  },
+);
+export type AuthenticationRequired = Static<typeof AuthenticationRequired>;

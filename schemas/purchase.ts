@@ -1,0 +1,109 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { ref, UserId } from './ref.js';
+
+export const PurchaseCurrencyRequest = Type.Object(
+  {
+    user_id: UserId,
+    package_id: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      description: 'A `package_id` from listPackages. The price comes from the catalog, never from the client.',
+      examples: ['package_1'],
+    }),
+  },
+  {
+    $id: 'PurchaseCurrencyRequest',
+    title: 'PurchaseCurrencyRequest',
+    additionalProperties: false,
+    examples: [{ user_id: '3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70', package_id: 'package_1' }],
+  },
+);
+export type PurchaseCurrencyRequest = Static<typeof PurchaseCurrencyRequest>;
+
+export const PurchaseResult = Type.Object(
+  {
+    status: Type.Literal('success'),
+    transaction_id: Type.String({ format: 'uuid' }),
+    currency_purchased: Type.Integer({ examples: [100] }),
+    new_balance: Type.Integer({ examples: [100] }),
+    message: Type.String({ examples: ['Currency purchase successful'] }),
+  },
+  {
+    $id: 'PurchaseResult',
+    title: 'PurchaseResult',
+    additionalProperties: false,
+    examples: [
+      {
+        status: 'success',
+        transaction_id: '9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a',
+        currency_purchased: 100,
+        new_balance: 100,
+        message: 'Currency purchase successful',
+      },
+    ],
+  },
+);
+export type PurchaseResult = Static<typeof PurchaseResult>;
+
+export const TransactionStatus = Type.Union(
+  [
+    Type.Literal('pending'),
+    Type.Literal('requires_action'),
+    Type.Literal('completed'),
+    Type.Literal('failed'),
+  ],
+  {
+    description:
+      '`completed`: paid and credited. `failed`: declined, nothing charged. `pending`: sent to Stripe, ' +
+      'outcome not yet known. `requires_action`: waiting for the customer to authenticate (3-D Secure).',
+  },
+);
+export type TransactionStatus = Static<typeof TransactionStatus>;
+
+export const Transaction = Type.Object(
+  {
+    transaction_id: Type.String({ format: 'uuid' }),
+    package_id: Type.String({ examples: ['package_1'] }),
+    amount_paid: Type.Integer({ description: 'Price in cents.', examples: [1000] }),
+    currency: Type.String({ examples: ['usd'] }),
+    currency_purchased: Type.Integer({ description: 'Coins bought.', examples: [100] }),
+    package_name: Type.String({ examples: ['Starter Pack'] }),
+    timestamp: Type.String({ format: 'date-time' }),
+    status: TransactionStatus,
+    failure_code: Type.Optional(
+      Type.String({ description: 'For `failed`: why, e.g. `card_declined`, `insufficient_funds`.' }),
+    ),
+  },
+  { $id: 'Transaction', title: 'Transaction', additionalProperties: false },
+);
+export type Transaction = Static<typeof Transaction>;
+
+export const TransactionHistory = Type.Object(
+  {
+    user_id: Type.String({ format: 'uuid' }),
+    transactions: Type.Array(ref(Transaction), { description: 'Every purchase attempt, newest first.' }),
+  },
+  {
+    $id: 'TransactionHistory',
+    title: 'TransactionHistory',
+    additionalProperties: false,
+    examples: [
+      {
+        user_id: '3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70',
+        transactions: [
+          {
+            transaction_id: '9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a',
+            package_id: 'package_1',
+            amount_paid: 1000,
+            currency: 'usd',
+            currency_purchased: 100,
+            package_name: 'Starter Pack',
+            timestamp: '2024-01-01T00:00:00.000Z',
+            status: 'completed',
+          },
+        ],
+      },
+    ],
+  },
+);
+export type TransactionHistory = Static<typeof TransactionHistory>;

@@ -1,0 +1,21 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+/**
+ * A `$ref` to a schema registered with `app.addSchema`, typed as the schema it points at.
+ * Routes use it so every shape appears once, under its own name, in the OpenAPI document; the
+ * schema's first example rides along so each operation that uses it shows that example.
+ */
+export function ref<T extends TSchema>(schema: T) {
+  if (!schema.$id) throw new Error('ref() needs a schema with an $id');
+  const examples: unknown = schema.examples;
+  return Type.Unsafe<Static<T>>(Array.isArray(examples) ? Type.Ref(schema.$id, { examples }) : Type.Ref(schema.$id));
+}
+
+/** Identifiers a caller sends back to us: bounded, printable, no surprises. */
+export const UserId = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  description:
+    'The `user_id` returned by createCustomer (a UUID). Any other value is simply not found (404).',
+  examples: ['3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70'],
+});

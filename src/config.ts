@@ -1,0 +1,64 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+
+export const ConfigSchema = Type.Object({
+  NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], {
+    default: 'development',
+  }),
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8000 }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info' },
+  ),
+  /** `./data/coinshop.db` (a SQLite file), `sqlite:PATH`, or `:memory:`. */
+  DATABASE_URL: Type.String({ minLength: 1, default: './data/coinshop.db' }),
+  STRIPE_SECRET_KEY: Type.Optional(Type.String({ pattern: '^(sk|rk)_(test|live)_[A-Za-z0-9_]+$' })),
+  /** Point the Stripe SDK at any Stripe-compatible server, e.g. `http://127.0.0.1:12111`. */
+  STRIPE_API_BASE: Type.Optional(Type.String({ pattern: '^https?://[^/\\s]+/?$' })),
+  STRIPE_MAX_NETWORK_RETRIES: Type.Integer({ minimum: 0, maximum: 10, default: 2 }),
+  STRIPE_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 20_000 }),
+  CATALOG_FILE: Type.Optional(Type.String({ minLength: 1 })),
+});
+export type Config = Static<typeof ConfigSchema>;
+
+/** Variables whose values must never be echoed back, even in an error. */
+const SECRET_VARIABLES = new Set(['STRIPE_SECRET_KEY']);
+
+const hints: Partial<Record<keyof Config, string>> = {
+  NODE_ENV: 'one of development, production, test',
+  PORT: 'an integer from 0 to 65535',
+  LOG_LEVEL: 'one of fatal, error, warn, info, debug, trace, silent',
+  STRIPE_SECRET_KEY: 'a Stripe secret key (sk_test_…, sk_live_… or rk_…)',
+  STRIPE_API_BASE: 'a base URL such as http://127.0.0.1:12111',
+  STRIPE_MAX_NETWORK_RETRIES: 'an integer from 0 to 10',
+  STRIPE_TIMEOUT_MS: 'an integer number of milliseconds from 100 to 120000',
+};
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Reads configuration from an environment (process.env by default). Empty strings count as unset.
+ * Throws a ConfigError whose message is one line naming the first bad variable.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(ConfigSchema.properties)) {
+    const value = env[key];
+    if (value !== undefined && value.trim() !== '') raw[key] = value.trim();
+  }
+  const converted = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, raw));
+  const error = Value.Errors(ConfigSchema, converted).First();
+  if (error) {
+    const variable = error.path.split('/')[1] ?? error.path;
+    const got = SECRET_VARIABLES.has(variable) ? '' : ` (got ${JSON.stringify(raw[variable])})`;
+    const hint = hints[variable as keyof Config] ?? error.message.toLowerCase();
+    throw new ConfigError(variable, `Invalid configuration: ${variable} must be ${hint}${got}`);
+  }
+  return converted as Config;
+}

@@ -1,0 +1,46 @@
+/**
+ * The one way to fail a request: throw a ProblemError. The error handler turns it into RFC 9457
+ * problem details with a stable `code`; `detail` carries the seed's message where the seed has one.
+ */
+export const problemTypes = {
+  validation_error: { status: 400, title: 'Invalid request' },
+  customer_not_found: { status: 404, title: 'Customer not found' },
+  invalid_package: { status: 400, title: 'Invalid package' },
+  no_payment_method: { status: 400, title: 'No payment method' },
+  invalid_payment_method: { status: 400, title: 'Invalid payment method' },
+  card_declined: { status: 400, title: 'Card declined' },
+  insufficient_funds: { status: 400, title: 'Insufficient funds' },
+  expired_card: { status: 400, title: 'Card expired' },
+  incorrect_cvc: { status: 400, title: 'Incorrect CVC' },
+  processing_error: { status: 400, title: 'Card processing error' },
+  authentication_required: { status: 402, title: 'Authentication required' },
+  not_found: { status: 404, title: 'Not found' },
+  payload_too_large: { status: 413, title: 'Payload too large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  bad_request: { status: 400, title: 'Bad request' },
+  internal_error: { status: 500, title: 'Internal server error' },
+  payment_provider_error: { status: 502, title: 'Payment provider error' },
+  payment_pending: { status: 502, title: 'Payment not confirmed yet' },
+  service_unavailable: { status: 503, title: 'Service unavailable' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ProblemCode = keyof typeof problemTypes;
+
+export class ProblemError extends Error {
+  readonly status: number;
+  readonly title: string;
+
+  constructor(
+    readonly code: ProblemCode,
+    detail: string,
+    /** Extra members for the problem document (RFC 9457 extensions), e.g. `client_secret`. */
+    readonly extensions: Record<string, unknown> = {},
+  ) {
+    super(detail);
+    this.name = 'ProblemError';
+    this.status = problemTypes[code].status;
+    this.title = problemTypes[code].title;
+  }
+}
+
+export const customerNotFound = () => new ProblemError('customer_not_found', 'Customer not found');

@@ -1,0 +1,151 @@
+import Stripe from 'stripe';
+import { toStripeToken } from './test-cards.js';
+import {
+  GatewayError,
+  PaymentMethodRejected,
+  type ChargeOutcome,
+  type ChargeRequest,
+  type PaymentsGateway,
+} from './types.js';
+
+export interface StripeGatewayOptions {
+  secretKey: string;
+  /** Base URL of a Stripe-compatible server; Stripe's own API when undefined. */
+  apiBase?: string | undefined;
+  maxNetworkRetries: number;
+  timeoutMs: number;
+}
+
+/** Builds the stripe SDK client, pointed at `apiBase` when one is given. */
+export function createStripeClient(options: StripeGatewayOptions): Stripe {
+  const config: Stripe.StripeConfig = {
+    maxNetworkRetries: options.maxNetworkRetries,
+    timeout: options.timeoutMs,
+    telemetry: false,
+    appInfo: { name: 'coinshop' },
+  };
+  if (options.apiBase) {
+    const url = new URL(options.apiBase);
+    const protocol = url.protocol === 'http:' ? 'http' : 'https';
+    config.protocol = protocol;
+    config.host = url.hostname;
+    config.port = url.port || (protocol === 'http' ? 80 : 443);
+  }
+  return new Stripe(options.secretKey, config);
+}
+
+function intentOutcome(intent: Stripe.PaymentIntent): ChargeOutcome {
+  switch (intent.status) {
+    case 'succeeded':
+      return { status: 'succeeded', paymentIntentId: intent.id };
+    case 'requires_action':
+      return { status: 'requires_action', paymentIntentId: intent.id, clientSecret: intent.client_secret ?? '' };
+    case 'requires_payment_method':
+    case 'canceled': {
+      const last = intent.last_payment_error;
+      return {
+        status: 'declined',
+        paymentIntentId: intent.id,
+        code: last?.code ?? (intent.status === 'canceled' ? 'canceled' : 'card_declined'),
+        declineCode: last?.decline_code,
+      };
+    }
+    default:
+      return { status: 'processing', paymentIntentId: intent.id };
+  }
+}
+
+function isStripeError(err: unknown): err is Stripe.errors.StripeError {
+  return err instanceof Stripe.errors.StripeError;
+}
+
+/** Anything that is not a decline or a rejected payment method: say whether money may have moved. */
+function providerFailure(action: string, err: unknown): GatewayError {
+  const mayHaveCharged =
+    !isStripeError(err) ||
+    err instanceof Stripe.errors.StripeConnectionError ||
+    err instanceof Stripe.errors.StripeAPIError ||
+    (err.statusCode ?? 500) >= 500;
+  const reason = isStripeError(err) ? `${err.type}${err.code ? `/${err.code}` : ''}: ${err.message}` : String(err);
+  return new GatewayError(`Stripe ${action} failed (${reason})`, { mayHaveCharged, cause: err });
+}
+
+/** The real thing: Stripe through its official SDK. */
+export class StripeGateway implements PaymentsGateway {
+  readonly kind = 'stripe' as const;
+
+  constructor(private readonly stripe: Stripe) {}
+
+  async createCustomer(input: { email: string; name: string; userId: string }, idempotencyKey: string) {
+    try {
+      const customer = await this.stripe.customers.create(
+        { email: input.email, name: input.name, metadata: { user_id: input.userId } },
+        { idempotencyKey },
+      );
+      return { id: customer.id };
+    } catch (err) {
+      throw providerFailure('customer creation', err);
+    }
+  }
+
+  async attachPaymentMethod(customerId: string, paymentMethodId: string): Promise<void> {
+    try {
+      await this.stripe.paymentMethods.attach(paymentMethodId, { customer: customerId });
+    } catch (err) {
+      if (err instanceof Stripe.errors.StripeInvalidRequestError || err instanceof Stripe.errors.StripeCardError) {
+        throw new PaymentMethodRejected(err.message);
+      }
+      throw providerFailure('payment method attach', err);
+    }
+    try {
+      await this.stripe.customers.update(customerId, { invoice_settings: { default_payment_method: paymentMethodId } });
+    } catch (err) {
+      throw providerFailure('customer update', err);
+    }
+  }
+
+  async chargeSavedCard(charge: ChargeRequest): Promise<ChargeOutcome> {
+    try {
+      const intent = await this.stripe.paymentIntents.create(
+        {
+          amount: charge.amountCents,
+          currency: charge.currency,
+          customer: charge.customerId,
+          payment_method: toStripeToken(charge.paymentMethodId),
+          confirm: true,
+          // Saved cards are charged server to server: no redirect-based methods, so no return_url.
+          automatic_payment_methods: { enabled: true, allow_redirects: 'never' },
+          description: charge.description,
+          metadata: charge.metadata,
+        },
+        { idempotencyKey: charge.idempotencyKey },
+      );
+      return intentOutcome(intent);
+    } catch (err) {
+      if (err instanceof Stripe.errors.StripeCardError) {
+        return {
+          status: 'declined',
+          paymentIntentId: err.payment_intent?.id,
+          code: err.code ?? 'card_declined',
+          declineCode: err.decline_code,
+        };
+      }
+      if (
+        err instanceof Stripe.errors.StripeInvalidRequestError &&
+        err.code === 'resource_missing' &&
+        err.param === 'payment_method'
+      ) {
+        throw new PaymentMethodRejected(err.message);
+      }
+      throw providerFailure('payment', err);
+    }
+  }
+
+  async retrievePayment(paymentIntentId: string): Promise<ChargeOutcome> {
+    try {
+      return intentOutcome(await this.stripe.paymentIntents.retrieve(paymentIntentId));
+    } catch (err) {
+      throw providerFailure('payment lookup', err);
+    }
+  }
+}

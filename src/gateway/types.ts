@@ -1,0 +1,73 @@
+/**
+ * What coinshop needs from a payments provider. Routes and services see only this interface;
+ * `StripeGateway` implements it with the stripe SDK, `SimulatedGateway` offline.
+ */
+export interface PaymentsGateway {
+  readonly kind: 'stripe' | 'simulated';
+
+  /** Creates the provider's customer. The idempotency key makes a retried call create one customer. */
+  createCustomer(input: { email: string; name: string; userId: string }, idempotencyKey: string): Promise<{ id: string }>;
+
+  /**
+   * Attaches a real PaymentMethod to the customer and makes it the default for invoices.
+   * Throws PaymentMethodRejected when the provider does not know or will not attach it.
+   */
+  attachPaymentMethod(customerId: string, paymentMethodId: string): Promise<void>;
+
+  /** Creates and confirms a PaymentIntent on a saved card. Declines are outcomes, not exceptions. */
+  chargeSavedCard(charge: ChargeRequest): Promise<ChargeOutcome>;
+
+  /** Reads a PaymentIntent's current state (used to finish purchases whose outcome we missed). */
+  retrievePayment(paymentIntentId: string): Promise<ChargeOutcome>;
+}
+
+export interface ChargeRequest {
+  amountCents: number;
+  currency: string;
+  customerId: string;
+  paymentMethodId: string;
+  description: string;
+  metadata: Record<string, string>;
+  /** Our transaction id: a retry of the same purchase can never charge twice. */
+  idempotencyKey: string;
+}
+
+export type ChargeOutcome =
+  | { status: 'succeeded'; paymentIntentId: string }
+  | { status: 'requires_action'; paymentIntentId: string; clientSecret: string }
+  | { status: 'processing'; paymentIntentId: string }
+  | {
+      status: 'declined';
+      paymentIntentId: string | undefined;
+      /** Stripe's error `code`, e.g. `card_declined`, `expired_card`. */
+      code: string;
+      /** Stripe's `decline_code`, e.g. `insufficient_funds`, `generic_decline`. */
+      declineCode: string | undefined;
+    };
+
+/** The provider refused the payment method itself (unknown id, already attached elsewhere, …). */
+export class PaymentMethodRejected extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PaymentMethodRejected';
+  }
+}
+
+/**
+ * The provider failed or could not be reached. `mayHaveCharged` is true when the request may have
+ * taken effect (network error, timeout, 5xx): the purchase stays pending until Stripe is asked again.
+ */
+export class GatewayError extends Error {
+  readonly mayHaveCharged: boolean;
+
+  constructor(message: string, options: { mayHaveCharged: boolean; cause?: unknown }) {
+    super(message, { cause: options.cause });
+    this.name = 'GatewayError';
+    this.mayHaveCharged = options.mayHaveCharged;
+  }
+}
+
+/** Seed-style test tokens (`pm_card_visa`, …) are stored as they are, without a provider call. */
+export function isTestToken(paymentMethodId: string): boolean {
+  return paymentMethodId.startsWith('pm_card_');
+}

@@ -1,0 +1,24 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { PackageList } from '../../../schemas/catalog.js';
+import { ref } from '../../../schemas/index.js';
+
+const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  // The catalog is fixed at start, so its answer is too.
+  const body = { packages: app.catalog.packages.slice() };
+
+  app.get(
+    '/stripe/packages',
+    {
+      schema: {
+        operationId: 'listPackages',
+        tags: ['Catalog'],
+        summary: 'List the coin packages for sale',
+        description: 'Every package with its price and the coins it gives. Prices are set by the server.',
+        response: { 200: { ...ref(PackageList), description: 'The packages for sale.' } },
+      },
+    },
+    async () => body,
+  );
+};
+
+export default catalogRoutes;

@@ -1,0 +1,54 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { ref } from '../../../schemas/index.js';
+import { AttachPaymentMethodRequest, AttachPaymentMethodResponse } from '../../../schemas/payment-method.js';
+import { customerNotFound, ProblemError } from '../../errors.js';
+import { isTestToken, PaymentMethodRejected } from '../../gateway/types.js';
+import { customerNotFound as customerNotFoundResponse, internalError, paymentProviderFailed, problemResponse } from '../problem-responses.js';
+
+const paymentMethodRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.post(
+    '/stripe/attach-payment-method',
+    {
+      schema: {
+        operationId: 'attachPaymentMethod',
+        tags: ['Payment methods'],
+        summary: "Save a card as the customer's payment method",
+        description:
+          'A test token (`pm_card_*`) is stored as it is, without a Stripe call. Any other PaymentMethod id ' +
+          "(from Stripe.js) is attached to the customer in Stripe and made their default.",
+        body: ref(AttachPaymentMethodRequest),
+        response: {
+          200: { ...ref(AttachPaymentMethodResponse), description: 'The payment method is saved.' },
+          400: problemResponse('The payment method id is malformed, or Stripe refused it.', {
+            validation_error: 'Invalid input: body/payment_method_id must match pattern "^pm_[A-Za-z0-9_]+$"',
+            invalid_payment_method: "Invalid payment method: No such PaymentMethod: 'pm_1Nx'",
+          }),
+          404: customerNotFoundResponse,
+          500: internalError,
+          502: paymentProviderFailed,
+        },
+      },
+    },
+    async (request) => {
+      const { user_id, payment_method_id } = request.body;
+      const customer = await app.store.findCustomer(user_id);
+      if (!customer) throw customerNotFound();
+      let message = 'Test payment method configured for customer';
+      if (!isTestToken(payment_method_id)) {
+        try {
+          await app.payments.attachPaymentMethod(customer.stripe_customer_id, payment_method_id);
+        } catch (err) {
+          if (err instanceof PaymentMethodRejected) {
+            throw new ProblemError('invalid_payment_method', `Invalid payment method: ${err.message}`);
+          }
+          throw err;
+        }
+        message = 'Payment method attached and set as default';
+      }
+      await app.store.setPaymentMethod(user_id, payment_method_id);
+      return { status: 'success' as const, message, payment_method_id };
+    },
+  );
+};
+
+export default paymentMethodRoutes;

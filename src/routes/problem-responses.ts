@@ -1,0 +1,52 @@
+import { Type } from '@sinclair/typebox';
+import { problemTypes, type ProblemCode } from '../errors.js';
+
+/**
+ * The response schema of one error status, documented with an example per problem code it can carry.
+ * Errors leave through the error handler as `application/problem+json`.
+ */
+export function problemResponse(description: string, examples: Partial<Record<ProblemCode, string>>) {
+  const entries = Object.entries(examples) as [ProblemCode, string][];
+  const problemExamples = Object.fromEntries(
+    entries.map(([code, detail]) => [
+      code,
+      {
+        summary: problemTypes[code].title,
+        value: {
+          type: `urn:coinshop:problem:${code}`,
+          title: problemTypes[code].title,
+          status: problemTypes[code].status,
+          detail,
+          code,
+          request_id: '7b0f6c1e-2d4a-4f5b-8c9d-0e1f2a3b4c5d',
+        },
+      },
+    ]),
+  );
+  return {
+    description,
+    content: { 'application/problem+json': { schema: Type.Ref('Problem'), examples: problemExamples } },
+  };
+}
+
+export const validationFailed = (example: string) =>
+  problemResponse('The request is malformed; `errors` names each invalid field.', { validation_error: example });
+
+export const customerNotFound = problemResponse('No customer has this `user_id`.', {
+  customer_not_found: 'Customer not found',
+});
+
+export const internalError = problemResponse('Unexpected failure; the body never shows its cause.', {
+  internal_error: 'An unexpected error occurred. It has been logged with this request id.',
+});
+
+export const authenticationRequired = {
+  description:
+    'The card needs the customer to authenticate (3-D Secure). Finish with Stripe.js using `client_secret`; ' +
+    'the coins are credited once the payment succeeds.',
+  content: { 'application/problem+json': { schema: Type.Ref('AuthenticationRequired') } },
+};
+
+export const paymentProviderFailed = problemResponse('Stripe failed or could not be reached.', {
+  payment_provider_error: 'The payment provider refused the request; nothing was charged',
+});
