@@ -2,13 +2,11 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
 /**
  * A `$ref` to a schema registered with `app.addSchema`, typed as the schema it points at.
- * Routes use it so every shape appears once, under its own name, in the OpenAPI document; the
- * schema's first example rides along so each operation that uses it shows that example.
+ * Routes use it so every shape appears once, under its own name, in the OpenAPI document.
  */
 export function ref<T extends TSchema>(schema: T) {
   if (!schema.$id) throw new Error('ref() needs a schema with an $id');
-  const examples: unknown = schema.examples;
-  return Type.Unsafe<Static<T>>(Array.isArray(examples) ? Type.Ref(schema.$id, { examples }) : Type.Ref(schema.$id));
+  return Type.Unsafe<Static<T>>(Type.Ref(schema.$id));
 }
 
 /** Identifiers a caller sends back to us: bounded, printable, no surprises. */

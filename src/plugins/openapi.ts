@@ -11,6 +11,33 @@ export const apiTags = [
   { name: 'Purchases', description: 'Buying coin packages and reading purchase history.' },
 ];
 
+type Json = Record<string, unknown>;
+const isJson = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/**
+ * Gives each request and response media type that points at a named schema that schema's example,
+ * so every operation shows (and Postman and Swagger UI pre-fill) a realistic body.
+ */
+function exampleOnEveryOperation(document: Json): Json {
+  const components = isJson(document['components']) ? document['components'] : {};
+  const schemas = isJson(components['schemas']) ? components['schemas'] : {};
+  const paths = isJson(document['paths']) ? document['paths'] : {};
+  for (const pathItem of Object.values(paths).filter(isJson)) {
+    for (const operation of Object.values(pathItem).filter(isJson)) {
+      const bodies = [operation['requestBody'], ...Object.values(isJson(operation['responses']) ? operation['responses'] : {})];
+      for (const body of bodies.filter(isJson)) {
+        for (const media of Object.values(isJson(body['content']) ? body['content'] : {}).filter(isJson)) {
+          const ref = isJson(media['schema']) ? media['schema']['$ref'] : undefined;
+          if (media['example'] !== undefined || media['examples'] !== undefined || typeof ref !== 'string') continue;
+          const named = schemas[ref.slice(ref.lastIndexOf('/') + 1)];
+          if (isJson(named) && named['example'] !== undefined) media['example'] = named['example'];
+        }
+      }
+    }
+  }
+  return document;
+}
+
 /**
  * Registers every named schema once (routes `$ref` them by `$id`) and builds the OpenAPI document
  * from the routes. Swagger UI is served at /docs; the document at /openapi.json.
@@ -33,11 +60,21 @@ export default fp(
         },
         servers: [{ url: 'http://localhost:8000', description: 'Local development (npm start)' }],
         tags: apiTags,
+        // No credentials yet: every operation is open (say so, rather than leave it unsaid).
+        security: [],
       },
       // Components are named by their $id (`Customer`, `Problem`), so generated clients get real names.
+      transformObject: (documents) => ('openapiObject' in documents ? exampleOnEveryOperation(documents.openapiObject as Json) : documents.swaggerObject),
       refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     });
-    await app.register(swaggerUi, { routePrefix: '/docs' });
+    await app.register(swaggerUi, {
+      routePrefix: '/docs',
+      // "Try it out" calls the server that served the page, whatever its host and port.
+      transformSpecification: (spec, request) => ({
+        ...spec,
+        servers: [{ url: `${request.protocol}://${request.host}`, description: 'This server' }],
+      }),
+    });
 
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   },

@@ -1,0 +1,61 @@
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import type { Test } from 'tap';
+import { buildApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import type { PaymentsGateway } from '../src/gateway/types.js';
+
+export interface TestAppOptions {
+  env?: Record<string, string>;
+  gateway?: PaymentsGateway;
+}
+
+/** A coinshop app on an in-memory database and the simulated gateway, closed when the test ends. */
+export async function buildTestApp(t: Test, options: TestAppOptions = {}): Promise<FastifyInstance> {
+  const config = loadConfig({ DATABASE_URL: ':memory:', ...options.env });
+  const app = await buildApp({ config, ...(options.gateway ? { gateway: options.gateway } : {}) });
+  t.teardown(() => app.close());
+  return app;
+}
+
+export type Json = Record<string, unknown>;
+
+export function json(response: LightMyRequestResponse): Json {
+  return response.json<Json>();
+}
+
+export const post = (app: FastifyInstance, url: string, payload: object) => app.inject({ method: 'POST', url, payload });
+export const get = (app: FastifyInstance, url: string) => app.inject({ method: 'GET', url });
+
+/** The seed's user story, one step a function. */
+export async function createCustomer(app: FastifyInstance, body = { email: 'player@example.com', name: 'Player One' }) {
+  const response = await post(app, '/stripe/create-customer', body);
+  if (response.statusCode !== 200) throw new Error(`createCustomer: ${response.statusCode} ${response.body}`);
+  return json(response) as { user_id: string; stripe_customer_id: string };
+}
+
+export const attachCard = (app: FastifyInstance, userId: string, paymentMethodId: string) =>
+  post(app, '/stripe/attach-payment-method', { user_id: userId, payment_method_id: paymentMethodId });
+
+export const buy = (app: FastifyInstance, userId: string, packageId: string) =>
+  post(app, '/stripe/purchase-currency', { user_id: userId, package_id: packageId });
+
+/** A customer with the given card saved, ready to buy. */
+export async function customerWithCard(app: FastifyInstance, paymentMethodId = 'pm_card_visa') {
+  const customer = await createCustomer(app);
+  const attached = await attachCard(app, customer.user_id, paymentMethodId);
+  if (attached.statusCode !== 200) throw new Error(`attachCard: ${attached.statusCode} ${attached.body}`);
+  return customer;
+}
+
+/** What a problem document must look like for the given status, code and detail. */
+export function expectProblem(t: Test, response: LightMyRequestResponse, status: number, code: string, detail?: string) {
+  t.equal(response.statusCode, status, `status ${status}`);
+  t.match(response.headers['content-type'], /^application\/problem\+json/);
+  const body = json(response);
+  t.equal(body['code'], code);
+  t.equal(body['status'], status);
+  t.equal(body['type'], `urn:coinshop:problem:${code}`);
+  t.equal(body['request_id'], response.headers['x-request-id']);
+  if (detail !== undefined) t.equal(body['detail'], detail);
+  return body;
+}

@@ -1,0 +1,8 @@
+import t from 'tap';
+import { buildTestApp } from './helper.js';
+import { seedFlow } from './seed-flow.js';
+
+t.test('the seed user story, on the simulated gateway', async (t) => {
+  const app = await buildTestApp(t);
+  await seedFlow(t, app, /^cus_sim_[0-9a-f]{24}$/);
+});
