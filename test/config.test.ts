@@ -1,0 +1,93 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { loadCatalog } from '../src/catalog.js';
+import { ConfigError, loadConfig } from '../src/config.js';
+import { buildTestApp, customerWithCard, buy, expectProblem, get, json } from './helper.js';
+
+t.test('defaults serve a laptop: port 8000, a SQLite file under ./data, the simulated gateway', async (t) => {
+  const config = loadConfig({});
+  t.match(config, { PORT: 8000, HOST: '127.0.0.1', DATABASE_URL: './data/coinshop.db', LOG_LEVEL: 'info', NODE_ENV: 'development' });
+  t.equal(config.STRIPE_SECRET_KEY, undefined);
+  t.equal(loadConfig({ PORT: ' 9001 ', STRIPE_API_BASE: '' }).PORT, 9001, 'values are trimmed, empty means unset');
+});
+
+t.test('a bad value is refused with one line naming the variable', async (t) => {
+  const cases: [Record<string, string>, string, RegExp][] = [
+    [{ PORT: 'eighty' }, 'PORT', /^Invalid configuration: PORT must be an integer from 0 to 65535 \(got "eighty"\)$/],
+    [{ PORT: '70000' }, 'PORT', /PORT must be an integer from 0 to 65535/],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /LOG_LEVEL must be one of fatal/],
+    [{ NODE_ENV: 'prod' }, 'NODE_ENV', /NODE_ENV must be one of development, production, test/],
+    [{ STRIPE_API_BASE: 'localhost:12111' }, 'STRIPE_API_BASE', /STRIPE_API_BASE must be a base URL/],
+    [{ STRIPE_TIMEOUT_MS: '5' }, 'STRIPE_TIMEOUT_MS', /STRIPE_TIMEOUT_MS must be an integer number of milliseconds/],
+  ];
+  for (const [env, variable, message] of cases) {
+    t.throws(() => loadConfig(env), { name: 'ConfigError', variable, message }, JSON.stringify(env));
+  }
+  const secret = 'pk_live_not_a_secret_key_but_private_anyway';
+  try {
+    loadConfig({ STRIPE_SECRET_KEY: secret });
+    t.fail('a publishable key is not a secret key');
+  } catch (err) {
+    t.ok(err instanceof ConfigError);
+    t.match((err as Error).message, /^Invalid configuration: STRIPE_SECRET_KEY must be a Stripe secret key/);
+    t.notMatch((err as Error).message, secret, 'the value of a secret is never echoed');
+  }
+});
+
+t.test('STRIPE_API_BASE without a key is a mistake, not a silent simulation', async (t) => {
+  const config = loadConfig({ DATABASE_URL: ':memory:', STRIPE_API_BASE: 'http://127.0.0.1:12111' });
+  const { buildApp } = await import('../src/app.js');
+  await t.rejects(buildApp({ config }), { name: 'ConfigError', variable: 'STRIPE_API_BASE' });
+});
+
+t.test('CATALOG_FILE replaces the seed packs, and a bad file stops the start', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'coinshop-catalog-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, content: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, content);
+    return path;
+  };
+  const good = file(
+    'good.json',
+    JSON.stringify({
+      packages: [
+        { package_id: 'gems_small', name: 'Pouch of Gems', price_cents: 199, currency_amount: 20, currency: 'eur' },
+        { package_id: 'gems_big', name: 'Chest of Gems', price_cents: 1999, currency_amount: 250 },
+      ],
+    }),
+  );
+  const app = await buildTestApp(t, { env: { CATALOG_FILE: good } });
+  t.same(json(await get(app, '/stripe/packages')), {
+    packages: [
+      { package_id: 'gems_small', name: 'Pouch of Gems', price_cents: 199, price_dollars: 1.99, currency_amount: 20, currency: 'eur' },
+      { package_id: 'gems_big', name: 'Chest of Gems', price_cents: 1999, price_dollars: 19.99, currency_amount: 250, currency: 'usd' },
+    ],
+  });
+  const { user_id } = await customerWithCard(app);
+  expectProblem(t, await buy(app, user_id, 'package_1'), 400, 'invalid_package', 'Invalid package ID');
+  const bought = await buy(app, user_id, 'gems_small');
+  t.equal(json(bought)['new_balance'], 20);
+  t.match(json(await get(app, `/stripe/transactions/${user_id}`))['transactions'], [
+    { package_id: 'gems_small', amount_paid: 199, currency: 'eur', currency_purchased: 20, status: 'completed' },
+  ]);
+
+  const bad: [string, string, RegExp][] = [
+    ['missing.json', '', /cannot be read/],
+    ['syntax.json', '{"packages": [', /not valid JSON/],
+    ['empty.json', '{"packages": []}', /\/packages expected array length to be greater or equal to 1/],
+    ['cheap.json', '{"packages":[{"package_id":"p","name":"P","price_cents":10,"currency_amount":1}]}', /price_cents/],
+    [
+      'dup.json',
+      '{"packages":[{"package_id":"p","name":"P","price_cents":100,"currency_amount":1},{"package_id":"p","name":"Q","price_cents":200,"currency_amount":2}]}',
+      /duplicate package_id "p"/,
+    ],
+    ['extra.json', '{"packages":[{"package_id":"p","name":"P","price_cents":100,"currency_amount":1,"bonus":5}]}', /packages\/0/],
+  ];
+  for (const [name, content, why] of bad) {
+    const path = name === 'missing.json' ? join(dir, name) : file(name, content);
+    t.throws(() => loadCatalog(path), { name: 'ConfigError', variable: 'CATALOG_FILE', message: why }, name);
+  }
+});

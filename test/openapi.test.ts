@@ -1,0 +1,60 @@
+import { readFileSync } from 'node:fs';
+import t from 'tap';
+import { parse } from 'yaml';
+import { renderOpenapi } from '../src/cli/openapi.js';
+import { buildTestApp, get, json } from './helper.js';
+
+type Json = Record<string, unknown>;
+const asJson = (v: unknown) => (typeof v === 'object' && v !== null ? (v as Json) : {});
+
+t.test('openapi.yaml is exactly what the app serves (run `npm run openapi` after changing a route or schema)', async (t) => {
+  const committed = readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8');
+  t.equal(await renderOpenapi(), committed);
+});
+
+t.test('the document names every shape and describes every operation', async (t) => {
+  const app = await buildTestApp(t);
+  const served = await get(app, '/openapi.json');
+  t.equal(served.statusCode, 200);
+  const document = json(served);
+  t.same(document, parse(readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8')), '/openapi.json is openapi.yaml');
+
+  const schemas = asJson(asJson(document['components'])['schemas']);
+  for (const name of ['Customer', 'CreateCustomerRequest', 'PurchaseResult', 'Problem', 'PackageList', 'TransactionHistory']) {
+    t.ok(schemas[name], `components.schemas.${name}`);
+  }
+  t.notOk(Object.keys(schemas).some((name) => /^def-\d+$/.test(name)), 'no numbered component names');
+
+  const operations = Object.values(asJson(document['paths'])).flatMap((item) => Object.values(asJson(item)).map(asJson));
+  t.equal(operations.length, 6, 'the six seed operations');
+  t.same(
+    operations.map((op) => op['operationId']).sort(),
+    ['attachPaymentMethod', 'createCustomer', 'getCustomer', 'listPackages', 'listTransactions', 'purchaseCurrency'],
+  );
+  for (const op of operations) {
+    const id = String(op['operationId']);
+    t.ok(Array.isArray(op['tags']) && op['tags'].length === 1, `${id} has a tag`);
+    t.ok(typeof op['summary'] === 'string' && op['summary'].length > 0, `${id} has a summary`);
+    const responses = asJson(op['responses']);
+    const ok = asJson(asJson(asJson(responses['200'])['content'])['application/json']);
+    t.ok(ok['example'] !== undefined, `${id}: its 200 response has an example`);
+    const body = asJson(asJson(asJson(op['requestBody'])['content'])['application/json']);
+    if (op['requestBody']) t.ok(body['example'] !== undefined, `${id}: its request body has an example`);
+    for (const [status, response] of Object.entries(responses)) {
+      t.ok(asJson(response)['description'], `${id} ${status} is described`);
+      if (Number(status) >= 400) {
+        const media = asJson(asJson(asJson(response)['content'])['application/problem+json']);
+        t.ok(media['schema'], `${id} ${status} is a problem document`);
+      }
+    }
+  }
+});
+
+t.test('Swagger UI is served at /docs and points "Try it out" at the server it came from', async (t) => {
+  const app = await buildTestApp(t);
+  const page = await app.inject({ method: 'GET', url: '/docs/' });
+  t.equal(page.statusCode, 200);
+  t.match(page.body, /swagger-ui/i);
+  const spec = await app.inject({ method: 'GET', url: '/docs/json', headers: { host: 'shop.internal:9001' } });
+  t.same(json(spec)['servers'], [{ url: 'http://shop.internal:9001', description: 'This server' }]);
+});

@@ -1,0 +1,89 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+
+const root = new URL('..', import.meta.url).pathname;
+
+interface Running {
+  child: ChildProcess;
+  url: string;
+  output: () => string;
+}
+
+/** Starts src/server.ts as a real process on a free port and waits until it listens. */
+async function startServer(env: Record<string, string>): Promise<Running> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: root,
+    env: { PATH: process.env['PATH'] ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
+    if (match?.[1]) return { child, url: match[1], output: () => output };
+    if (child.exitCode !== null) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`server did not start:\n${output}`);
+}
+
+async function call(url: string, init?: { method: string; body: object }) {
+  const response = await fetch(url, {
+    method: init?.method ?? 'GET',
+    ...(init ? { body: JSON.stringify(init.body), headers: { 'content-type': 'application/json' } } : {}),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+t.test('the server runs the seed flow over real HTTP, stops cleanly on SIGTERM, and keeps its data', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'coinshop-server-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const env = { DATABASE_URL: join(dir, 'coinshop.db') };
+
+  const first = await startServer(env);
+  const customer = await call(`${first.url}/stripe/create-customer`, {
+    method: 'POST',
+    body: { email: 'customer@example.com', name: 'Customer Name' },
+  });
+  t.equal(customer.status, 200);
+  const userId = String(customer.body['user_id']);
+  t.equal((await call(`${first.url}/stripe/attach-payment-method`, { method: 'POST', body: { user_id: userId, payment_method_id: 'pm_card_visa' } })).status, 200);
+  const purchase = await call(`${first.url}/stripe/purchase-currency`, { method: 'POST', body: { user_id: userId, package_id: 'package_3' } });
+  t.equal(purchase.body['new_balance'], 700);
+
+  first.child.kill('SIGTERM');
+  const [code] = await once(first.child, 'exit');
+  t.equal(code, 0, 'SIGTERM closes the server with exit code 0');
+  const lines = first.output().trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  t.ok(lines.some((l) => String(l['msg']).includes('SIMULATED')), 'it says loudly that payments are simulated');
+  const requests = lines.filter((l) => l['msg'] === 'request');
+  t.equal(requests.length, 3, 'one log line per request');
+  t.match(requests[0], { reqId: String, method: 'POST', url: '/stripe/create-customer', statusCode: 200, ms: Number });
+
+  const second = await startServer(env);
+  t.teardown(() => second.child.kill('SIGKILL'));
+  const after = await call(`${second.url}/stripe/customer/${userId}`);
+  t.equal(after.body['currency_balance'], 700, 'the balance survived the restart');
+  second.child.kill('SIGTERM');
+  t.same(await once(second.child, 'exit'), [0, null]);
+});
+
+t.test('a bad setting stops the start with one line that names it', async (t) => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: root,
+    env: { PATH: process.env['PATH'] ?? '', PORT: 'eighty', DATABASE_URL: ':memory:' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const [code] = await once(child, 'exit');
+  t.equal(code, 1);
+  t.equal(stderr, 'Invalid configuration: PORT must be an integer from 0 to 65535 (got "eighty")\n');
+});
