@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { loadCatalog } from '../src/catalog.js';
 import { ConfigError, loadConfig } from '../src/config.js';
-import { buildTestApp, customerWithCard, buy, expectProblem, get, json } from './helper.js';
+import { buildTestApp, customerWithCard, buy, expectProblem, get, json } from './support/helper.js';
 
 t.test('defaults serve a laptop: port 8000, a SQLite file under ./data, the simulated gateway', async (t) => {
   const config = loadConfig({});

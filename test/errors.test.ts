@@ -1,6 +1,6 @@
 import t from 'tap';
 import { SimulatedGateway } from '../src/gateway/simulated.js';
-import { attachCard, buildTestApp, buy, createCustomer, customerWithCard, expectProblem, get, json, post } from './helper.js';
+import { attachCard, buildTestApp, buy, createCustomer, customerWithCard, expectProblem, get, json, post } from './support/helper.js';
 
 const UNKNOWN = '00000000-0000-4000-8000-000000000000';
 

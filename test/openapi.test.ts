@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { parse } from 'yaml';
 import { renderOpenapi } from '../src/cli/openapi.js';
-import { buildTestApp, get, json } from './helper.js';
+import { buildTestApp, get, json } from './support/helper.js';
 
 type Json = Record<string, unknown>;
 const asJson = (v: unknown) => (typeof v === 'object' && v !== null ? (v as Json) : {});

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import { buy, customerWithCard, get, json } from './helper.js';
+import { buy, customerWithCard, get, json } from './support/helper.js';
 
 t.test('a restart loses nothing: customers, cards, balances and history live in the database file', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'coinshop-'));

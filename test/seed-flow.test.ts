@@ -1,6 +1,6 @@
 import t from 'tap';
-import { buildTestApp } from './helper.js';
-import { seedFlow } from './seed-flow.js';
+import { buildTestApp } from './support/helper.js';
+import { seedFlow } from './support/seed-flow.js';
 
 t.test('the seed user story, on the simulated gateway', async (t) => {
   const app = await buildTestApp(t);

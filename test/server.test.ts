@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import t from 'tap';
 
 const root = new URL('..', import.meta.url).pathname;
+// The child loads TypeScript the way this test process does (tap's loader, or tsx), so coverage
+// of the server process merges with the rest of the suite.
 
 interface Running {
   child: ChildProcess;
@@ -15,7 +17,7 @@ interface Running {
 
 /** Starts src/server.ts as a real process on a free port and waits until it listens. */
 async function startServer(env: Record<string, string>): Promise<Running> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  const child = spawn(process.execPath, [...process.execArgv, 'src/server.ts'], {
     cwd: root,
     env: { PATH: process.env['PATH'] ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -76,7 +78,7 @@ t.test('the server runs the seed flow over real HTTP, stops cleanly on SIGTERM, 
 });
 
 t.test('a bad setting stops the start with one line that names it', async (t) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  const child = spawn(process.execPath, [...process.execArgv, 'src/server.ts'], {
     cwd: root,
     env: { PATH: process.env['PATH'] ?? '', PORT: 'eighty', DATABASE_URL: ':memory:' },
     stdio: ['ignore', 'pipe', 'pipe'],

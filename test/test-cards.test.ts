@@ -1,6 +1,6 @@
 import t from 'tap';
 import { TEST_CARDS } from '../src/gateway/test-cards.js';
-import { attachCard, buildTestApp, buy, customerWithCard, createCustomer, expectProblem, get, json } from './helper.js';
+import { attachCard, buildTestApp, buy, customerWithCard, createCustomer, expectProblem, get, json } from './support/helper.js';
 
 const declines: [string, string, string][] = [
   ['pm_card_chargeDeclined', 'card_declined', 'Card was declined'],

@@ -1,8 +1,8 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import type { Test } from 'tap';
-import { buildApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
-import type { PaymentsGateway } from '../src/gateway/types.js';
+import { buildApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import type { PaymentsGateway } from '../../src/gateway/types.js';
 
 export interface TestAppOptions {
   env?: Record<string, string>;

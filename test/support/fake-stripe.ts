@@ -1,0 +1,1014 @@
+/**
+ * A local, in-memory server that speaks enough of Stripe's v1 wire protocol for the real `stripe`
+ * SDK to run against it unchanged: form-encoded bodies with bracket notation, Bearer test keys,
+ * Stripe's JSON objects and error envelopes, and Stripe's idempotency rules (replay, parameter
+ * mismatch, key in use). PaymentIntent outcomes follow Stripe's documented test PaymentMethods.
+ *
+ * Used by tests and by the load benchmark: every lookup is a Map access, latency is one setTimeout.
+ */
+import http from 'node:http';
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { TEST_CARDS, type TestCardBehaviour } from '../../src/gateway/test-cards.js';
+
+export interface FakeStripeOptions {
+  /** Added delay before every response, in milliseconds. */
+  latencyMs?: number;
+}
+
+export interface RecordedRequest {
+  method: string;
+  /** The path without its query string, e.g. `/v1/payment_intents`. */
+  path: string;
+  idempotencyKey: string | undefined;
+  /** The form body (POST) or query (GET), parsed into nested objects; `x[0]` keys become arrays. */
+  body: Record<string, unknown>;
+}
+
+export interface StoredCustomer {
+  id: string;
+  object: 'customer';
+  address: null;
+  balance: number;
+  created: number;
+  currency: null;
+  default_source: null;
+  delinquent: boolean;
+  description: string | null;
+  discount: null;
+  email: string | null;
+  invoice_prefix: string;
+  invoice_settings: {
+    custom_fields: null;
+    default_payment_method: string | null;
+    footer: null;
+    rendering_options: null;
+  };
+  livemode: false;
+  metadata: Record<string, string>;
+  name: string | null;
+  phone: string | null;
+  preferred_locales: string[];
+  shipping: null;
+  tax_exempt: 'none';
+  test_clock: null;
+}
+
+export interface StoredPaymentMethod {
+  id: string;
+  object: 'payment_method';
+  billing_details: { address: null; email: null; name: null; phone: null };
+  card: {
+    brand: string;
+    country: string;
+    exp_month: number;
+    exp_year: number;
+    funding: string;
+    last4: string;
+  };
+  created: number;
+  customer: string | null;
+  livemode: false;
+  metadata: Record<string, string>;
+  type: 'card';
+}
+
+export interface StripeErrorBody {
+  type: string;
+  message: string;
+  code?: string;
+  decline_code?: string;
+  param?: string;
+  charge?: string;
+  doc_url?: string;
+  payment_intent?: StoredPaymentIntent;
+  payment_method?: StoredPaymentMethod;
+}
+
+export type PaymentIntentStatus =
+  | 'requires_payment_method'
+  | 'requires_confirmation'
+  | 'requires_action'
+  | 'requires_capture'
+  | 'succeeded';
+
+export interface StoredPaymentIntent {
+  id: string;
+  object: 'payment_intent';
+  amount: number;
+  amount_capturable: number;
+  amount_received: number;
+  automatic_payment_methods: { enabled: boolean; allow_redirects?: 'always' | 'never' } | null;
+  canceled_at: null;
+  cancellation_reason: null;
+  capture_method: 'automatic' | 'automatic_async' | 'manual';
+  client_secret: string;
+  confirmation_method: 'automatic' | 'manual';
+  created: number;
+  currency: string;
+  customer: string | null;
+  description: string | null;
+  last_payment_error: StripeErrorBody | null;
+  latest_charge: string | null;
+  livemode: false;
+  metadata: Record<string, string>;
+  next_action: { type: 'use_stripe_sdk'; use_stripe_sdk: Record<string, string> } | null;
+  payment_method: string | null;
+  payment_method_types: string[];
+  setup_future_usage: null;
+  status: PaymentIntentStatus;
+}
+
+export interface FakeStripe {
+  /** Base URL, e.g. `http://127.0.0.1:54321`. */
+  url: string;
+  /** The port, for `new Stripe(key, { host: '127.0.0.1', port, protocol: 'http' })`. */
+  port: number;
+  /** Every request received, in arrival order (including rejected and failed ones). */
+  requests: RecordedRequest[];
+  /** Every PaymentIntent created, by id (declined ones included). */
+  paymentIntents: Map<string, StoredPaymentIntent>;
+  customers: Map<string, StoredCustomer>;
+  /** PaymentMethods made by createPaymentMethod() or by attaching a test token. */
+  paymentMethods: Map<string, StoredPaymentMethod>;
+  /**
+   * Registers a card PaymentMethod as Stripe.js would create it and returns its `pm_…` id. It
+   * succeeds when charged, or behaves like the given Stripe test token (e.g. `pm_card_chargeDeclined`).
+   */
+  createPaymentMethod(behavesLike?: string): string;
+  /** The next `count` requests (of any kind) get a Stripe error with this status (500: api_error). */
+  failNext(count: number, status?: number): void;
+  setLatency(ms: number): void;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Form decoding
+
+type FormValue = string | FormValue[] | FormObject;
+interface FormObject {
+  [key: string]: FormValue;
+}
+
+const KEY_RE = /^([^[\]]+)((?:\[[^\]]*\])*)$/;
+
+function isFormObject(v: FormValue | undefined): v is FormObject {
+  return typeof v === 'object' && !Array.isArray(v);
+}
+
+/** `a[b][0]=x` → `{ a: { b: ['x'] } }`, the way Stripe (Rack) reads the SDK's encoding. */
+function parseForm(params: URLSearchParams): FormObject {
+  const root: FormObject = {};
+  for (const [key, value] of params) {
+    const m = KEY_RE.exec(key);
+    const segments = m && m[2] ? [m[1] ?? key, ...m[2].slice(1, -1).split('][')] : [key];
+    let node: FormObject | undefined = root;
+    for (let i = 0; node && i < segments.length; i++) {
+      let seg = segments[i] ?? '';
+      if (seg === '') seg = String(Object.keys(node).length); // `a[]=x` appends
+      if (seg === '__proto__') node = undefined;
+      else if (i === segments.length - 1) node[seg] = value;
+      else {
+        const child: FormValue | undefined = Object.hasOwn(node, seg) ? node[seg] : undefined;
+        if (isFormObject(child)) node = child;
+        else {
+          const fresh: FormObject = {};
+          node[seg] = fresh;
+          node = fresh;
+        }
+      }
+    }
+  }
+  return arrayify(root, true) as FormObject;
+}
+
+/** Objects keyed `0..n-1` become arrays, except the value of a `metadata` key. */
+function arrayify(obj: FormObject, keepObject: boolean): FormValue {
+  const keys = Object.keys(obj);
+  for (const k of keys) {
+    const v = obj[k];
+    if (isFormObject(v)) obj[k] = arrayify(v, k === 'metadata');
+  }
+  if (keepObject || keys.length === 0) return obj;
+  for (let i = 0; i < keys.length; i++) if (keys[i] !== String(i)) return obj;
+  return keys.map((k) => obj[k] as FormValue);
+}
+
+/** Idempotency compares parameters, not their order on the wire. */
+function fingerprint(method: string, path: string, params: URLSearchParams): string {
+  const pairs: string[] = [];
+  for (const [k, v] of params) pairs.push(`${k}=${v}`);
+  pairs.sort();
+  return `${method} ${path}?${pairs.join('&')}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors and parameter readers
+
+/** A Stripe error response. `store`: whether an idempotency key keeps it for replay. */
+class StripeFailure extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: StripeErrorBody,
+    readonly store: boolean,
+  ) {
+    super(body.message);
+  }
+}
+
+function invalid(message: string, param?: string, code?: string): StripeFailure {
+  const body: StripeErrorBody = { type: 'invalid_request_error', message };
+  if (code !== undefined) body.code = code;
+  if (param !== undefined) body.param = param;
+  // Parameter validation happens before the endpoint runs: Stripe saves no idempotent result.
+  return new StripeFailure(400, body, false);
+}
+
+function missingResource(status: number, what: string, id: string, param: string): StripeFailure {
+  return new StripeFailure(
+    status,
+    {
+      type: 'invalid_request_error',
+      code: 'resource_missing',
+      doc_url: 'https://stripe.com/docs/error-codes/resource-missing',
+      message: `No such ${what}: '${id}'`,
+      param,
+    },
+    true,
+  );
+}
+
+function checkKnownParams(body: FormObject, allowed: ReadonlySet<string>, prefix = ''): void {
+  for (const key of Object.keys(body)) {
+    if (!allowed.has(key)) {
+      const param = prefix ? `${prefix}[${key}]` : key;
+      throw invalid(`Received unknown parameter: ${param}`, param, 'parameter_unknown');
+    }
+  }
+}
+
+function readString(body: FormObject, name: string, param = name): string | undefined {
+  const v = body[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw invalid(`Invalid string: ${JSON.stringify(v)}`, param);
+  return v;
+}
+
+/** A string where `''` means "unset", as Stripe treats empty form values. */
+function readOptionalString(body: FormObject, name: string, param = name): string | null | undefined {
+  const v = readString(body, name, param);
+  return v === '' ? null : v;
+}
+
+function readBoolean(body: FormObject, name: string, param = name): boolean | undefined {
+  const v = readString(body, name, param);
+  if (v === undefined) return undefined;
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  throw invalid(`Invalid boolean: ${v}`, param);
+}
+
+function readInteger(body: FormObject, name: string): number | undefined {
+  const v = readString(body, name);
+  if (v === undefined) return undefined;
+  if (!/^-?\d{1,15}$/.test(v)) throw invalid(`Invalid integer: ${v}`, name, 'parameter_invalid_integer');
+  return Number(v);
+}
+
+function required<T>(value: T | undefined, name: string): T {
+  if (value === undefined) throw invalid(`Missing required param: ${name}.`, name, 'parameter_missing');
+  return value;
+}
+
+/** Stripe merges metadata: new keys are set, keys sent empty are removed, `metadata=` clears all. */
+function readMetadata(body: FormObject, existing: Record<string, string> = {}): Record<string, string> {
+  const v = body.metadata;
+  if (v === undefined) return existing;
+  if (v === '') return {};
+  if (!isFormObject(v)) throw invalid('Invalid hash', 'metadata');
+  const merged: Record<string, string> = { ...existing };
+  for (const [k, value] of Object.entries(v)) {
+    const param = `metadata[${k}]`;
+    if (typeof value !== 'string') throw invalid(`Invalid string: ${JSON.stringify(value)}`, param);
+    if (k.length > 40) throw invalid('Metadata keys can have up to 40 characters.', param);
+    if (value.length > 500) throw invalid('Metadata values can have up to 500 characters.', param);
+    if (value === '') delete merged[k];
+    else merged[k] = value;
+  }
+  if (Object.keys(merged).length > 50) throw invalid('Metadata can have up to 50 keys.', 'metadata');
+  return merged;
+}
+
+const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
+function readEmail(body: FormObject): string | null | undefined {
+  const email = readOptionalString(body, 'email');
+  if (email && (email.length > 512 || !EMAIL_RE.test(email))) {
+    throw invalid(`Invalid email address: ${email}`, 'email', 'email_invalid');
+  }
+  return email;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Known parameters per endpoint (Stripe answers 400 parameter_unknown to anything else)
+
+const EXPAND_ONLY = new Set(['expand']);
+const RETRIEVE_INTENT_PARAMS = new Set(['client_secret', 'expand']);
+const CUSTOMER_PARAMS = new Set([
+  'address', 'balance', 'business_name', 'cash_balance', 'coupon', 'description', 'email', 'expand',
+  'individual_name', 'invoice_prefix', 'invoice_settings', 'metadata', 'name', 'next_invoice_sequence',
+  'payment_method', 'phone', 'preferred_locales', 'promotion_code', 'shipping', 'source', 'tax', 'tax_exempt',
+  'tax_id_data', 'test_clock', 'validate',
+]);
+const CUSTOMER_UPDATE_PARAMS = new Set([...CUSTOMER_PARAMS, 'default_source'].filter(
+  (p) => p !== 'payment_method' && p !== 'tax_id_data' && p !== 'test_clock',
+));
+const INVOICE_SETTINGS_PARAMS = new Set(['custom_fields', 'default_payment_method', 'footer', 'rendering_options']);
+const ATTACH_PARAMS = new Set(['customer', 'expand']);
+const PAYMENT_INTENT_PARAMS = new Set([
+  'amount', 'amount_details', 'application_fee_amount', 'automatic_payment_methods', 'capture_method', 'confirm',
+  'confirmation_method', 'confirmation_token', 'currency', 'customer', 'description', 'error_on_requires_action',
+  'excluded_payment_method_types', 'expand', 'hooks', 'mandate', 'mandate_data', 'metadata', 'off_session',
+  'on_behalf_of', 'payment_details', 'payment_method', 'payment_method_configuration', 'payment_method_data',
+  'payment_method_options', 'payment_method_types', 'radar_options', 'receipt_email', 'return_url',
+  'setup_future_usage', 'shipping', 'statement_descriptor', 'statement_descriptor_suffix', 'transfer_data',
+  'transfer_group', 'use_stripe_sdk',
+]);
+const AUTOMATIC_PM_PARAMS = new Set(['enabled', 'allow_redirects']);
+
+/** Smallest chargeable amounts for a few currencies (Stripe's table is longer). */
+const MINIMUM_AMOUNT: Readonly<Record<string, number>> = { usd: 50, eur: 50, gbp: 30, cad: 50, aud: 50, chf: 50 };
+const MAXIMUM_AMOUNT = 99_999_999;
+
+// ---------------------------------------------------------------------------------------------
+// Cards
+
+const SUCCEED: TestCardBehaviour = { outcome: 'succeed' };
+const COUNTRY_TOKEN = /^pm_card_([a-z]{2})$/;
+
+const DECLINE_MESSAGES: Readonly<Record<string, string>> = {
+  insufficient_funds: 'Your card has insufficient funds.',
+  expired_card: 'Your card has expired.',
+  incorrect_cvc: "Your card's security code is incorrect.",
+  processing_error: 'An error occurred while processing your card. Try again in a little bit.',
+  authentication_required: 'Your card was declined. This transaction requires authentication.',
+};
+
+const LAST4: Readonly<Record<string, string>> = {
+  pm_card_visa_debit: '5556',
+  pm_card_mastercard: '4444',
+  pm_card_mastercard_debit: '8210',
+  pm_card_mastercard_prepaid: '5100',
+  pm_card_amex: '8431',
+  pm_card_discover: '1117',
+  pm_card_diners: '0004',
+  pm_card_jcb: '0000',
+  pm_card_unionpay: '0005',
+  pm_card_visa_chargeDeclined: '0002',
+  pm_card_chargeDeclined: '0002',
+  pm_card_visa_chargeDeclinedInsufficientFunds: '9995',
+  pm_card_chargeDeclinedInsufficientFunds: '9995',
+  pm_card_visa_chargeDeclinedLostCard: '9987',
+  pm_card_visa_chargeDeclinedStolenCard: '9979',
+  pm_card_chargeDeclinedExpiredCard: '0069',
+  pm_card_chargeDeclinedIncorrectCvc: '0127',
+  pm_card_chargeDeclinedProcessingError: '0119',
+  pm_card_chargeDeclinedFraudulent: '0019',
+  pm_card_visa_chargeDeclinedVelocityLimitExceeded: '6975',
+  pm_card_chargeCustomerFail: '0341',
+  pm_card_authenticationRequired: '3184',
+  pm_card_threeDSecure2Required: '3220',
+};
+
+function brandOf(token: string): string {
+  for (const brand of ['mastercard', 'amex', 'discover', 'diners', 'jcb', 'unionpay']) {
+    if (token.includes(brand)) return brand;
+  }
+  return 'visa';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ids
+
+const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+function randomToken(length: number): string {
+  const bytes = randomBytes(length);
+  let s = '';
+  for (const b of bytes) s += ALPHABET[b % 62];
+  return s;
+}
+
+function base62(n: number): string {
+  let s = '';
+  do {
+    s = ALPHABET[n % 62] + s;
+    n = Math.floor(n / 62);
+  } while (n > 0);
+  return s;
+}
+
+const now = (): number => Math.floor(Date.now() / 1000);
+
+// ---------------------------------------------------------------------------------------------
+// Server
+
+interface IdempotencyEntry {
+  fingerprint: string;
+  pending: boolean;
+  status: number;
+  json: string;
+  requestId: string;
+}
+
+interface Reply {
+  status: number;
+  json: string;
+  /** Whether an idempotency key keeps this reply for replay. */
+  store: boolean;
+  headers?: Record<string, string>;
+}
+
+const DEFAULT_STRIPE_VERSION = '2026-10-28.endive';
+const AUTH_RE = /^Bearer ((?:sk|rk)_test_\S+)$/;
+
+export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<FakeStripe> {
+  let latencyMs = Math.max(0, options.latencyMs ?? 0);
+  const requests: RecordedRequest[] = [];
+  const paymentIntents = new Map<string, StoredPaymentIntent>();
+  const customers = new Map<string, StoredCustomer>();
+  const paymentMethods = new Map<string, StoredPaymentMethod>();
+  const behaviours = new Map<string, TestCardBehaviour>();
+  const idempotency = new Map<string, IdempotencyEntry>();
+  const failures: { remaining: number; status: number }[] = [];
+  const timers = new Set<NodeJS.Timeout>();
+
+  const instance = randomToken(8);
+  let counter = 0;
+  const newId = (prefix: string): string => `${prefix}${instance}${base62(++counter).padStart(10, '0')}`;
+
+  function makePaymentMethod(behaviour: TestCardBehaviour, likeToken: string, customer: string | null): StoredPaymentMethod {
+    const country = COUNTRY_TOKEN.exec(likeToken)?.[1]?.toUpperCase() ?? 'US';
+    const pm: StoredPaymentMethod = {
+      id: newId('pm_1'),
+      object: 'payment_method',
+      billing_details: { address: null, email: null, name: null, phone: null },
+      card: {
+        brand: brandOf(likeToken),
+        country,
+        exp_month: 12,
+        exp_year: new Date().getFullYear() + 3,
+        funding: likeToken.includes('debit') ? 'debit' : likeToken.includes('prepaid') ? 'prepaid' : 'credit',
+        last4: LAST4[likeToken] ?? '4242',
+      },
+      created: now(),
+      customer,
+      livemode: false,
+      metadata: {},
+      type: 'card',
+    };
+    paymentMethods.set(pm.id, pm);
+    behaviours.set(pm.id, behaviour);
+    return pm;
+  }
+
+  /** What charging `id` does: a stored PaymentMethod, a Stripe test token, or unknown. */
+  function behaviourOf(id: string): TestCardBehaviour | undefined {
+    const stored = behaviours.get(id);
+    if (stored) return stored;
+    if (Object.hasOwn(TEST_CARDS, id)) return TEST_CARDS[id];
+    return COUNTRY_TOKEN.test(id) ? SUCCEED : undefined;
+  }
+
+  function customerOr404(id: string, status: number, param: string): StoredCustomer {
+    const customer = customers.get(id);
+    if (!customer) throw missingResource(status, 'customer', id, param);
+    return customer;
+  }
+
+  // --- endpoints ------------------------------------------------------------------------------
+
+  function createCustomer(body: FormObject): StoredCustomer {
+    checkKnownParams(body, CUSTOMER_PARAMS);
+    const email = readEmail(body) ?? null;
+    const name = readOptionalString(body, 'name') ?? null;
+    const description = readOptionalString(body, 'description') ?? null;
+    const phone = readOptionalString(body, 'phone') ?? null;
+    const metadata = readMetadata(body);
+    const id = newId('cus_');
+    const customer: StoredCustomer = {
+      id,
+      object: 'customer',
+      address: null,
+      balance: 0,
+      created: now(),
+      currency: null,
+      default_source: null,
+      delinquent: false,
+      description,
+      discount: null,
+      email,
+      invoice_prefix: id.slice(-8).toUpperCase(),
+      invoice_settings: { custom_fields: null, default_payment_method: null, footer: null, rendering_options: null },
+      livemode: false,
+      metadata,
+      name,
+      phone,
+      preferred_locales: [],
+      shipping: null,
+      tax_exempt: 'none',
+      test_clock: null,
+    };
+    const pmId = readOptionalString(body, 'payment_method');
+    if (pmId) attach(pmId, customer, 400);
+    customers.set(id, customer);
+    return customer;
+  }
+
+  function updateCustomer(id: string, body: FormObject): StoredCustomer {
+    checkKnownParams(body, CUSTOMER_UPDATE_PARAMS);
+    const email = readEmail(body);
+    const name = readOptionalString(body, 'name');
+    const description = readOptionalString(body, 'description');
+    const phone = readOptionalString(body, 'phone');
+    let defaultPm: string | null | undefined;
+    const settings = body.invoice_settings;
+    if (isFormObject(settings)) {
+      checkKnownParams(settings, INVOICE_SETTINGS_PARAMS, 'invoice_settings');
+      defaultPm = readOptionalString(settings, 'default_payment_method', 'invoice_settings[default_payment_method]');
+    } else if (settings !== undefined && settings !== '') {
+      throw invalid('Invalid hash', 'invoice_settings');
+    }
+    const customer = customerOr404(id, 404, 'id');
+    const metadata = readMetadata(body, customer.metadata);
+    if (defaultPm) {
+      const pm = paymentMethods.get(defaultPm);
+      const param = 'invoice_settings[default_payment_method]';
+      if (!pm) throw missingResource(400, 'PaymentMethod', defaultPm, param);
+      if (pm.customer !== id) {
+        throw new StripeFailure(
+          400,
+          {
+            type: 'invalid_request_error',
+            code: 'resource_missing',
+            message: `The customer does not have a payment method with the ID ${defaultPm}. The payment method must be attached to the customer.`,
+            param,
+          },
+          true,
+        );
+      }
+    }
+    if (email !== undefined) customer.email = email;
+    if (name !== undefined) customer.name = name;
+    if (description !== undefined) customer.description = description;
+    if (phone !== undefined) customer.phone = phone;
+    if (defaultPm !== undefined) customer.invoice_settings.default_payment_method = defaultPm;
+    customer.metadata = metadata;
+    return customer;
+  }
+
+  /** Attaches a stored PaymentMethod, or a copy of a test token's card (Stripe makes a new pm_ id). */
+  function attach(pmId: string, customer: StoredCustomer, missingStatus: number): StoredPaymentMethod {
+    const pm = paymentMethods.get(pmId);
+    if (pm) {
+      if (pm.customer !== null && pm.customer !== customer.id) {
+        throw new StripeFailure(
+          400,
+          {
+            type: 'invalid_request_error',
+            message: 'The payment method you provided has already been attached to a customer.',
+            param: 'payment_method',
+          },
+          true,
+        );
+      }
+      pm.customer = customer.id;
+      return pm;
+    }
+    const behaviour = behaviourOf(pmId);
+    if (!behaviour) throw missingResource(missingStatus, 'PaymentMethod', pmId, 'payment_method');
+    return makePaymentMethod(behaviour, pmId, customer.id);
+  }
+
+  function attachPaymentMethod(pmId: string, body: FormObject): StoredPaymentMethod {
+    checkKnownParams(body, ATTACH_PARAMS);
+    const customerId = required(readOptionalString(body, 'customer') ?? undefined, 'customer');
+    if (!paymentMethods.has(pmId) && !behaviourOf(pmId)) {
+      throw missingResource(404, 'PaymentMethod', pmId, 'payment_method');
+    }
+    return attach(pmId, customerOr404(customerId, 404, 'customer'), 404);
+  }
+
+  function createPaymentIntent(body: FormObject): StoredPaymentIntent {
+    checkKnownParams(body, PAYMENT_INTENT_PARAMS);
+    const amount = required(readInteger(body, 'amount'), 'amount');
+    const currency = required(readString(body, 'currency'), 'currency').toLowerCase();
+    if (!/^[a-z]{3}$/.test(currency)) throw invalid(`Invalid currency: ${currency}.`, 'currency');
+    const minimum = MINIMUM_AMOUNT[currency] ?? 1;
+    if (amount < minimum) {
+      throw invalid(`Amount must be at least ${(minimum / 100).toFixed(2)} ${currency}`, 'amount', 'amount_too_small');
+    }
+    if (amount > MAXIMUM_AMOUNT) {
+      throw invalid(`Amount must be no more than ${MAXIMUM_AMOUNT} ${currency}`, 'amount', 'amount_too_large');
+    }
+    const customerId = readOptionalString(body, 'customer') ?? null;
+    const pmId = readOptionalString(body, 'payment_method') ?? null;
+    const confirm = readBoolean(body, 'confirm') ?? false;
+    const offSessionRaw = readString(body, 'off_session');
+    let offSession = false;
+    if (offSessionRaw === 'true' || offSessionRaw === 'one_off' || offSessionRaw === 'recurring') offSession = true;
+    else if (offSessionRaw !== undefined && offSessionRaw !== 'false') {
+      throw invalid(`Invalid off_session: ${offSessionRaw}`, 'off_session');
+    }
+    const errorOnRequiresAction = readBoolean(body, 'error_on_requires_action') ?? false;
+    const description = readOptionalString(body, 'description') ?? null;
+    const metadata = readMetadata(body);
+    const returnUrl = readOptionalString(body, 'return_url') ?? null;
+    const captureMethod = readString(body, 'capture_method') ?? 'automatic_async';
+    if (captureMethod !== 'automatic' && captureMethod !== 'automatic_async' && captureMethod !== 'manual') {
+      throw invalid(`Invalid capture_method: ${captureMethod}`, 'capture_method');
+    }
+    let automatic: StoredPaymentIntent['automatic_payment_methods'] = null;
+    const apm = body.automatic_payment_methods;
+    if (isFormObject(apm)) {
+      checkKnownParams(apm, AUTOMATIC_PM_PARAMS, 'automatic_payment_methods');
+      const enabled = required(
+        readBoolean(apm, 'enabled', 'automatic_payment_methods[enabled]'),
+        'automatic_payment_methods[enabled]',
+      );
+      const redirects = readString(apm, 'allow_redirects', 'automatic_payment_methods[allow_redirects]');
+      if (redirects !== undefined && redirects !== 'always' && redirects !== 'never') {
+        throw invalid(`Invalid allow_redirects: ${redirects}`, 'automatic_payment_methods[allow_redirects]');
+      }
+      automatic = redirects === undefined ? { enabled } : { enabled, allow_redirects: redirects };
+    } else if (apm !== undefined) {
+      throw invalid('Invalid hash', 'automatic_payment_methods');
+    }
+    if (confirm && pmId === null) {
+      throw invalid(
+        "You cannot confirm this PaymentIntent because it's missing a payment method. Update the payment_method " +
+          'parameter with a payment method and try again.',
+        'payment_method',
+        'payment_intent_unexpected_state',
+      );
+    }
+    if (confirm && !offSession && automatic?.enabled && automatic.allow_redirects !== 'never' && !returnUrl) {
+      throw invalid(
+        'A `return_url` must be specified because this Payment Intent is configured to automatically accept the ' +
+          'payment methods enabled in the Dashboard, some of which may require a full page redirect to succeed. If ' +
+          'you do not want to accept redirect-based payment methods, set `automatic_payment_methods[enabled]` to ' +
+          '`true` and `automatic_payment_methods[allow_redirects]` to `never` when creating Setup Intents and ' +
+          'Payment Intents.',
+        'return_url',
+      );
+    }
+
+    // The endpoint runs from here: its failures are saved under the idempotency key.
+    if (customerId !== null) customerOr404(customerId, 400, 'customer');
+    let behaviour: TestCardBehaviour | undefined;
+    let pm: StoredPaymentMethod | undefined;
+    if (pmId !== null) {
+      behaviour = behaviourOf(pmId);
+      if (!behaviour) throw missingResource(400, 'PaymentMethod', pmId, 'payment_method');
+      pm = paymentMethods.get(pmId);
+      if (pm?.customer && pm.customer !== customerId) {
+        throw new StripeFailure(
+          400,
+          {
+            type: 'invalid_request_error',
+            message:
+              customerId === null
+                ? `The provided PaymentMethod ${pmId} is attached to a Customer. Pass that Customer's ID in \`customer\` to use it.`
+                : `The provided PaymentMethod ${pmId} belongs to a different Customer than ${customerId}.`,
+            param: 'payment_method',
+          },
+          true,
+        );
+      }
+    }
+
+    const id = newId('pi_3');
+    const intent: StoredPaymentIntent = {
+      id,
+      object: 'payment_intent',
+      amount,
+      amount_capturable: 0,
+      amount_received: 0,
+      automatic_payment_methods: automatic,
+      canceled_at: null,
+      cancellation_reason: null,
+      capture_method: captureMethod,
+      client_secret: `${id}_secret_${randomToken(25)}`,
+      confirmation_method: 'automatic',
+      created: now(),
+      currency,
+      customer: customerId,
+      description,
+      last_payment_error: null,
+      latest_charge: null,
+      livemode: false,
+      metadata,
+      next_action: null,
+      payment_method: pmId,
+      payment_method_types: ['card'],
+      setup_future_usage: null,
+      status: pmId === null ? 'requires_payment_method' : 'requires_confirmation',
+    };
+    paymentIntents.set(id, intent);
+    if (!confirm || !behaviour || !pmId) return intent;
+
+    const declineWith = (code: string, declineCode: string): never => {
+      const charge = newId('ch_3');
+      const message = DECLINE_MESSAGES[declineCode] ?? DECLINE_MESSAGES[code] ?? 'Your card was declined.';
+      const error: StripeErrorBody = {
+        type: 'card_error',
+        code,
+        decline_code: declineCode,
+        message,
+        charge,
+        doc_url: `https://stripe.com/docs/error-codes/${code.replaceAll('_', '-')}`,
+      };
+      if (pm) error.payment_method = pm;
+      intent.status = 'requires_payment_method';
+      intent.payment_method = null;
+      intent.latest_charge = charge;
+      intent.last_payment_error = { ...error };
+      throw new StripeFailure(402, { ...error, payment_intent: intent }, true);
+    };
+
+    switch (behaviour.outcome) {
+      case 'succeed':
+        intent.latest_charge = newId('ch_3');
+        if (captureMethod === 'manual') {
+          intent.status = 'requires_capture';
+          intent.amount_capturable = amount;
+        } else {
+          intent.status = 'succeeded';
+          intent.amount_received = amount;
+        }
+        return intent;
+      case 'decline':
+        return declineWith(behaviour.code, behaviour.declineCode);
+      case 'authenticate':
+        if (offSession || errorOnRequiresAction) return declineWith('authentication_required', 'authentication_required');
+        intent.status = 'requires_action';
+        intent.next_action = {
+          type: 'use_stripe_sdk',
+          use_stripe_sdk: { type: 'three_d_secure_redirect', source: newId('src_1') },
+        };
+        return intent;
+    }
+  }
+
+  function route(method: string, path: string, body: FormObject): unknown {
+    const parts = path.split('/');
+    // ['', 'v1', resource, id?, action?]
+    if (parts[1] === 'v1' && parts.length >= 3 && parts.length <= 5) {
+      const resource = parts[2];
+      const id = parts[3] ? decodeURIComponent(parts[3]) : undefined;
+      const action = parts[4];
+      if (resource === 'customers' && action === undefined) {
+        if (method === 'POST' && id === undefined) return createCustomer(body);
+        if (method === 'POST' && id !== undefined) return updateCustomer(id, body);
+        if (method === 'GET' && id !== undefined) {
+          checkKnownParams(body, EXPAND_ONLY);
+          return customerOr404(id, 404, 'id');
+        }
+      }
+      if (resource === 'payment_methods' && id !== undefined) {
+        if (method === 'POST' && action === 'attach') return attachPaymentMethod(id, body);
+        if (method === 'GET' && action === undefined) {
+          checkKnownParams(body, EXPAND_ONLY);
+          const pm = paymentMethods.get(id);
+          if (!pm) throw missingResource(404, 'PaymentMethod', id, 'payment_method');
+          return pm;
+        }
+      }
+      if (resource === 'payment_intents' && action === undefined) {
+        if (method === 'POST' && id === undefined) return createPaymentIntent(body);
+        if (method === 'GET' && id !== undefined) {
+          checkKnownParams(body, RETRIEVE_INTENT_PARAMS);
+          const intent = paymentIntents.get(id);
+          if (!intent) throw missingResource(404, 'payment_intent', id, 'intent');
+          return intent;
+        }
+      }
+    }
+    throw new StripeFailure(
+      404,
+      {
+        type: 'invalid_request_error',
+        message: `Unrecognized request URL (${method}: ${path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.`,
+      },
+      false,
+    );
+  }
+
+  function execute(method: string, path: string, body: FormObject): Reply {
+    try {
+      return { status: 200, json: JSON.stringify(route(method, path, body)), store: true };
+    } catch (err) {
+      if (err instanceof StripeFailure) {
+        return { status: err.status, json: JSON.stringify({ error: err.body }), store: err.store };
+      }
+      const error: StripeErrorBody = { type: 'api_error', message: `Fake Stripe bug: ${String(err)}` };
+      return { status: 500, json: JSON.stringify({ error }), store: false };
+    }
+  }
+
+  // --- transport ------------------------------------------------------------------------------
+
+  function later(fn: () => void): void {
+    if (latencyMs <= 0) {
+      fn();
+      return;
+    }
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      fn();
+    }, latencyMs);
+    timers.add(timer);
+  }
+
+  function send(
+    res: http.ServerResponse,
+    reply: Reply,
+    requestId: string,
+    stripeVersion: string,
+    idempotencyKey: string | undefined,
+  ): void {
+    if (res.destroyed || res.writableEnded) return;
+    const headers: Record<string, string | number> = {
+      'Content-Type': 'application/json',
+      'Content-Length': Buffer.byteLength(reply.json),
+      'Request-Id': requestId,
+      'Stripe-Version': stripeVersion,
+      ...reply.headers,
+    };
+    if (idempotencyKey !== undefined) headers['Idempotency-Key'] = idempotencyKey;
+    res.writeHead(reply.status, headers);
+    res.end(reply.json);
+  }
+
+  function failureReply(status: number): Reply {
+    const error: StripeErrorBody =
+      status === 429
+        ? {
+            type: 'invalid_request_error',
+            code: 'rate_limit',
+            message: 'Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.',
+          }
+        : { type: 'api_error', message: 'An unknown error occurred' };
+    return { status, json: JSON.stringify({ error }), store: false };
+  }
+
+  function authReply(message: string): Reply {
+    const error: StripeErrorBody = { type: 'authentication_error', message };
+    return {
+      status: 401,
+      json: JSON.stringify({ error }),
+      store: false,
+      headers: { 'WWW-Authenticate': 'Bearer realm="Stripe"' },
+    };
+  }
+
+  function handle(req: http.IncomingMessage, res: http.ServerResponse, raw: string): void {
+    const method = req.method ?? 'GET';
+    const target = req.url ?? '/';
+    const q = target.indexOf('?');
+    const path = q === -1 ? target : target.slice(0, q);
+    const params = new URLSearchParams(method === 'GET' || method === 'DELETE' ? (q === -1 ? '' : target.slice(q + 1)) : raw);
+    const body = parseForm(params);
+    const keyHeader = req.headers['idempotency-key'];
+    const idempotencyKey = typeof keyHeader === 'string' ? keyHeader : undefined;
+    const versionHeader = req.headers['stripe-version'];
+    const stripeVersion = typeof versionHeader === 'string' ? versionHeader : DEFAULT_STRIPE_VERSION;
+    const requestId = `req_${randomToken(14)}`;
+    requests.push({ method, path, idempotencyKey, body });
+    const reply = (r: Reply): void => later(() => send(res, r, requestId, stripeVersion, idempotencyKey));
+
+    const failure = failures[0];
+    if (failure) {
+      if (--failure.remaining <= 0) failures.shift();
+      reply(failureReply(failure.status));
+      return;
+    }
+
+    const auth = req.headers.authorization;
+    if (auth === undefined || auth === '') {
+      reply(
+        authReply(
+          "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for details, or we can help at https://support.stripe.com/.",
+        ),
+      );
+      return;
+    }
+    const apiKey = AUTH_RE.exec(auth)?.[1];
+    if (apiKey === undefined) {
+      const given = auth.replace(/^Bearer\s+/i, '');
+      const masked = given.length > 12 ? `${given.slice(0, 8)}${'*'.repeat(given.length - 12)}${given.slice(-4)}` : given;
+      reply(authReply(`Invalid API Key provided: ${masked}`));
+      return;
+    }
+
+    if (method !== 'POST' || idempotencyKey === undefined) {
+      later(() => send(res, execute(method, path, body), requestId, stripeVersion, idempotencyKey));
+      return;
+    }
+
+    // Idempotency: scoped to the API key, keyed by the header, bound to the parameters.
+    const scope = `${apiKey}\u0000${idempotencyKey}`;
+    const print = fingerprint(method, path, params);
+    const existing = idempotency.get(scope);
+    if (existing) {
+      if (existing.fingerprint !== print) {
+        const error: StripeErrorBody = {
+          type: 'idempotency_error',
+          message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${idempotencyKey}' if you meant to execute a different request.`,
+        };
+        reply({ status: 400, json: JSON.stringify({ error }), store: false });
+      } else if (existing.pending) {
+        const error: StripeErrorBody = {
+          type: 'invalid_request_error',
+          code: 'idempotency_key_in_use',
+          message: `There is currently another in-progress request using this Idempotent Key (that probably means you submitted twice, and the other request is still going through): ${idempotencyKey}. Please try again later.`,
+        };
+        reply({ status: 409, json: JSON.stringify({ error }), store: false });
+      } else {
+        reply({
+          status: existing.status,
+          json: existing.json,
+          store: false,
+          headers: { 'Idempotent-Replayed': 'true', 'Original-Request': existing.requestId },
+        });
+      }
+      return;
+    }
+
+    const entry: IdempotencyEntry = { fingerprint: print, pending: true, status: 0, json: '', requestId };
+    idempotency.set(scope, entry);
+    later(() => {
+      const result = execute(method, path, body);
+      if (result.store) {
+        entry.pending = false;
+        entry.status = result.status;
+        entry.json = result.json;
+      } else {
+        idempotency.delete(scope);
+      }
+      send(res, result, requestId, stripeVersion, idempotencyKey);
+    });
+  }
+
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const raw = chunks.length === 0 ? '' : chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8');
+      handle(req, res, raw);
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    requests,
+    paymentIntents,
+    customers,
+    paymentMethods,
+    createPaymentMethod(behavesLike?: string): string {
+      let behaviour = SUCCEED;
+      if (behavesLike !== undefined) {
+        const known = behaviourOf(behavesLike);
+        if (!known) throw new Error(`fake-stripe: unknown test PaymentMethod ${behavesLike}`);
+        behaviour = known;
+      }
+      return makePaymentMethod(behaviour, behavesLike ?? 'pm_card_visa', null).id;
+    },
+    failNext(count: number, status = 500): void {
+      if (count > 0) failures.push({ remaining: count, status });
+    },
+    setLatency(ms: number): void {
+      latencyMs = Math.max(0, ms);
+    },
+    close(): Promise<void> {
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      if (!server.listening) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeAllConnections();
+      });
+    },
+  };
+}
