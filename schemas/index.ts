@@ -2,7 +2,9 @@ import { AuthenticationRequired, Problem } from './problem.js';
 import { CreateCustomerRequest, CreateCustomerResponse, Customer } from './customer.js';
 import { AttachPaymentMethodRequest, AttachPaymentMethodResponse } from './payment-method.js';
 import { Package, PackageList } from './catalog.js';
-import { PurchaseCurrencyRequest, PurchaseResult, Transaction, TransactionHistory } from './purchase.js';
+import { Purchase, PurchaseCurrencyRequest, PurchaseResult, RefundPurchaseRequest, Transaction, TransactionHistory } from './purchase.js';
+import { LedgerEntry, LedgerPage, SpendCurrencyRequest, SpendResult, StripeEvent, WebhookAck } from './ledger.js';
+import { SimulationResult } from './simulator.js';
 
 /** Every named schema, registered once with `app.addSchema`; each becomes a `components.schemas` entry. */
 export const namedSchemas = [
@@ -19,6 +21,15 @@ export const namedSchemas = [
   PurchaseResult,
   Transaction,
   TransactionHistory,
+  Purchase,
+  RefundPurchaseRequest,
+  SpendCurrencyRequest,
+  SpendResult,
+  LedgerEntry,
+  LedgerPage,
+  StripeEvent,
+  WebhookAck,
+  SimulationResult,
 ] as const;
 
 export { ref } from './ref.js';

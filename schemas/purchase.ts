@@ -51,11 +51,19 @@ export const TransactionStatus = Type.Union(
     Type.Literal('requires_action'),
     Type.Literal('completed'),
     Type.Literal('failed'),
+    Type.Literal('partially_refunded'),
+    Type.Literal('refunded'),
+    Type.Literal('disputed'),
+    Type.Literal('dispute_won'),
+    Type.Literal('dispute_lost'),
   ],
   {
     description:
       '`completed`: paid and credited. `failed`: declined, nothing charged. `pending`: sent to Stripe, ' +
-      'outcome not yet known. `requires_action`: waiting for the customer to authenticate (3-D Secure).',
+      'outcome not yet known. `requires_action`: waiting for the customer to authenticate (3-D Secure). ' +
+      '`partially_refunded`/`refunded`: money returned, coins taken back pro rata. `disputed`: the ' +
+      "cardholder's bank disputes the payment, its coins are held back; `dispute_won` gives them back, " +
+      '`dispute_lost` does not. A status only moves forward.',
   },
 );
 export type TransactionStatus = Static<typeof TransactionStatus>;
@@ -107,3 +115,66 @@ export const TransactionHistory = Type.Object(
   },
 );
 export type TransactionHistory = Static<typeof TransactionHistory>;
+
+export const TransactionIdParams = Type.Object(
+  { transaction_id: Type.String({ minLength: 1, maxLength: 64, description: 'A `transaction_id` from a purchase.' }) },
+  { additionalProperties: false },
+);
+
+export const Purchase = Type.Object(
+  {
+    transaction_id: Type.String({ format: 'uuid' }),
+    user_id: Type.String({ format: 'uuid' }),
+    package_id: Type.String({ examples: ['package_1'] }),
+    package_name: Type.String({ examples: ['Starter Pack'] }),
+    amount_paid: Type.Integer({ description: 'Price in cents.', examples: [1000] }),
+    currency: Type.String({ examples: ['usd'] }),
+    currency_purchased: Type.Integer({ description: 'Coins bought.', examples: [100] }),
+    status: TransactionStatus,
+    payment_intent_id: Type.Optional(Type.String({ description: 'The Stripe PaymentIntent, once Stripe has made one.' })),
+    failure_code: Type.Optional(Type.String()),
+    amount_refunded: Type.Integer({ description: 'Cents refunded so far.', examples: [0] }),
+    client_secret: Type.Optional(
+      Type.String({ description: 'While `requires_action`: the PaymentIntent client secret for Stripe.js to finish authentication.' }),
+    ),
+    created_at: Type.String({ format: 'date-time' }),
+    updated_at: Type.String({ format: 'date-time' }),
+  },
+  {
+    $id: 'Purchase',
+    title: 'Purchase',
+    additionalProperties: false,
+    examples: [
+      {
+        transaction_id: '9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a',
+        user_id: '3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70',
+        package_id: 'package_1',
+        package_name: 'Starter Pack',
+        amount_paid: 1000,
+        currency: 'usd',
+        currency_purchased: 100,
+        status: 'completed',
+        payment_intent_id: 'pi_3Q1w2E3r4T5y6U7i',
+        amount_refunded: 0,
+        created_at: '2024-01-01T00:00:00.000Z',
+        updated_at: '2024-01-01T00:00:01.000Z',
+      },
+    ],
+  },
+);
+export type Purchase = Static<typeof Purchase>;
+
+export const RefundPurchaseRequest = Type.Object(
+  {
+    amount_cents: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 99_999_999, description: 'Cents to refund; all that remains when omitted.', examples: [500] }),
+    ),
+  },
+  {
+    $id: 'RefundPurchaseRequest',
+    title: 'RefundPurchaseRequest',
+    additionalProperties: false,
+    examples: [{ amount_cents: 500 }],
+  },
+);
+export type RefundPurchaseRequest = Static<typeof RefundPurchaseRequest>;

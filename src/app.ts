@@ -11,7 +11,13 @@ import catalogRoutes from './routes/catalog/index.js';
 import customerRoutes from './routes/customers/index.js';
 import paymentMethodRoutes from './routes/payment-methods/index.js';
 import purchaseRoutes from './routes/purchases/index.js';
+import ledgerRoutes from './routes/ledger/index.js';
+import simulatorRoutes from './routes/simulator/index.js';
+import webhookRoutes from './routes/webhooks/index.js';
+import idempotency from './plugins/idempotency.js';
+import reconciler from './plugins/reconciler.js';
 import storePlugin from './store/plugin.js';
+import { validatorCompiler } from './validation.js';
 import packageJson from '../package.json' with { type: 'json' };
 
 export interface AppOptions {
@@ -61,10 +67,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
     bodyLimit: 64 * 1024,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  app.setValidatorCompiler(validatorCompiler());
   // The API speaks JSON only: anything else is 415, not a string body that fails validation.
   app.removeContentTypeParser('text/plain');
   app.decorate('config', config);
@@ -78,11 +84,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(openapi, { version: packageJson.version });
   await app.register(storePlugin, { databaseUrl: config.DATABASE_URL });
   await app.register(paymentsGateway, { config, gateway: options.gateway });
+  // A request holding a key longer than any Stripe call can take has died: a retry may take it over.
+  await app.register(idempotency, { lockTimeoutMs: config.STRIPE_TIMEOUT_MS * (config.STRIPE_MAX_NETWORK_RETRIES + 1) + 30_000 });
+  await app.register(reconciler);
 
   await app.register(catalogRoutes);
   await app.register(customerRoutes);
   await app.register(paymentMethodRoutes);
   await app.register(purchaseRoutes);
+  await app.register(ledgerRoutes);
+  await app.register(webhookRoutes);
+  await app.register(simulatorRoutes);
 
   return app;
 }

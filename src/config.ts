@@ -18,12 +18,20 @@ export const ConfigSchema = Type.Object({
   STRIPE_API_BASE: Type.Optional(Type.String({ pattern: '^https?://[^/\\s]+/?$' })),
   STRIPE_MAX_NETWORK_RETRIES: Type.Integer({ minimum: 0, maximum: 10, default: 2 }),
   STRIPE_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 20_000 }),
+  /** The signing secret of the webhook endpoint (`whsec_…`); the simulated gateway makes its own if unset. */
+  STRIPE_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_[A-Za-z0-9_]+$' })),
   CATALOG_FILE: Type.Optional(Type.String({ minLength: 1 })),
+  /** How long an Idempotency-Key is remembered (at least a day, like Stripe). */
+  IDEMPOTENCY_KEY_TTL_HOURS: Type.Integer({ minimum: 24, maximum: 24 * 30, default: 24 }),
+  /** Run reconciliation in the server every this many seconds; 0 turns the timer off. */
+  RECONCILE_INTERVAL_SECONDS: Type.Integer({ minimum: 0, maximum: 86_400, default: 0 }),
+  /** Reconciliation finishes purchases left unfinished for longer than this. */
+  RECONCILE_AFTER_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
 });
 export type Config = Static<typeof ConfigSchema>;
 
 /** Variables whose values must never be echoed back, even in an error. */
-const SECRET_VARIABLES = new Set(['STRIPE_SECRET_KEY']);
+const SECRET_VARIABLES = new Set(['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET']);
 
 const hints: Partial<Record<keyof Config, string>> = {
   NODE_ENV: 'one of development, production, test',
@@ -33,6 +41,10 @@ const hints: Partial<Record<keyof Config, string>> = {
   STRIPE_API_BASE: 'a base URL such as http://127.0.0.1:12111',
   STRIPE_MAX_NETWORK_RETRIES: 'an integer from 0 to 10',
   STRIPE_TIMEOUT_MS: 'an integer number of milliseconds from 100 to 120000',
+  STRIPE_WEBHOOK_SECRET: 'a webhook signing secret (whsec_…)',
+  IDEMPOTENCY_KEY_TTL_HOURS: 'an integer number of hours from 24 to 720',
+  RECONCILE_INTERVAL_SECONDS: 'an integer number of seconds from 0 (off) to 86400',
+  RECONCILE_AFTER_SECONDS: 'an integer number of seconds from 1 to 86400',
 };
 
 export class ConfigError extends Error {

@@ -22,6 +22,15 @@ export const problemTypes = {
   payment_provider_error: { status: 502, title: 'Payment provider error' },
   payment_pending: { status: 502, title: 'Payment not confirmed yet' },
   service_unavailable: { status: 503, title: 'Service unavailable' },
+  authentication_failed: { status: 400, title: 'Authentication failed' },
+  insufficient_balance: { status: 400, title: 'Insufficient coin balance' },
+  purchase_not_found: { status: 404, title: 'Purchase not found' },
+  refund_rejected: { status: 409, title: 'Refund refused' },
+  invalid_state: { status: 409, title: 'Not possible in this state' },
+  idempotency_key_in_use: { status: 409, title: 'Idempotency key in use' },
+  idempotency_key_reused: { status: 422, title: 'Idempotency key reused' },
+  webhook_rejected: { status: 400, title: 'Webhook rejected' },
+  webhooks_not_configured: { status: 503, title: 'Webhooks not configured' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ProblemCode = keyof typeof problemTypes;
@@ -44,3 +53,16 @@ export class ProblemError extends Error {
 }
 
 export const customerNotFound = () => new ProblemError('customer_not_found', 'Customer not found');
+
+/** The RFC 9457 document for a problem, as every error response carries it. */
+export function problemDocument(error: ProblemError, requestId: string): Record<string, unknown> {
+  return {
+    type: `urn:coinshop:problem:${error.code}`,
+    title: error.title,
+    status: error.status,
+    detail: error.message,
+    code: error.code,
+    request_id: requestId,
+    ...error.extensions,
+  };
+}

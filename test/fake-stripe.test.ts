@@ -1,7 +1,14 @@
 import t, { type Test } from 'tap';
 import Stripe from 'stripe';
 import { TEST_CARDS } from '../src/gateway/test-cards.js';
-import { startFakeStripe, type FakeStripe, type FakeStripeOptions } from './support/fake-stripe.js';
+import {
+  startFakeStripe,
+  webhookRequest,
+  type FakeStripe,
+  type FakeStripeOptions,
+  type StripeEventObject,
+  type StripeEventType,
+} from './support/fake-stripe.js';
 
 async function setup(
   tt: Test,
@@ -29,6 +36,22 @@ async function failure(promise: Promise<unknown>): Promise<Stripe.errors.StripeE
     throw err;
   }
   throw new Error(`expected a Stripe error, got ${JSON.stringify(value)}`);
+}
+
+/** The events of one type, narrowed so `data.object` has that event's object type. */
+function eventsOf<T extends StripeEventType>(fake: FakeStripe, type: T): Extract<StripeEventObject, { type: T }>[] {
+  return fake.events.filter((e): e is Extract<StripeEventObject, { type: T }> => e.type === type);
+}
+
+/** The error a synchronous call throws; fails loudly if it returns. */
+function thrown(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof Error) return err;
+    throw err;
+  }
+  throw new Error('expected an exception');
 }
 
 const CHARGE = {
@@ -455,4 +478,400 @@ t.test('wire format: nested form bodies, unknown routes and parameters', async (
   t.match(await missing.json(), { error: { code: 'parameter_missing', param: 'amount' } });
   t.equal(fake.customers.size, 1);
   t.equal(fake.paymentIntents.size, 0);
+});
+
+t.test('charges: every succeeded PaymentIntent has one, retrievable through the SDK', async (t) => {
+  const { fake, stripe } = await setup(t);
+  const customer = await stripe.customers.create({ email: 'hu@example.com' });
+  const intent = await stripe.paymentIntents.create({
+    ...CHARGE,
+    amount: 4200,
+    customer: customer.id,
+    payment_method: 'pm_card_visa',
+    description: 'Big Pack',
+    metadata: { transaction_id: 'tx_9' },
+  });
+  t.equal(intent.status, 'succeeded');
+  const chargeId = typeof intent.latest_charge === 'string' ? intent.latest_charge : '';
+  t.match(chargeId, /^ch_/);
+
+  const charge = await stripe.charges.retrieve(chargeId);
+  t.equal(charge.id, chargeId);
+  t.equal(charge.object, 'charge');
+  t.equal(charge.amount, 4200);
+  t.equal(charge.amount_refunded, 0);
+  t.equal(charge.refunded, false);
+  t.equal(charge.disputed, false);
+  t.equal(charge.status, 'succeeded');
+  t.equal(charge.currency, 'usd');
+  t.equal(charge.payment_intent, intent.id);
+  t.equal(charge.customer, customer.id);
+  t.same(charge.metadata, { transaction_id: 'tx_9' });
+  t.same(fake.requests.at(-1), { method: 'GET', path: `/v1/charges/${chargeId}`, idempotencyKey: undefined, body: {} });
+
+  const stored = fake.charges.get(chargeId);
+  t.equal(stored?.payment_intent, intent.id);
+  const pi = fake.paymentIntents.get(intent.id);
+  t.not(stored?.metadata, pi?.metadata, 'metadata is copied, not shared');
+
+  // No charge is stored for a decline, an unconfirmed PaymentIntent, 3-D Secure or manual capture.
+  await failure(stripe.paymentIntents.create({ ...CHARGE, payment_method: 'pm_card_chargeDeclined' }));
+  await stripe.paymentIntents.create({ amount: 1000, currency: 'usd', payment_method: 'pm_card_visa' });
+  await stripe.paymentIntents.create({ ...CHARGE, payment_method: 'pm_card_threeDSecure2Required' });
+  const manual = await stripe.paymentIntents.create({ ...CHARGE, payment_method: 'pm_card_visa', capture_method: 'manual' });
+  t.equal(manual.status, 'requires_capture');
+  t.equal(manual.amount_capturable, 1000);
+  t.equal(fake.charges.size, 1);
+
+  const missing = await failure(stripe.charges.retrieve('ch_nope'));
+  t.type(missing, Stripe.errors.StripeInvalidRequestError);
+  t.match(missing, { statusCode: 404, code: 'resource_missing', message: "No such charge: 'ch_nope'" });
+});
+
+t.test('refunds: partial, the remainder, too much, already refunded', async (t) => {
+  const { fake, stripe } = await setup(t);
+  const intent = await stripe.paymentIntents.create({ ...CHARGE, payment_method: 'pm_card_visa' });
+  const chargeId = typeof intent.latest_charge === 'string' ? intent.latest_charge : '';
+
+  const params = { payment_intent: intent.id, amount: 300, reason: 'requested_by_customer' as const, metadata: { r: '1' } };
+  const first = await stripe.refunds.create(params, { idempotencyKey: 'refund-1' });
+  t.match(first.id, /^re_/);
+  t.equal(first.object, 'refund');
+  t.equal(first.amount, 300);
+  t.equal(first.charge, chargeId);
+  t.equal(first.payment_intent, intent.id);
+  t.equal(first.status, 'succeeded');
+  t.equal(first.currency, 'usd');
+  t.equal(first.reason, 'requested_by_customer');
+  t.same(first.metadata, { r: '1' });
+  t.match(fake.charges.get(chargeId), { amount_refunded: 300, refunded: false });
+
+  const replay = await stripe.refunds.create(params, { idempotencyKey: 'refund-1' });
+  t.equal(replay.id, first.id);
+  t.equal(replay.lastResponse.headers['idempotent-replayed'], 'true');
+  t.equal(fake.refunds.size, 1, 'a replay refunds nothing more');
+  t.equal(fake.charges.get(chargeId)?.amount_refunded, 300);
+
+  const tooLarge = await failure(stripe.refunds.create({ payment_intent: intent.id, amount: 800 }));
+  t.type(tooLarge, Stripe.errors.StripeInvalidRequestError);
+  t.match(tooLarge, {
+    statusCode: 400,
+    code: 'amount_too_large',
+    param: 'amount',
+    message: 'Refund amount ($8.00) is greater than unrefunded amount on charge ($7.00)',
+  });
+
+  const rest = await stripe.refunds.create({ charge: chargeId });
+  t.equal(rest.amount, 700, 'the default amount is what remains');
+  t.equal(rest.payment_intent, intent.id);
+  t.equal(rest.reason, null);
+  const charge = await stripe.charges.retrieve(chargeId);
+  t.equal(charge.amount_refunded, 1000);
+  t.equal(charge.refunded, true);
+  t.equal((await stripe.paymentIntents.retrieve(intent.id)).status, 'succeeded', 'the PaymentIntent stays succeeded');
+
+  const again = await failure(stripe.refunds.create({ payment_intent: intent.id, amount: 1 }));
+  t.type(again, Stripe.errors.StripeInvalidRequestError);
+  t.match(again, { statusCode: 400, code: 'charge_already_refunded' });
+
+  const fetched = await stripe.refunds.retrieve(first.id);
+  t.equal(fetched.amount, 300);
+  t.equal(fetched.charge, chargeId);
+  t.match(await failure(stripe.refunds.retrieve('re_nope')), { statusCode: 404, code: 'resource_missing' });
+
+  // Each refund emits charge.refunded with the cumulative amount at that moment.
+  const refunded = eventsOf(fake, 'charge.refunded');
+  t.same(
+    refunded.map((e) => [e.data.object.id, e.data.object.amount_refunded, e.data.object.refunded]),
+    [
+      [chargeId, 300, false],
+      [chargeId, 1000, true],
+    ],
+  );
+  t.equal(fake.refunds.size, 2);
+});
+
+t.test('refunds: what cannot be refunded, and idempotent errors', async (t) => {
+  const { fake, stripe } = await setup(t);
+  const unknownIntent = await failure(stripe.refunds.create({ payment_intent: 'pi_nope' }));
+  t.type(unknownIntent, Stripe.errors.StripeInvalidRequestError);
+  t.match(unknownIntent, {
+    statusCode: 400,
+    code: 'resource_missing',
+    param: 'payment_intent',
+    message: "No such payment_intent: 'pi_nope'",
+  });
+  const unknownCharge = await failure(stripe.refunds.create({ charge: 'ch_nope' }));
+  t.match(unknownCharge, { statusCode: 400, code: 'resource_missing', param: 'charge', message: "No such charge: 'ch_nope'" });
+
+  const declined = await failure(stripe.paymentIntents.create({ ...CHARGE, payment_method: 'pm_card_chargeDeclined' }));
+  const declinedId = declined.payment_intent?.id ?? '';
+  const threeDs = await stripe.paymentIntents.create({ ...CHARGE, payment_method: 'pm_card_threeDSecure2Required' });
+  const unconfirmed = await stripe.paymentIntents.create({ amount: 1000, currency: 'usd' });
+  for (const id of [declinedId, threeDs.id, unconfirmed.id]) {
+    const err = await failure(stripe.refunds.create({ payment_intent: id }));
+    t.type(err, Stripe.errors.StripeInvalidRequestError, id);
+    t.equal(err.statusCode, 400, id);
+    t.equal(err.rawType, 'invalid_request_error', id);
+    t.equal(err.param, 'payment_intent', id);
+    t.match(err.message, /does not have a successful charge to refund/, id);
+  }
+
+  const intent = await stripe.paymentIntents.create({ ...CHARGE, payment_method: 'pm_card_visa' });
+  const chargeId = typeof intent.latest_charge === 'string' ? intent.latest_charge : '';
+  const neither = await failure(stripe.refunds.create({ amount: 100 }));
+  t.match(neither, { statusCode: 400, code: 'parameter_missing' });
+  const both = await failure(stripe.refunds.create({ payment_intent: intent.id, charge: chargeId }));
+  t.match(both, { statusCode: 400, param: 'charge' });
+  const zero = await failure(stripe.refunds.create({ payment_intent: intent.id, amount: 0 }));
+  t.match(zero, { statusCode: 400, param: 'amount' });
+  const reason = await failure(
+    stripe.refunds.create({ payment_intent: intent.id, reason: 'changed_mind' as Stripe.RefundCreateParams.Reason }),
+  );
+  t.match(reason, { statusCode: 400, param: 'reason' });
+  const unknown = await failure(
+    stripe.refunds.create({ payment_intent: intent.id, refund_everything: 'yes' } as Stripe.RefundCreateParams),
+  );
+  t.match(unknown, { statusCode: 400, code: 'parameter_unknown', param: 'refund_everything' });
+
+  // A business-rule refusal is kept under its idempotency key; a parameter error is not.
+  const tooMuch = { payment_intent: intent.id, amount: 5000 };
+  const e1 = await failure(stripe.refunds.create(tooMuch, { idempotencyKey: 'r-big' }));
+  const e2 = await failure(stripe.refunds.create(tooMuch, { idempotencyKey: 'r-big' }));
+  t.equal(e1.code, 'amount_too_large');
+  t.equal(e2.code, 'amount_too_large');
+  t.equal(e2.headers?.['idempotent-replayed'], 'true');
+  const p1 = await failure(stripe.refunds.create({ amount: 100 }, { idempotencyKey: 'r-bad' }));
+  const p2 = await failure(stripe.refunds.create({ amount: 100 }, { idempotencyKey: 'r-bad' }));
+  t.equal(p1.code, 'parameter_missing');
+  t.equal(p2.headers?.['idempotent-replayed'], undefined);
+
+  t.equal(fake.refunds.size, 0);
+  t.equal(fake.charges.get(chargeId)?.amount_refunded, 0);
+  t.equal(eventsOf(fake, 'charge.refunded').length, 0);
+});
+
+t.test('3-D Secure: authenticate succeeds or fails the PaymentIntent', async (t) => {
+  const { fake, stripe } = await setup(t);
+  const ok = await stripe.paymentIntents.create({
+    ...CHARGE,
+    payment_method: 'pm_card_threeDSecure2Required',
+    metadata: { transaction_id: 'tx_3ds' },
+  });
+  t.equal(ok.status, 'requires_action');
+  const returned = fake.authenticate(ok.id, 'succeed');
+  t.equal(returned.status, 'succeeded');
+
+  const after = await stripe.paymentIntents.retrieve(ok.id);
+  t.equal(after.status, 'succeeded');
+  t.equal(after.amount_received, 1000);
+  t.equal(after.next_action, null);
+  t.equal(after.last_payment_error, null);
+  const chargeId = typeof after.latest_charge === 'string' ? after.latest_charge : '';
+  t.match(chargeId, /^ch_/);
+  const charge = await stripe.charges.retrieve(chargeId);
+  t.equal(charge.payment_intent, ok.id);
+  t.same(charge.metadata, { transaction_id: 'tx_3ds' });
+  const refund = await stripe.refunds.create({ payment_intent: ok.id });
+  t.equal(refund.amount, 1000, 'an authenticated payment can be refunded');
+
+  const bad = await stripe.paymentIntents.create({ ...CHARGE, payment_method: 'pm_card_threeDSecure2Required' });
+  fake.authenticate(bad.id, 'fail');
+  const failed = await stripe.paymentIntents.retrieve(bad.id);
+  t.equal(failed.status, 'requires_payment_method');
+  t.equal(failed.next_action, null);
+  t.equal(failed.latest_charge, null);
+  t.equal(failed.payment_method, null);
+  t.equal(failed.last_payment_error?.type, 'card_error');
+  t.equal(failed.last_payment_error?.code, 'payment_intent_authentication_failure');
+  t.match(failed.last_payment_error?.message, /failed authentication/);
+
+  // A saved PaymentMethod rides along in the error, as Stripe includes it.
+  const saved = fake.createPaymentMethod('pm_card_authenticationRequired');
+  const savedIntent = await stripe.paymentIntents.create({ ...CHARGE, payment_method: saved });
+  t.equal(fake.authenticate(savedIntent.id, 'fail').last_payment_error?.payment_method?.id, saved);
+
+  t.match(thrown(() => fake.authenticate(ok.id, 'succeed')).message, /is succeeded, not requires_action/);
+  t.match(thrown(() => fake.authenticate(bad.id, 'fail')).message, /is requires_payment_method/);
+  t.match(thrown(() => fake.authenticate('pi_nope', 'succeed')).message, /no PaymentIntent pi_nope/);
+  t.equal(fake.charges.size, 1);
+
+  t.same(
+    fake.events.filter((e) => e.type.startsWith('payment_intent.')).map((e) => [e.type, e.data.object.id]),
+    [
+      ['payment_intent.requires_action', ok.id],
+      ['payment_intent.succeeded', ok.id],
+      ['payment_intent.requires_action', bad.id],
+      ['payment_intent.payment_failed', bad.id],
+      ['payment_intent.requires_action', savedIntent.id],
+      ['payment_intent.payment_failed', savedIntent.id],
+    ],
+  );
+  const [action] = eventsOf(fake, 'payment_intent.requires_action');
+  t.equal(action?.data.object.status, 'requires_action', 'the snapshot keeps the state of its moment');
+  t.equal(action?.data.object.next_action?.type, 'use_stripe_sdk');
+  const [authFailed] = eventsOf(fake, 'payment_intent.payment_failed');
+  t.equal(authFailed?.data.object.last_payment_error?.code, 'payment_intent_authentication_failure');
+});
+
+t.test('disputes: open, refusing refunds, closed won or lost', async (t) => {
+  const { fake, stripe } = await setup(t);
+  const intent = await stripe.paymentIntents.create({ ...CHARGE, amount: 2000, payment_method: 'pm_card_visa' });
+  const chargeId = typeof intent.latest_charge === 'string' ? intent.latest_charge : '';
+  await stripe.refunds.create({ payment_intent: intent.id, amount: 500 });
+
+  const dispute = fake.dispute(intent.id);
+  t.match(dispute, {
+    object: 'dispute',
+    amount: 2000,
+    charge: chargeId,
+    payment_intent: intent.id,
+    currency: 'usd',
+    status: 'needs_response',
+    reason: 'fraudulent',
+  });
+  t.match(dispute.id, /^dp_/);
+  t.equal(fake.disputes.get(dispute.id), dispute);
+  t.equal((await stripe.charges.retrieve(chargeId)).disputed, true);
+  const viaApi = await stripe.disputes.retrieve(dispute.id);
+  t.equal(viaApi.status, 'needs_response');
+  t.equal(viaApi.charge, chargeId);
+
+  const refused = await failure(stripe.refunds.create({ payment_intent: intent.id }));
+  t.type(refused, Stripe.errors.StripeInvalidRequestError);
+  t.match(refused, { statusCode: 400, code: 'charge_disputed' });
+
+  t.match(thrown(() => fake.dispute(intent.id)).message, /already disputed/);
+  fake.closeDispute(dispute.id, 'lost');
+  t.equal(fake.disputes.get(dispute.id)?.status, 'lost');
+  t.match(await failure(stripe.refunds.create({ payment_intent: intent.id })), { code: 'charge_disputed' });
+  t.match(thrown(() => fake.closeDispute(dispute.id, 'won')).message, /already lost/);
+  t.match(thrown(() => fake.closeDispute('dp_nope', 'won')).message, /no dispute dp_nope/);
+
+  const second = await stripe.paymentIntents.create({ ...CHARGE, payment_method: 'pm_card_visa' });
+  const won = fake.closeDispute(fake.dispute(second.id).id, 'won');
+  t.equal(won.status, 'won');
+  const afterWin = await stripe.refunds.create({ payment_intent: second.id });
+  t.equal(afterWin.amount, 1000, 'a won dispute no longer blocks a refund');
+
+  const declined = await failure(stripe.paymentIntents.create({ ...CHARGE, payment_method: 'pm_card_chargeDeclined' }));
+  t.match(thrown(() => fake.dispute(declined.payment_intent?.id ?? '')).message, /has no charge to dispute/);
+  t.match(thrown(() => fake.dispute('pi_nope')).message, /no PaymentIntent pi_nope/);
+
+  const created = eventsOf(fake, 'charge.dispute.created');
+  const closed = eventsOf(fake, 'charge.dispute.closed');
+  t.same(created.map((e) => [e.data.object.id, e.data.object.status]), [
+    [dispute.id, 'needs_response'],
+    [won.id, 'needs_response'],
+  ]);
+  t.same(closed.map((e) => [e.data.object.id, e.data.object.status]), [
+    [dispute.id, 'lost'],
+    [won.id, 'won'],
+  ]);
+  t.equal(fake.disputes.size, 2);
+});
+
+t.test('events: Stripe envelopes holding snapshots, emitted once per change', async (t) => {
+  const { fake, stripe } = await setup(t);
+  const params = { ...CHARGE, payment_method: 'pm_card_visa', metadata: { tx: 'e1' } };
+  const intent = await stripe.paymentIntents.create(params, { idempotencyKey: 'ev-1' });
+  await stripe.paymentIntents.create(params, { idempotencyKey: 'ev-1' });
+  const declined = await failure(
+    stripe.paymentIntents.create({ ...CHARGE, payment_method: 'pm_card_visa_chargeDeclinedInsufficientFunds' }),
+  );
+  const offSession = await failure(
+    stripe.paymentIntents.create({ ...CHARGE, payment_method: 'pm_card_authenticationRequired', off_session: true }),
+  );
+  await stripe.customers.create({ email: 'no-events@example.com' });
+  await stripe.paymentIntents.create({ amount: 1000, currency: 'usd', payment_method: 'pm_card_visa' });
+
+  t.same(
+    fake.events.map((e) => e.type),
+    ['charge.succeeded', 'payment_intent.succeeded', 'payment_intent.payment_failed', 'payment_intent.payment_failed'],
+    'a replay, a customer and an unconfirmed PaymentIntent emit nothing',
+  );
+  const [chargeEvent, succeeded] = fake.events;
+  t.match(chargeEvent, {
+    object: 'event',
+    type: 'charge.succeeded',
+    livemode: false,
+    api_version: '2026-10-28.endive',
+    pending_webhooks: 1,
+    request: { id: null, idempotency_key: null },
+    data: { object: { object: 'charge', payment_intent: intent.id, metadata: { tx: 'e1' } } },
+  });
+  t.match(chargeEvent?.id, /^evt_/);
+  t.ok(Math.abs((chargeEvent?.created ?? 0) - Date.now() / 1000) < 5, 'created is in Unix seconds');
+  t.match(succeeded, { type: 'payment_intent.succeeded', data: { object: { id: intent.id, status: 'succeeded' } } });
+  t.equal(new Set(fake.events.map((e) => e.id)).size, fake.events.length, 'ids are unique');
+  const failedEvents = eventsOf(fake, 'payment_intent.payment_failed');
+  t.same(
+    failedEvents.map((e) => [e.data.object.id, e.data.object.last_payment_error?.decline_code]),
+    [
+      [declined.payment_intent?.id, 'insufficient_funds'],
+      [offSession.payment_intent?.id, 'authentication_required'],
+    ],
+  );
+
+  // Snapshots are deep copies: neither later changes nor the live object reach them.
+  const chargeId = typeof intent.latest_charge === 'string' ? intent.latest_charge : '';
+  const [chargeSucceeded] = eventsOf(fake, 'charge.succeeded');
+  t.not(chargeSucceeded?.data.object, fake.charges.get(chargeId));
+  await stripe.refunds.create({ payment_intent: intent.id, amount: 100 });
+  fake.dispute(intent.id);
+  t.equal(fake.charges.get(chargeId)?.amount_refunded, 100);
+  t.equal(chargeSucceeded?.data.object.amount_refunded, 0);
+  t.equal(chargeSucceeded?.data.object.disputed, false);
+  t.equal(eventsOf(fake, 'charge.refunded')[0]?.data.object.disputed, false);
+  const [piFailed] = failedEvents;
+  t.not(piFailed?.data.object.last_payment_error, fake.paymentIntents.get(declined.payment_intent?.id ?? '')?.last_payment_error);
+
+  // Events can be fetched back, as a handler that re-reads its event would.
+  const fetched = await stripe.events.retrieve(chargeEvent?.id ?? '');
+  t.equal(fetched.type, 'charge.succeeded');
+  t.same(fetched.data.object, chargeSucceeded?.data.object);
+  t.match(await failure(stripe.events.retrieve('evt_nope')), { statusCode: 404, code: 'resource_missing' });
+});
+
+t.test('webhookRequest: signed as Stripe signs, verified by the real SDK', async (t) => {
+  const { fake, stripe } = await setup(t);
+  const secret = 'whsec_test_secret';
+  const intent = await stripe.paymentIntents.create({ ...CHARGE, payment_method: 'pm_card_visa' });
+  const event = eventsOf(fake, 'payment_intent.succeeded')[0];
+  if (!event) throw new Error('no payment_intent.succeeded event');
+
+  const request = fake.webhookRequest(event, secret);
+  t.equal(request.payload, JSON.stringify(event, null, 2));
+  t.equal(request.headers['content-type'], 'application/json');
+  const header = request.headers['stripe-signature'];
+  t.match(header, /^t=\d+,v1=[0-9a-f]{64}$/);
+  const timestamp = Number(/^t=(\d+)/.exec(header)?.[1]);
+  t.ok(Math.abs(timestamp - Date.now() / 1000) < 5);
+  t.equal(
+    header,
+    Stripe.webhooks.generateTestHeaderString({ payload: request.payload, secret, timestamp }),
+    'the same header the SDK generates',
+  );
+
+  const verified = Stripe.webhooks.constructEvent(request.payload, header, secret);
+  t.equal(verified.id, event.id);
+  t.equal(verified.type, 'payment_intent.succeeded');
+  t.same(verified, JSON.parse(request.payload));
+  if (verified.type === 'payment_intent.succeeded') t.equal(verified.data.object.id, intent.id);
+  t.same(webhookRequest(event, secret, { timestamp }), request, 'the export and the method agree');
+
+  const old = webhookRequest(event, secret, { timestamp: Math.floor(Date.now() / 1000) - 600 });
+  const stale = thrown(() => Stripe.webhooks.constructEvent(old.payload, old.headers['stripe-signature'], secret));
+  t.type(stale, Stripe.errors.StripeSignatureVerificationError);
+  t.match(stale.message, /Timestamp outside the tolerance zone/);
+  t.equal(Stripe.webhooks.constructEvent(old.payload, old.headers['stripe-signature'], secret, 900).id, event.id);
+
+  const wrongSecret = thrown(() => Stripe.webhooks.constructEvent(request.payload, header, 'whsec_other'));
+  t.type(wrongSecret, Stripe.errors.StripeSignatureVerificationError);
+  const tampered = thrown(() =>
+    Stripe.webhooks.constructEvent(request.payload.replace('"succeeded"', '"canceled"'), header, secret),
+  );
+  t.type(tampered, Stripe.errors.StripeSignatureVerificationError);
+  const compact = thrown(() => Stripe.webhooks.constructEvent(JSON.stringify(event), header, secret));
+  t.type(compact, Stripe.errors.StripeSignatureVerificationError, 'the signature covers the exact bytes');
 });

@@ -66,7 +66,11 @@ t.test('the server runs the seed flow over real HTTP, stops cleanly on SIGTERM, 
   const lines = first.output().trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
   t.ok(lines.some((l) => String(l['msg']).includes('SIMULATED')), 'it says loudly that payments are simulated');
   const requests = lines.filter((l) => l['msg'] === 'request');
-  t.equal(requests.length, 3, 'one log line per request');
+  t.same(
+    requests.map((l) => l['url']),
+    ['/stripe/create-customer', '/stripe/attach-payment-method', '/stripe/webhook', '/stripe/purchase-currency'],
+    "one log line per request, the simulated gateway's signed webhook included",
+  );
   t.match(requests[0], { reqId: String, method: 'POST', url: '/stripe/create-customer', statusCode: 200, ms: Number });
 
   const second = await startServer(env);

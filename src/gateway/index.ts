@@ -14,7 +14,7 @@ export function createGateway(config: Config): PaymentsGateway {
         'Invalid configuration: STRIPE_API_BASE is set but STRIPE_SECRET_KEY is not (the simulated gateway calls no server)',
       );
     }
-    return new SimulatedGateway();
+    return new SimulatedGateway({ webhookSecret: config.STRIPE_WEBHOOK_SECRET });
   }
   return new StripeGateway(
     createStripeClient({
@@ -23,6 +23,7 @@ export function createGateway(config: Config): PaymentsGateway {
       maxNetworkRetries: config.STRIPE_MAX_NETWORK_RETRIES,
       timeoutMs: config.STRIPE_TIMEOUT_MS,
     }),
+    config.STRIPE_WEBHOOK_SECRET,
   );
 }
 

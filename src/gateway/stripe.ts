@@ -3,10 +3,15 @@ import { toStripeToken } from './test-cards.js';
 import {
   GatewayError,
   PaymentMethodRejected,
+  RefundRejected,
   type ChargeOutcome,
   type ChargeRequest,
   type PaymentsGateway,
+  type RefundRequest,
+  type RefundResult,
+  type WebhookEvent,
 } from './types.js';
+import { verifyStripeSignature } from './webhooks.js';
 
 export interface StripeGatewayOptions {
   secretKey: string;
@@ -74,7 +79,10 @@ function providerFailure(action: string, err: unknown): GatewayError {
 export class StripeGateway implements PaymentsGateway {
   readonly kind = 'stripe' as const;
 
-  constructor(private readonly stripe: Stripe) {}
+  constructor(
+    private readonly stripe: Stripe,
+    private readonly webhookSecret: string | undefined,
+  ) {}
 
   async createCustomer(input: { email: string; name: string; userId: string }, idempotencyKey: string) {
     try {
@@ -147,5 +155,26 @@ export class StripeGateway implements PaymentsGateway {
     } catch (err) {
       throw providerFailure('payment lookup', err);
     }
+  }
+
+  async refund(request: RefundRequest): Promise<RefundResult> {
+    try {
+      const refund = await this.stripe.refunds.create(
+        { payment_intent: request.paymentIntentId, ...(request.amountCents !== undefined ? { amount: request.amountCents } : {}) },
+        { idempotencyKey: request.idempotencyKey },
+      );
+      const chargeId = typeof refund.charge === 'string' ? refund.charge : refund.charge?.id;
+      if (!chargeId) throw new GatewayError(`Stripe refund ${refund.id} names no charge`, { mayHaveCharged: false });
+      const charge = await this.stripe.charges.retrieve(chargeId);
+      return { refundId: refund.id, amountRefunded: charge.amount_refunded, amountCharged: charge.amount };
+    } catch (err) {
+      if (err instanceof GatewayError) throw err;
+      if (err instanceof Stripe.errors.StripeInvalidRequestError) throw new RefundRejected(err.message);
+      throw providerFailure('refund', err);
+    }
+  }
+
+  verifyWebhook(payload: Buffer, signature: string | undefined): WebhookEvent {
+    return verifyStripeSignature(payload, signature, this.webhookSecret);
   }
 }

@@ -19,6 +19,61 @@ export interface PaymentsGateway {
 
   /** Reads a PaymentIntent's current state (used to finish purchases whose outcome we missed). */
   retrievePayment(paymentIntentId: string): Promise<ChargeOutcome>;
+
+  /** Refunds all or part of a succeeded PaymentIntent; answers with the charge's refund totals. */
+  refund(request: RefundRequest): Promise<RefundResult>;
+
+  /**
+   * Checks a webhook's `Stripe-Signature` against the raw body and returns the event. Throws
+   * WebhookRejected when the signature is missing, wrong or too old.
+   */
+  verifyWebhook(payload: Buffer, signature: string | undefined): WebhookEvent;
+}
+
+export interface RefundRequest {
+  paymentIntentId: string;
+  /** Cents to refund; everything that remains when omitted. */
+  amountCents?: number | undefined;
+  idempotencyKey: string;
+}
+
+export interface RefundResult {
+  refundId: string;
+  /** All that has been refunded on the charge so far, this refund included. */
+  amountRefunded: number;
+  /** What the charge was for. */
+  amountCharged: number;
+}
+
+/** A verified Stripe event: its id, type and the object it carries (a PaymentIntent, Charge, Dispute…). */
+export interface WebhookEvent {
+  id: string;
+  type: string;
+  object: Record<string, unknown>;
+}
+
+/** The provider refused a refund (nothing left to refund, payment not captured, …). */
+export class RefundRejected extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RefundRejected';
+  }
+}
+
+/** A webhook that must not be processed: no, bad or stale signature. */
+export class WebhookRejected extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WebhookRejected';
+  }
+}
+
+/** No webhook signing secret is configured, so no webhook can be trusted. */
+export class WebhooksNotConfigured extends WebhookRejected {
+  constructor() {
+    super('no webhook signing secret is configured (STRIPE_WEBHOOK_SECRET)');
+    this.name = 'WebhooksNotConfigured';
+  }
 }
 
 export interface ChargeRequest {

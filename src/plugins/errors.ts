@@ -1,20 +1,10 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import type { Problem } from '../../schemas/problem.js';
-import { ProblemError, type ProblemCode } from '../errors.js';
+import { problemDocument, ProblemError, type ProblemCode } from '../errors.js';
 import { GatewayError } from '../gateway/types.js';
 
 function send(reply: FastifyReply, request: FastifyRequest, error: ProblemError) {
-  const body: Problem & Record<string, unknown> = {
-    type: `urn:coinshop:problem:${error.code}`,
-    title: error.title,
-    status: error.status,
-    detail: error.message,
-    code: error.code,
-    request_id: request.id,
-    ...error.extensions,
-  };
-  return reply.code(error.status).type('application/problem+json').send(body);
+  return reply.code(error.status).type('application/problem+json').send(problemDocument(error, request.id));
 }
 
 /** Fastify's own 4xx error codes, mapped to ours. */

@@ -8,7 +8,10 @@ export const apiTags = [
   { name: 'Catalog', description: 'The coin packages for sale.' },
   { name: 'Customers', description: 'Players registered as Stripe customers, and their balances.' },
   { name: 'Payment methods', description: 'Saving a card (a Stripe PaymentMethod or a test token).' },
-  { name: 'Purchases', description: 'Buying coin packages and reading purchase history.' },
+  { name: 'Purchases', description: 'Buying coin packages, purchase history, refunds.' },
+  { name: 'Ledger', description: 'Spending coins, and the append-only ledger behind every balance.' },
+  { name: 'Webhooks', description: 'Stripe events: how payments finished elsewhere reach coinshop.' },
+  { name: 'Simulator', description: 'Development only (no STRIPE_SECRET_KEY): play the parts of the customer and the bank.' },
 ];
 
 type Json = Record<string, unknown>;

@@ -50,3 +50,26 @@ export const authenticationRequired = {
 export const paymentProviderFailed = problemResponse('Stripe failed or could not be reached.', {
   payment_provider_error: 'The payment provider refused the request; nothing was charged',
 });
+
+/** The optional Idempotency-Key header of POST operations. */
+export const idempotencyKeyHeader = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 255,
+      description:
+        'Any unique string (a UUID is ideal). A retry with the same key and body replays the first answer ' +
+        '(marked `Idempotent-Replayed: true`) and changes nothing; keys are kept for at least 24 hours.',
+    }),
+  ),
+});
+
+/** The answers an Idempotency-Key can bring on its own. */
+export const idempotencyConflicts = {
+  409: problemResponse('A request with the same Idempotency-Key is still being processed.', {
+    idempotency_key_in_use: 'A request with this Idempotency-Key is still being processed; retry later',
+  }),
+  422: problemResponse('The Idempotency-Key was used with a different request.', {
+    idempotency_key_reused: 'This Idempotency-Key was used with a different request; use a new key for a new request',
+  }),
+};

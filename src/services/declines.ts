@@ -1,21 +1,41 @@
-import { ProblemError } from '../errors.js';
+import { ProblemError, type ProblemCode } from '../errors.js';
+
+/** What a failed purchase says, by the failure code recorded with it. Seed messages word for word. */
+const FAILURE_DETAILS: Partial<Record<ProblemCode, string>> = {
+  card_declined: 'Card was declined',
+  insufficient_funds: 'Insufficient funds',
+  expired_card: 'Card was declined: the card has expired',
+  incorrect_cvc: "Card was declined: the card's security code is incorrect",
+  processing_error: 'Card was declined: an error occurred while processing the card, try again',
+  authentication_failed: 'Card was declined: the customer did not complete authentication',
+  invalid_payment_method: 'Invalid payment method: Stripe does not know this payment method',
+  payment_provider_error: 'The payment provider refused the request; nothing was charged',
+};
 
 /**
- * The problem a declined card gets, decided from Stripe's `code` and `decline_code` (never message
- * text). Seed messages are kept word for word; lost, stolen and fraudulent cards get the generic
- * decline, as Stripe advises, so a fraudster learns nothing.
+ * Our failure code for a decline, decided from Stripe's `code` and `decline_code` (never message
+ * text). Lost, stolen and fraudulent cards get the generic decline, as Stripe advises, so a
+ * fraudster learns nothing.
  */
-export function declineProblem(code: string, declineCode: string | undefined, transactionId: string): ProblemError {
-  const ext = { transaction_id: transactionId };
-  if (declineCode === 'insufficient_funds') return new ProblemError('insufficient_funds', 'Insufficient funds', ext);
+export function declineCode(code: string, declineCode: string | undefined): ProblemCode {
+  if (declineCode === 'insufficient_funds') return 'insufficient_funds';
   switch (code) {
     case 'expired_card':
-      return new ProblemError('expired_card', 'Card was declined: the card has expired', ext);
     case 'incorrect_cvc':
-      return new ProblemError('incorrect_cvc', "Card was declined: the card's security code is incorrect", ext);
     case 'processing_error':
-      return new ProblemError('processing_error', 'Card was declined: an error occurred while processing the card, try again', ext);
+      return code;
+    case 'payment_intent_authentication_failure':
+      return 'authentication_failed';
     default:
-      return new ProblemError('card_declined', 'Card was declined', ext);
+      return 'card_declined';
   }
+}
+
+/** The problem a failed purchase answers with. */
+export function failureProblem(failureCode: string | null, transactionId: string): ProblemError {
+  const code = (failureCode ?? 'card_declined') as ProblemCode;
+  const detail = FAILURE_DETAILS[code];
+  return detail
+    ? new ProblemError(code, detail, { transaction_id: transactionId })
+    : new ProblemError('card_declined', 'Card was declined', { transaction_id: transactionId });
 }

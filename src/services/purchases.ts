@@ -1,12 +1,13 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
-import type { PurchaseResult } from '../../schemas/purchase.js';
+import type { Purchase, PurchaseResult } from '../../schemas/purchase.js';
 import type { Catalog } from '../catalog.js';
-import { customerNotFound, ProblemError } from '../errors.js';
+import { customerNotFound, ProblemError, problemDocument } from '../errors.js';
 import { GatewayError, PaymentMethodRejected, type ChargeOutcome, type PaymentsGateway } from '../gateway/types.js';
-import type { PurchaseRow } from '../store/schema.js';
+import { completeIdempotency, type IdempotencyContext } from '../plugins/idempotency.js';
+import { UNFINISHED, type PurchaseRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
-import { declineProblem } from './declines.js';
+import { declineCode, failureProblem } from './declines.js';
+import { settleFailed, settleRequiresAction, settleSucceeded } from './settlement.js';
 
 export interface PurchaseDeps {
   store: Store;
@@ -15,114 +16,209 @@ export interface PurchaseDeps {
   log: FastifyBaseLogger;
 }
 
+export interface RequestContext {
+  requestId: string;
+  idempotency: IdempotencyContext | undefined;
+  /** The id a new purchase gets (the Idempotency-Key's reserved id when there is one). */
+  transactionId: string;
+}
+
+/** What asking Stripe about a purchase told us; `unknown` when Stripe could not say. */
+type Asked = ChargeOutcome | { status: 'rejected'; message: string } | { status: 'refused' } | { status: 'unknown' };
+
 /**
  * Buys a coin package with the customer's saved card. The purchase is recorded (pending) before
- * Stripe is called, with its transaction id as Stripe's idempotency key; the coins are credited in
- * the same database transaction that marks it succeeded.
+ * Stripe is called, with its transaction id as Stripe's idempotency key; its outcome, the coins and
+ * the Idempotency-Key's answer are written in one transaction. A retry that takes over an unfinished
+ * key continues the same purchase rather than starting another.
  */
 export async function purchaseCurrency(
   deps: PurchaseDeps,
   input: { user_id: string; package_id: string },
+  context: RequestContext,
 ): Promise<PurchaseResult> {
-  const customer = await deps.store.findCustomer(input.user_id);
-  if (!customer) throw customerNotFound();
-  const pack = deps.catalog.get(input.package_id);
-  if (!pack) throw new ProblemError('invalid_package', 'Invalid package ID');
-  if (!customer.payment_method_id) throw new ProblemError('no_payment_method', 'No payment method attached');
-
-  const transactionId = randomUUID();
-  await deps.store.insertPendingPurchase({
-    transaction_id: transactionId,
-    user_id: customer.user_id,
-    package_id: pack.package_id,
-    package_name: pack.name,
-    amount_cents: pack.price_cents,
-    currency: pack.currency,
-    coins: pack.currency_amount,
-    payment_intent_id: null,
-    failure_code: null,
-  });
-
-  let outcome: ChargeOutcome;
-  try {
-    outcome = await deps.payments.chargeSavedCard({
-      amountCents: pack.price_cents,
+  let purchase = context.idempotency?.resumed ? await deps.store.findPurchase(context.transactionId) : undefined;
+  if (!purchase) {
+    const customer = await deps.store.findCustomer(input.user_id);
+    if (!customer) throw customerNotFound();
+    const pack = deps.catalog.get(input.package_id);
+    if (!pack) throw new ProblemError('invalid_package', 'Invalid package ID');
+    if (!customer.payment_method_id) throw new ProblemError('no_payment_method', 'No payment method attached');
+    await deps.store.insertPendingPurchase({
+      transaction_id: context.transactionId,
+      user_id: customer.user_id,
+      package_id: pack.package_id,
+      package_name: pack.name,
+      amount_cents: pack.price_cents,
       currency: pack.currency,
+      coins: pack.currency_amount,
+      payment_method_id: customer.payment_method_id,
+      payment_intent_id: null,
+      failure_code: null,
+    });
+    purchase = await deps.store.findPurchase(context.transactionId);
+    if (!purchase) throw new Error('the pending purchase was not recorded');
+  }
+
+  const asked = UNFINISHED.includes(purchase.status) ? await askStripe(deps, purchase) : undefined;
+  const answer = await deps.store.transaction(async (tx) => {
+    const settled = asked ? await apply(tx, purchase, asked) : purchase;
+    const response = await respond(tx, settled, asked);
+    if (response.status < 500) {
+      await completeIdempotency(tx, context.idempotency, {
+        status: response.status,
+        body: 'error' in response ? problemDocument(response.error, context.requestId) : response.body,
+      });
+    }
+    return response;
+  });
+  if ('error' in answer) throw answer.error;
+  return answer.body;
+}
+
+/**
+ * Brings an unfinished purchase up to date from Stripe: used by the purchase lookup and by
+ * reconciliation. A purchase that never got a PaymentIntent id (the process died mid-call) is asked
+ * again with its original idempotency key once `reissueAfterMs` has passed, so Stripe answers with
+ * the PaymentIntent it made, or makes it now if the first request never arrived.
+ */
+export async function refreshPurchase(
+  deps: Pick<PurchaseDeps, 'store' | 'payments' | 'log'>,
+  purchase: PurchaseRow,
+  options: { reissueAfterMs: number },
+): Promise<{ purchase: PurchaseRow; clientSecret: string | undefined }> {
+  if (!UNFINISHED.includes(purchase.status)) return { purchase, clientSecret: undefined };
+  const age = Date.now() - Date.parse(purchase.created_at);
+  // Stripe keeps idempotency keys for 24 hours: past that a re-issued call could charge anew.
+  const reissue = age >= options.reissueAfterMs && age < REISSUE_WINDOW_MS;
+  if (!purchase.payment_intent_id && !reissue) return { purchase, clientSecret: undefined };
+  const asked = await askStripe(deps, purchase);
+  const updated = await deps.store.transaction((tx) => apply(tx, purchase, asked));
+  return { purchase: updated, clientSecret: asked.status === 'requires_action' ? asked.clientSecret : undefined };
+}
+
+const REISSUE_WINDOW_MS = 23 * 60 * 60 * 1000;
+
+/** The PaymentIntent's state when we know its id; otherwise the (idempotent) charge call. */
+async function askStripe(deps: Pick<PurchaseDeps, 'store' | 'payments' | 'log'>, purchase: PurchaseRow): Promise<Asked> {
+  try {
+    if (purchase.payment_intent_id) return await deps.payments.retrievePayment(purchase.payment_intent_id);
+    const customer = await deps.store.findCustomer(purchase.user_id);
+    if (!customer) throw new Error(`purchase ${purchase.transaction_id} has no customer`);
+    // Exactly the first request's parameters, so Stripe's idempotency replays rather than refuses.
+    return await deps.payments.chargeSavedCard({
+      amountCents: purchase.amount_cents,
+      currency: purchase.currency,
       customerId: customer.stripe_customer_id,
-      paymentMethodId: customer.payment_method_id,
-      description: `${pack.name} (${pack.currency_amount} coins)`,
+      paymentMethodId: purchase.payment_method_id,
+      description: `${purchase.package_name} (${purchase.coins} coins)`,
       metadata: {
-        user_id: customer.user_id,
-        package_id: pack.package_id,
-        transaction_id: transactionId,
-        coins: String(pack.currency_amount),
+        user_id: purchase.user_id,
+        package_id: purchase.package_id,
+        transaction_id: purchase.transaction_id,
+        coins: String(purchase.coins),
       },
-      idempotencyKey: transactionId,
+      idempotencyKey: purchase.transaction_id,
     });
   } catch (err) {
-    throw await chargeFailed(deps, transactionId, err);
+    if (err instanceof PaymentMethodRejected) return { status: 'rejected', message: err.message };
+    if (err instanceof GatewayError && !err.mayHaveCharged) {
+      deps.log.error({ err, transactionId: purchase.transaction_id }, 'payment refused by the provider');
+      return { status: 'refused' };
+    }
+    deps.log.error({ err, transactionId: purchase.transaction_id }, 'payment outcome unknown; purchase left pending');
+    return { status: 'unknown' };
   }
-  return settle(deps, transactionId, outcome);
 }
 
-async function settle(deps: PurchaseDeps, transactionId: string, outcome: ChargeOutcome): Promise<PurchaseResult> {
-  switch (outcome.status) {
-    case 'succeeded': {
-      const { purchase, balance } = await deps.store.settleSucceeded(transactionId, outcome.paymentIntentId);
+/** Writes what Stripe said into the purchase (and the ledger), in the caller's transaction. */
+async function apply(tx: Store, purchase: PurchaseRow, asked: Asked): Promise<PurchaseRow> {
+  const id = purchase.transaction_id;
+  switch (asked.status) {
+    case 'succeeded':
+      return settleSucceeded(tx, id, asked.paymentIntentId);
+    case 'requires_action':
+      return settleRequiresAction(tx, id, asked.paymentIntentId);
+    case 'declined':
+      return settleFailed(tx, id, declineCode(asked.code, asked.declineCode), asked.paymentIntentId);
+    case 'rejected':
+      return settleFailed(tx, id, 'invalid_payment_method', undefined);
+    case 'refused':
+      return settleFailed(tx, id, 'payment_provider_error', undefined);
+    case 'processing':
+    case 'unknown':
+      return (await tx.findPurchase(id)) ?? purchase;
+  }
+}
+
+type Response = { status: 200; body: PurchaseResult } | { status: number; error: ProblemError };
+
+const asProblem = (error: ProblemError): Response => ({ status: error.status, error });
+
+/** The answer for a purchase in its current state. */
+async function respond(tx: Store, purchase: PurchaseRow, asked: Asked | undefined): Promise<Response> {
+  const id = purchase.transaction_id;
+  switch (purchase.status) {
+    case 'requires_action':
+      if (asked?.status === 'requires_action') {
+        return asProblem(
+          new ProblemError('authentication_required', 'The card requires authentication (3-D Secure) to complete this purchase', {
+            transaction_id: id,
+            payment_intent_id: asked.paymentIntentId,
+            client_secret: asked.clientSecret,
+          }),
+        );
+      }
+      return asProblem(stillPending(id));
+    case 'pending':
+      return asProblem(stillPending(id));
+    case 'failed':
+      if (asked?.status === 'rejected') {
+        return asProblem(new ProblemError('invalid_payment_method', `Invalid payment method: ${asked.message}`, { transaction_id: id }));
+      }
+      return asProblem(failureProblem(purchase.failure_code, id));
+    default: {
+      const customer = await tx.findCustomer(purchase.user_id);
       return {
-        status: 'success',
-        transaction_id: transactionId,
-        currency_purchased: purchase.coins,
-        new_balance: balance,
-        message: 'Currency purchase successful',
+        status: 200,
+        body: {
+          status: 'success',
+          transaction_id: id,
+          currency_purchased: purchase.coins,
+          new_balance: customer?.currency_balance ?? 0,
+          message: 'Currency purchase successful',
+        },
       };
     }
-    case 'requires_action':
-      await deps.store.markRequiresAction(transactionId, outcome.paymentIntentId);
-      throw new ProblemError('authentication_required', 'The card requires authentication (3-D Secure) to complete this purchase', {
-        transaction_id: transactionId,
-        payment_intent_id: outcome.paymentIntentId,
-        client_secret: outcome.clientSecret,
-      });
-    case 'processing':
-      throw stillPending(transactionId);
-    case 'declined': {
-      const problem = declineProblem(outcome.code, outcome.declineCode, transactionId);
-      await deps.store.markFailed(transactionId, problem.code, outcome.paymentIntentId);
-      throw problem;
-    }
   }
 }
 
-/** The charge call threw: decide what we know about the money, record it, and say so. */
-async function chargeFailed(deps: PurchaseDeps, transactionId: string, err: unknown): Promise<ProblemError> {
-  if (err instanceof PaymentMethodRejected) {
-    await deps.store.markFailed(transactionId, 'invalid_payment_method', undefined);
-    return new ProblemError('invalid_payment_method', `Invalid payment method: ${err.message}`, {
-      transaction_id: transactionId,
-    });
-  }
-  if (err instanceof GatewayError && !err.mayHaveCharged) {
-    deps.log.error({ err, transactionId }, 'payment refused by the provider');
-    await deps.store.markFailed(transactionId, 'payment_provider_error', undefined);
-    return new ProblemError('payment_provider_error', 'The payment provider refused the request; nothing was charged', {
-      transaction_id: transactionId,
-    });
-  }
-  // The charge may have gone through: the purchase stays pending, to be finished from Stripe's record.
-  deps.log.error({ err, transactionId }, 'payment outcome unknown; purchase left pending');
-  return stillPending(transactionId);
-}
-
-function stillPending(transactionId: string): ProblemError {
-  return new ProblemError(
-    'payment_pending',
-    'The payment provider has not confirmed this payment yet; the coins are credited once it succeeds',
-    { transaction_id: transactionId },
-  );
-}
+const stillPending = (transactionId: string) =>
+  new ProblemError('payment_pending', 'The payment provider has not confirmed this payment yet; the coins are credited once it succeeds', {
+    transaction_id: transactionId,
+  });
 
 /** The history status the seed's clients know: a paid purchase is `completed`. */
 export function transactionStatus(status: PurchaseRow['status']) {
   return status === 'succeeded' ? 'completed' : status;
+}
+
+/** One purchase as the API shows it. */
+export function purchaseView(p: PurchaseRow, clientSecret?: string): Purchase {
+  return {
+    transaction_id: p.transaction_id,
+    user_id: p.user_id,
+    package_id: p.package_id,
+    package_name: p.package_name,
+    amount_paid: p.amount_cents,
+    currency: p.currency,
+    currency_purchased: p.coins,
+    status: transactionStatus(p.status),
+    ...(p.payment_intent_id ? { payment_intent_id: p.payment_intent_id } : {}),
+    ...(p.failure_code ? { failure_code: p.failure_code } : {}),
+    amount_refunded: p.refunded_cents,
+    ...(clientSecret ? { client_secret: clientSecret } : {}),
+    created_at: p.created_at,
+    updated_at: p.updated_at,
+  };
 }

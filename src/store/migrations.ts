@@ -5,7 +5,7 @@ import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } fr
  * Written in Kysely's portable schema builder so the same list serves every engine.
  */
 const migrations: Record<string, Migration> = {
-  '0001_customers_purchases_ledger': {
+  '0001_initial': {
     async up(db: Kysely<unknown>) {
       await db.schema
         .createTable('customers')
@@ -28,28 +28,68 @@ const migrations: Record<string, Migration> = {
         .addColumn('amount_cents', 'bigint', (c) => c.notNull())
         .addColumn('currency', 'varchar(3)', (c) => c.notNull())
         .addColumn('coins', 'bigint', (c) => c.notNull())
+        .addColumn('payment_method_id', 'varchar(255)', (c) => c.notNull())
         .addColumn('status', 'varchar(32)', (c) => c.notNull())
         .addColumn('payment_intent_id', 'varchar(255)', (c) => c.unique())
         .addColumn('failure_code', 'varchar(64)')
+        .addColumn('refunded_cents', 'bigint', (c) => c.notNull().defaultTo(0))
         .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
         .addColumn('updated_at', 'varchar(32)', (c) => c.notNull())
-        .addCheckConstraint('purchases_status', sql`status in ('pending', 'requires_action', 'succeeded', 'failed')`)
+        .addCheckConstraint(
+          'purchases_status',
+          sql`status in ('pending', 'requires_action', 'failed', 'succeeded', 'partially_refunded', 'refunded', 'disputed', 'dispute_won', 'dispute_lost')`,
+        )
         .execute();
       await db.schema.createIndex('purchases_user_history').on('purchases').columns(['user_id', 'id']).execute();
+      await db.schema.createIndex('purchases_unfinished').on('purchases').columns(['status', 'created_at']).execute();
+
+      await db.schema
+        .createTable('ledger_journals')
+        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('kind', 'varchar(32)', (c) => c.notNull())
+        .addColumn('reference', 'varchar(255)', (c) => c.notNull())
+        .addColumn('user_id', 'varchar(64)', (c) => c.notNull().references('customers.user_id'))
+        .addColumn('transaction_id', 'varchar(64)')
+        .addColumn('memo', 'varchar(200)')
+        .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
+        // Coins move once per cause: one credit per PaymentIntent, one clawback per refund state, …
+        .addUniqueConstraint('ledger_journals_once', ['kind', 'reference'])
+        .execute();
+      await db.schema.createIndex('ledger_journals_transaction').on('ledger_journals').column('transaction_id').execute();
 
       await db.schema
         .createTable('ledger_entries')
         .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
-        .addColumn('user_id', 'varchar(64)', (c) => c.notNull().references('customers.user_id'))
+        .addColumn('journal_id', 'integer', (c) => c.notNull().references('ledger_journals.id'))
+        .addColumn('account', 'varchar(100)', (c) => c.notNull())
         .addColumn('amount', 'bigint', (c) => c.notNull())
-        .addColumn('reason', 'varchar(32)', (c) => c.notNull())
-        .addColumn('reference', 'varchar(255)', (c) => c.notNull())
-        .addColumn('transaction_id', 'varchar(64)')
+        .addColumn('balance_after', 'bigint')
         .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
-        // A PaymentIntent can be credited once, whichever path (purchase call, webhook, reconcile) gets there first.
-        .addUniqueConstraint('ledger_entries_once', ['reason', 'reference'])
         .execute();
-      await db.schema.createIndex('ledger_entries_user').on('ledger_entries').columns(['user_id', 'id']).execute();
+      await db.schema.createIndex('ledger_entries_account').on('ledger_entries').columns(['account', 'id']).execute();
+
+      await db.schema
+        .createTable('idempotency_keys')
+        .addColumn('scope', 'varchar(100)', (c) => c.notNull())
+        .addColumn('key', 'varchar(255)', (c) => c.notNull())
+        .addColumn('request_hash', 'varchar(64)', (c) => c.notNull())
+        .addColumn('resource_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('state', 'varchar(16)', (c) => c.notNull())
+        .addColumn('locked_at', 'varchar(32)')
+        .addColumn('response_status', 'integer')
+        .addColumn('response_type', 'varchar(100)')
+        .addColumn('response_body', 'text')
+        .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
+        .addPrimaryKeyConstraint('idempotency_keys_pk', ['scope', 'key'])
+        .execute();
+      await db.schema.createIndex('idempotency_keys_age').on('idempotency_keys').column('created_at').execute();
+
+      await db.schema
+        .createTable('webhook_events')
+        .addColumn('event_id', 'varchar(255)', (c) => c.primaryKey())
+        .addColumn('type', 'varchar(100)', (c) => c.notNull())
+        .addColumn('received_at', 'varchar(32)', (c) => c.notNull())
+        .execute();
     },
   },
 };

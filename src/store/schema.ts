@@ -1,7 +1,35 @@
 import type { Generated, Insertable, Selectable } from 'kysely';
 
-/** A purchase's life; it only ever moves forward (see DESIGN.md, money invariant 4). */
-export type PurchaseStatus = 'pending' | 'requires_action' | 'succeeded' | 'failed';
+/**
+ * A purchase's life. It only moves forward: see `PURCHASE_TRANSITIONS` for the edges. `failed` can
+ * still become `succeeded` when Stripe says the PaymentIntent succeeded after all (the customer
+ * finished it with another attempt): money that moved is always credited.
+ */
+export type PurchaseStatus =
+  | 'pending'
+  | 'requires_action'
+  | 'failed'
+  | 'succeeded'
+  | 'partially_refunded'
+  | 'refunded'
+  | 'disputed'
+  | 'dispute_won'
+  | 'dispute_lost';
+
+/** For each status, the statuses a purchase may move to it from. */
+export const PURCHASE_TRANSITIONS: Readonly<Record<PurchaseStatus, readonly PurchaseStatus[]>> = {
+  pending: [],
+  requires_action: ['pending'],
+  failed: ['pending', 'requires_action'],
+  succeeded: ['pending', 'requires_action', 'failed'],
+  partially_refunded: ['succeeded', 'partially_refunded'],
+  refunded: ['succeeded', 'partially_refunded'],
+  disputed: ['succeeded', 'partially_refunded'],
+  dispute_won: ['disputed'],
+  dispute_lost: ['disputed'],
+};
+
+export const UNFINISHED: readonly PurchaseStatus[] = ['pending', 'requires_action'];
 
 export interface CustomersTable {
   user_id: string;
@@ -10,7 +38,7 @@ export interface CustomersTable {
   stripe_customer_id: string;
   /** The saved card: a Stripe PaymentMethod id or a seed test token. */
   payment_method_id: string | null;
-  /** Always the sum of this customer's ledger entries; written only with one. */
+  /** Always the sum of the player's ledger entries; written only together with one. */
   currency_balance: number;
   created_at: string;
 }
@@ -24,33 +52,76 @@ export interface PurchasesTable {
   amount_cents: number;
   currency: string;
   coins: number;
+  /** The card charged, as it was at purchase time: a retry sends Stripe exactly the same request. */
+  payment_method_id: string;
   status: PurchaseStatus;
   payment_intent_id: string | null;
   failure_code: string | null;
+  /** Cumulative amount refunded in Stripe, in cents. */
+  refunded_cents: number;
   created_at: string;
   updated_at: string;
 }
 
-export type LedgerReason = 'purchase';
+/** Why coins moved. Each (kind, reference) can be written once: that is the exactly-once guarantee. */
+export type JournalKind = 'purchase' | 'refund' | 'dispute' | 'dispute_reversal' | 'spend';
 
+/** One balanced movement of coins: its entries sum to zero. */
+export interface LedgerJournalsTable {
+  id: Generated<number>;
+  kind: JournalKind;
+  /** The object behind it: a PaymentIntent, `<PaymentIntent>:refunded:<cents>`, a dispute, a spend id. */
+  reference: string;
+  user_id: string;
+  transaction_id: string | null;
+  memo: string | null;
+  created_at: string;
+}
+
+/** Append-only. A player's account is `player:<user_id>`; the other side is a `coinshop:*` account. */
 export interface LedgerEntriesTable {
   id: Generated<number>;
-  user_id: string;
-  /** Coins added (positive) or removed (negative). */
+  journal_id: number;
+  account: string;
   amount: number;
-  reason: LedgerReason;
-  /** The object behind the entry (for a purchase, its PaymentIntent); unique per reason. */
-  reference: string;
-  transaction_id: string | null;
+  /** For player accounts: the balance after this entry. */
+  balance_after: number | null;
   created_at: string;
+}
+
+export type IdempotencyState = 'in_progress' | 'completed';
+
+export interface IdempotencyKeysTable {
+  scope: string;
+  key: string;
+  request_hash: string;
+  /** The id the first request reserved for what it creates (transaction, customer, spend): a retry reuses it. */
+  resource_id: string;
+  state: IdempotencyState;
+  /** When the request holding the key started; null once it let go (a retry may take over). */
+  locked_at: string | null;
+  response_status: number | null;
+  response_type: string | null;
+  response_body: string | null;
+  created_at: string;
+}
+
+export interface WebhookEventsTable {
+  event_id: string;
+  type: string;
+  received_at: string;
 }
 
 export interface Database {
   customers: CustomersTable;
   purchases: PurchasesTable;
+  ledger_journals: LedgerJournalsTable;
   ledger_entries: LedgerEntriesTable;
+  idempotency_keys: IdempotencyKeysTable;
+  webhook_events: WebhookEventsTable;
 }
 
 export type CustomerRow = Selectable<CustomersTable>;
 export type PurchaseRow = Selectable<PurchasesTable>;
 export type NewPurchase = Insertable<PurchasesTable>;
+export type IdempotencyRow = Selectable<IdempotencyKeysTable>;

@@ -1,22 +1,79 @@
-import type { Kysely, Transaction } from 'kysely';
-import type { CustomerRow, Database, LedgerReason, NewPurchase, PurchaseRow, PurchaseStatus } from './schema.js';
+import type { Kysely } from 'kysely';
+import {
+  PURCHASE_TRANSITIONS,
+  UNFINISHED,
+  type CustomerRow,
+  type Database,
+  type IdempotencyRow,
+  type JournalKind,
+  type NewPurchase,
+  type PurchaseRow,
+  type PurchaseStatus,
+} from './schema.js';
 
-const now = () => new Date().toISOString();
+export const now = () => new Date().toISOString();
 
-/** Statuses a purchase may still leave; anything else is final for the purposes of settling it. */
-const UNSETTLED: PurchaseStatus[] = ['pending', 'requires_action'];
+export const playerAccount = (userId: string) => `player:${userId}`;
 
-export interface SettledPurchase {
-  purchase: PurchaseRow;
-  /** The customer's balance after this call (credited now, or earlier by another path). */
-  balance: number;
+/** A spend (or any debit that must not overdraw) found too few coins; the transaction rolls back. */
+export class InsufficientBalance extends Error {
+  constructor(readonly balance: number) {
+    super('insufficient balance');
+    this.name = 'InsufficientBalance';
+  }
 }
 
-/** Every read and write coinshop makes, in one place, over Kysely. */
+export interface JournalInput {
+  kind: JournalKind;
+  reference: string;
+  userId: string;
+  transactionId: string | null;
+  memo?: string | null;
+  /** Coins to the player (negative: from the player). */
+  amount: number;
+  /** The other side of the movement, e.g. `coinshop:sales`. */
+  counterAccount: string;
+  /** Refuse (InsufficientBalance) if the player's balance would go below zero. */
+  mustNotOverdraw?: boolean;
+}
+
+export type Reservation =
+  | { kind: 'reserved'; resourceId: string; resumed: boolean }
+  | { kind: 'replay'; row: IdempotencyRow }
+  | { kind: 'mismatch' }
+  | { kind: 'in_use' };
+
+export interface LedgerLine {
+  entry_id: number;
+  amount: number;
+  balance_after: number;
+  kind: JournalKind;
+  reference: string;
+  transaction_id: string | null;
+  memo: string | null;
+  created_at: string;
+}
+
+/**
+ * Every read and write coinshop makes, in one place, over Kysely. A Store wraps either the database
+ * or one transaction of it: `transaction(fn)` hands `fn` a Store whose every call is in that
+ * transaction, so services compose money moves that commit or roll back together.
+ */
 export class Store {
   constructor(readonly db: Kysely<Database>) {}
 
-  async insertCustomer(customer: Omit<CustomerRow, 'currency_balance' | 'payment_method_id' | 'created_at'>) {
+  transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T> {
+    if (this.db.isTransaction) return fn(this);
+    return this.db.transaction().execute((trx) => fn(new Store(trx)));
+  }
+
+  close(): Promise<void> {
+    return this.db.destroy();
+  }
+
+  // Customers
+
+  async insertCustomer(customer: Pick<CustomerRow, 'user_id' | 'email' | 'name' | 'stripe_customer_id'>) {
     const row: CustomerRow = { ...customer, payment_method_id: null, currency_balance: 0, created_at: now() };
     await this.db.insertInto('customers').values(row).execute();
     return row;
@@ -27,83 +84,26 @@ export class Store {
   }
 
   async setPaymentMethod(userId: string, paymentMethodId: string): Promise<void> {
-    await this.db
-      .updateTable('customers')
-      .set({ payment_method_id: paymentMethodId })
-      .where('user_id', '=', userId)
-      .execute();
+    await this.db.updateTable('customers').set({ payment_method_id: paymentMethodId }).where('user_id', '=', userId).execute();
   }
 
+  // Purchases
+
   /** Records a purchase before the provider is called (money invariant 3). */
-  async insertPendingPurchase(purchase: Omit<NewPurchase, 'status' | 'created_at' | 'updated_at'>) {
+  async insertPendingPurchase(purchase: Omit<NewPurchase, 'status' | 'created_at' | 'updated_at' | 'refunded_cents'>) {
     const at = now();
     await this.db
       .insertInto('purchases')
-      .values({ ...purchase, status: 'pending', created_at: at, updated_at: at })
+      .values({ ...purchase, status: 'pending', refunded_cents: 0, created_at: at, updated_at: at })
       .execute();
   }
 
-  /** pending → requires_action, remembering the PaymentIntent. */
-  async markRequiresAction(transactionId: string, paymentIntentId: string): Promise<void> {
-    await this.db
-      .updateTable('purchases')
-      .set({ status: 'requires_action', payment_intent_id: paymentIntentId, updated_at: now() })
-      .where('transaction_id', '=', transactionId)
-      .where('status', '=', 'pending')
-      .execute();
+  findPurchase(transactionId: string): Promise<PurchaseRow | undefined> {
+    return this.db.selectFrom('purchases').selectAll().where('transaction_id', '=', transactionId).executeTakeFirst();
   }
 
-  /** An unsettled purchase → failed. A settled one is left as it is. */
-  async markFailed(transactionId: string, failureCode: string, paymentIntentId: string | undefined): Promise<void> {
-    await this.db
-      .updateTable('purchases')
-      .set({
-        status: 'failed',
-        failure_code: failureCode,
-        updated_at: now(),
-        ...(paymentIntentId ? { payment_intent_id: paymentIntentId } : {}),
-      })
-      .where('transaction_id', '=', transactionId)
-      .where('status', 'in', UNSETTLED)
-      .execute();
-  }
-
-  /**
-   * An unsettled purchase → succeeded, and its coins credited, in one transaction. Safe to call from
-   * any path any number of times: only the call that moves the purchase writes the ledger entry, and
-   * the ledger's unique (reason, reference) makes a second credit for the PaymentIntent impossible.
-   */
-  async settleSucceeded(transactionId: string, paymentIntentId: string): Promise<SettledPurchase> {
-    return this.db.transaction().execute(async (trx) => {
-      const moved = await trx
-        .updateTable('purchases')
-        .set({ status: 'succeeded', payment_intent_id: paymentIntentId, failure_code: null, updated_at: now() })
-        .where('transaction_id', '=', transactionId)
-        .where('status', 'in', UNSETTLED)
-        .returningAll()
-        .executeTakeFirst();
-      if (moved) {
-        const balance = await postLedgerEntry(trx, {
-          user_id: moved.user_id,
-          amount: moved.coins,
-          reason: 'purchase',
-          reference: paymentIntentId,
-          transaction_id: transactionId,
-        });
-        return { purchase: moved, balance };
-      }
-      const purchase = await trx
-        .selectFrom('purchases')
-        .selectAll()
-        .where('transaction_id', '=', transactionId)
-        .executeTakeFirstOrThrow();
-      const { currency_balance } = await trx
-        .selectFrom('customers')
-        .select('currency_balance')
-        .where('user_id', '=', purchase.user_id)
-        .executeTakeFirstOrThrow();
-      return { purchase, balance: currency_balance };
-    });
+  findPurchaseByPaymentIntent(paymentIntentId: string): Promise<PurchaseRow | undefined> {
+    return this.db.selectFrom('purchases').selectAll().where('payment_intent_id', '=', paymentIntentId).executeTakeFirst();
   }
 
   /** A customer's purchases, every attempt, newest first. */
@@ -111,25 +111,234 @@ export class Store {
     return this.db.selectFrom('purchases').selectAll().where('user_id', '=', userId).orderBy('id', 'desc').execute();
   }
 
-  close(): Promise<void> {
-    return this.db.destroy();
+  /** Purchases still waiting for an outcome, started before `startedBefore`, after row `afterId`, oldest first. */
+  listUnfinished(startedBefore: string, afterId: number, limit: number): Promise<PurchaseRow[]> {
+    return this.db
+      .selectFrom('purchases')
+      .selectAll()
+      .where('status', 'in', UNFINISHED)
+      .where('created_at', '<', startedBefore)
+      .where('id', '>', afterId)
+      .orderBy('id')
+      .limit(limit)
+      .execute();
   }
-}
 
-/**
- * The only way a balance changes: an append-only ledger entry and the balance update, in the caller's
- * transaction. Returns the new balance.
- */
-async function postLedgerEntry(
-  trx: Transaction<Database>,
-  entry: { user_id: string; amount: number; reason: LedgerReason; reference: string; transaction_id: string | null },
-): Promise<number> {
-  await trx.insertInto('ledger_entries').values({ ...entry, created_at: now() }).execute();
-  const { currency_balance } = await trx
-    .updateTable('customers')
-    .set((eb) => ({ currency_balance: eb('currency_balance', '+', entry.amount) }))
-    .where('user_id', '=', entry.user_id)
-    .returning('currency_balance')
-    .executeTakeFirstOrThrow();
-  return currency_balance;
+  /**
+   * Moves a purchase to `to` if its current status allows it (PURCHASE_TRANSITIONS), setting the
+   * given columns too. Returns the updated row, or undefined when the move is not allowed (the
+   * purchase is already there or further on): callers never regress a purchase.
+   */
+  movePurchase(
+    transactionId: string,
+    to: PurchaseStatus,
+    set: Partial<Pick<PurchaseRow, 'payment_intent_id' | 'failure_code' | 'refunded_cents'>> = {},
+  ): Promise<PurchaseRow | undefined> {
+    return this.db
+      .updateTable('purchases')
+      .set({ ...set, status: to, updated_at: now() })
+      .where('transaction_id', '=', transactionId)
+      .where('status', 'in', PURCHASE_TRANSITIONS[to])
+      .returningAll()
+      .executeTakeFirst();
+  }
+
+  // Ledger
+
+  /**
+   * Posts one balanced movement: the player's entry and its counter-entry, and the balance column,
+   * together. Returns the new balance, or undefined when this (kind, reference) was posted before —
+   * the unique constraint is what makes every credit and clawback happen at most once.
+   */
+  async postJournal(input: JournalInput): Promise<number | undefined> {
+    const at = now();
+    const journal = await this.db
+      .insertInto('ledger_journals')
+      .values({
+        kind: input.kind,
+        reference: input.reference,
+        user_id: input.userId,
+        transaction_id: input.transactionId,
+        memo: input.memo ?? null,
+        created_at: at,
+      })
+      .onConflict((oc) => oc.columns(['kind', 'reference']).doNothing())
+      .returning('id')
+      .executeTakeFirst();
+    if (!journal) return undefined;
+
+    let update = this.db
+      .updateTable('customers')
+      .set((eb) => ({ currency_balance: eb('currency_balance', '+', input.amount) }))
+      .where('user_id', '=', input.userId);
+    if (input.mustNotOverdraw) update = update.where('currency_balance', '>=', -input.amount);
+    const updated = await update.returning('currency_balance').executeTakeFirst();
+    if (!updated) {
+      const customer = await this.findCustomer(input.userId);
+      if (!customer) throw new Error(`ledger: no customer ${input.userId}`);
+      throw new InsufficientBalance(customer.currency_balance);
+    }
+    await this.db
+      .insertInto('ledger_entries')
+      .values([
+        { journal_id: journal.id, account: playerAccount(input.userId), amount: input.amount, balance_after: updated.currency_balance, created_at: at },
+        { journal_id: journal.id, account: input.counterAccount, amount: -input.amount, balance_after: null, created_at: at },
+      ])
+      .execute();
+    return updated.currency_balance;
+  }
+
+  /** Coins the player's journals of these kinds moved for one purchase (negative for clawbacks). */
+  async journalTotal(transactionId: string, kinds: JournalKind[]): Promise<number> {
+    const row = await this.db
+      .selectFrom('ledger_entries')
+      .innerJoin('ledger_journals', 'ledger_journals.id', 'ledger_entries.journal_id')
+      .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('ledger_entries.amount'), eb.lit(0)).as('total'))
+      .where('ledger_journals.transaction_id', '=', transactionId)
+      .where('ledger_journals.kind', 'in', kinds)
+      .where('ledger_entries.account', 'like', 'player:%')
+      .executeTakeFirstOrThrow();
+    return Number(row.total);
+  }
+
+  /** The player's entries, newest first, `limit` at a time, before entry id `before` when given. */
+  listLedger(userId: string, options: { before?: number; limit: number }): Promise<LedgerLine[]> {
+    let query = this.db
+      .selectFrom('ledger_entries')
+      .innerJoin('ledger_journals', 'ledger_journals.id', 'ledger_entries.journal_id')
+      .select([
+        'ledger_entries.id as entry_id',
+        'ledger_entries.amount',
+        'ledger_entries.balance_after',
+        'ledger_journals.kind',
+        'ledger_journals.reference',
+        'ledger_journals.transaction_id',
+        'ledger_journals.memo',
+        'ledger_entries.created_at',
+      ])
+      .where('ledger_entries.account', '=', playerAccount(userId))
+      .orderBy('ledger_entries.id', 'desc')
+      .limit(options.limit);
+    if (options.before !== undefined) query = query.where('ledger_entries.id', '<', options.before);
+    return query.execute() as Promise<LedgerLine[]>;
+  }
+
+  /** Customers whose balance column differs from the sum of their ledger entries. */
+  async balanceMismatches(): Promise<{ user_id: string; balance: number; ledger: number }[]> {
+    const sums = await this.db
+      .selectFrom('ledger_entries')
+      .select(['account', (eb) => eb.fn.sum<number>('amount').as('total')])
+      .where('account', 'like', 'player:%')
+      .groupBy('account')
+      .execute();
+    const ledger = new Map(sums.map((row) => [row.account, Number(row.total)]));
+    const customers = await this.db.selectFrom('customers').select(['user_id', 'currency_balance']).execute();
+    return customers
+      .map((c) => ({ user_id: c.user_id, balance: Number(c.currency_balance), ledger: ledger.get(playerAccount(c.user_id)) ?? 0 }))
+      .filter((c) => c.balance !== c.ledger);
+  }
+
+  /** Journals whose entries do not sum to zero (there should never be any). */
+  async unbalancedJournals(): Promise<number[]> {
+    const rows = await this.db
+      .selectFrom('ledger_entries')
+      .select(['journal_id', (eb) => eb.fn.sum<number>('amount').as('total')])
+      .groupBy('journal_id')
+      .having((eb) => eb.fn.sum('amount'), '!=', 0)
+      .execute();
+    return rows.map((r) => r.journal_id);
+  }
+
+  // Idempotency keys
+
+  /**
+   * Claims an Idempotency-Key for one request: a new key is reserved with `resourceId`; a key whose
+   * request finished is replayed; one still held by a live request is `in_use`; one whose request
+   * died or gave up (unlocked, or locked longer than `lockTimeoutMs`) is taken over, with the
+   * resource id the first request reserved, so the retry finishes that work instead of starting new.
+   */
+  async reserveKey(input: { scope: string; key: string; hash: string; resourceId: string; lockTimeoutMs: number }): Promise<Reservation> {
+    return this.transaction(async (tx) => {
+      const at = now();
+      const inserted = await tx.db
+        .insertInto('idempotency_keys')
+        .values({
+          scope: input.scope,
+          key: input.key,
+          request_hash: input.hash,
+          resource_id: input.resourceId,
+          state: 'in_progress',
+          locked_at: at,
+          response_status: null,
+          response_type: null,
+          response_body: null,
+          created_at: at,
+        })
+        .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
+        .returning('resource_id')
+        .executeTakeFirst();
+      if (inserted) return { kind: 'reserved', resourceId: inserted.resource_id, resumed: false };
+
+      const row = await tx.db
+        .selectFrom('idempotency_keys')
+        .selectAll()
+        .where('scope', '=', input.scope)
+        .where('key', '=', input.key)
+        .executeTakeFirstOrThrow();
+      if (row.request_hash !== input.hash) return { kind: 'mismatch' };
+      if (row.state === 'completed') return { kind: 'replay', row };
+      const staleBefore = new Date(Date.now() - input.lockTimeoutMs).toISOString();
+      const taken = await tx.db
+        .updateTable('idempotency_keys')
+        .set({ locked_at: at })
+        .where('scope', '=', input.scope)
+        .where('key', '=', input.key)
+        .where('state', '=', 'in_progress')
+        .where((eb) => eb.or([eb('locked_at', 'is', null), eb('locked_at', '<', staleBefore)]))
+        .returning('resource_id')
+        .executeTakeFirst();
+      return taken ? { kind: 'reserved', resourceId: taken.resource_id, resumed: true } : { kind: 'in_use' };
+    });
+  }
+
+  /** Records the response a key replays. Only the request holding the key can complete it. */
+  async completeKey(scope: string, key: string, response: { status: number; type: string; body: string }): Promise<void> {
+    await this.db
+      .updateTable('idempotency_keys')
+      .set({ state: 'completed', locked_at: null, response_status: response.status, response_type: response.type, response_body: response.body })
+      .where('scope', '=', scope)
+      .where('key', '=', key)
+      .where('state', '=', 'in_progress')
+      .execute();
+  }
+
+  /** Lets go of a key without an answer (the outcome is not known yet): a retry takes it over. */
+  async releaseKey(scope: string, key: string): Promise<void> {
+    await this.db
+      .updateTable('idempotency_keys')
+      .set({ locked_at: null })
+      .where('scope', '=', scope)
+      .where('key', '=', key)
+      .where('state', '=', 'in_progress')
+      .execute();
+  }
+
+  /** Forgets keys created before `createdBefore`; returns how many. */
+  async sweepKeys(createdBefore: string): Promise<number> {
+    const result = await this.db.deleteFrom('idempotency_keys').where('created_at', '<', createdBefore).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
+  // Webhook events
+
+  /** Records an event id; false when it was recorded before (the event is a duplicate). */
+  async recordEvent(eventId: string, type: string): Promise<boolean> {
+    const inserted = await this.db
+      .insertInto('webhook_events')
+      .values({ event_id: eventId, type, received_at: now() })
+      .onConflict((oc) => oc.column('event_id').doNothing())
+      .returning('event_id')
+      .executeTakeFirst();
+    return inserted !== undefined;
+  }
 }

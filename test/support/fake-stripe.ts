@@ -4,10 +4,14 @@
  * Stripe's JSON objects and error envelopes, and Stripe's idempotency rules (replay, parameter
  * mismatch, key in use). PaymentIntent outcomes follow Stripe's documented test PaymentMethods.
  *
+ * Beyond the API it plays the parts Stripe plays outside a request: the browser's 3-D Secure step
+ * (`authenticate`), a cardholder's bank days later (`dispute`, `closeDispute`), and webhook delivery
+ * (`events`, each a snapshot of its object, and `webhookRequest`, which signs one as Stripe does).
+ *
  * Used by tests and by the load benchmark: every lookup is a Map access, latency is one setTimeout.
  */
 import http from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { TEST_CARDS, type TestCardBehaviour } from '../../src/gateway/test-cards.js';
 
@@ -119,6 +123,90 @@ export interface StoredPaymentIntent {
   status: PaymentIntentStatus;
 }
 
+export interface StoredCharge {
+  id: string;
+  object: 'charge';
+  amount: number;
+  amount_captured: number;
+  amount_refunded: number;
+  captured: boolean;
+  created: number;
+  currency: string;
+  customer: string | null;
+  description: string | null;
+  disputed: boolean;
+  failure_code: null;
+  failure_message: null;
+  livemode: false;
+  metadata: Record<string, string>;
+  paid: boolean;
+  payment_intent: string;
+  payment_method: string | null;
+  refunded: boolean;
+  status: 'succeeded';
+}
+
+export type RefundReason = 'duplicate' | 'fraudulent' | 'requested_by_customer';
+
+export interface StoredRefund {
+  id: string;
+  object: 'refund';
+  amount: number;
+  charge: string;
+  created: number;
+  currency: string;
+  metadata: Record<string, string>;
+  payment_intent: string;
+  reason: RefundReason | null;
+  status: 'succeeded';
+}
+
+export interface StoredDispute {
+  id: string;
+  object: 'dispute';
+  amount: number;
+  charge: string;
+  created: number;
+  currency: string;
+  /** False, as for card chargebacks: the charge cannot be refunded while the dispute is open or lost. */
+  is_charge_refundable: boolean;
+  livemode: false;
+  metadata: Record<string, string>;
+  payment_intent: string;
+  reason: 'fraudulent';
+  status: 'needs_response' | 'won' | 'lost';
+}
+
+interface EventEnvelope<T extends string, O> {
+  id: string;
+  object: 'event';
+  api_version: string;
+  created: number;
+  /** A deep copy of the object as it was when the event happened. */
+  data: { object: O };
+  livemode: false;
+  pending_webhooks: number;
+  request: { id: string | null; idempotency_key: string | null };
+  type: T;
+}
+
+/** One union member per event type, so `Extract<StripeEventObject, { type: 'charge.refunded' }>` works. */
+type EventsOf<T extends string, O> = T extends string ? EventEnvelope<T, O> : never;
+
+/** A Stripe Event; narrow on `type` to get the type of `data.object`. */
+export type StripeEventObject =
+  | EventsOf<'payment_intent.succeeded' | 'payment_intent.payment_failed' | 'payment_intent.requires_action', StoredPaymentIntent>
+  | EventsOf<'charge.succeeded' | 'charge.refunded', StoredCharge>
+  | EventsOf<'charge.dispute.created' | 'charge.dispute.closed', StoredDispute>;
+
+export type StripeEventType = StripeEventObject['type'];
+
+/** What Stripe POSTs to a webhook endpoint for one event. */
+export interface WebhookRequest {
+  payload: string;
+  headers: { 'stripe-signature': string; 'content-type': 'application/json' };
+}
+
 export interface FakeStripe {
   /** Base URL, e.g. `http://127.0.0.1:54321`. */
   url: string;
@@ -131,6 +219,26 @@ export interface FakeStripe {
   customers: Map<string, StoredCustomer>;
   /** PaymentMethods made by createPaymentMethod() or by attaching a test token. */
   paymentMethods: Map<string, StoredPaymentMethod>;
+  /** The Charge of every PaymentIntent that succeeded (declines and uncaptured payments store none). */
+  charges: Map<string, StoredCharge>;
+  refunds: Map<string, StoredRefund>;
+  disputes: Map<string, StoredDispute>;
+  /** Every event, in the order it happened; each `data.object` is a snapshot. */
+  events: StripeEventObject[];
+  /**
+   * Completes the 3-D Secure step of a PaymentIntent in `requires_action`, as Stripe.js
+   * `handleNextAction` does in the browser: `succeed` charges the card (`succeeded`, or
+   * `requires_capture` under manual capture); `fail` returns it to `requires_payment_method` with a
+   * `payment_intent_authentication_failure` error. Throws if the PaymentIntent is unknown or not in
+   * `requires_action`.
+   */
+  authenticate(paymentIntentId: string, outcome: 'succeed' | 'fail'): StoredPaymentIntent;
+  /** The cardholder disputes a succeeded PaymentIntent's charge. Throws if it has no charge or one already disputed. */
+  dispute(paymentIntentId: string): StoredDispute;
+  /** Stripe decides an open dispute. Throws if the dispute is unknown or already closed. */
+  closeDispute(disputeId: string, outcome: 'won' | 'lost'): StoredDispute;
+  /** Same as the exported `webhookRequest`. */
+  webhookRequest(event: StripeEventObject, secret: string, options?: { timestamp?: number }): WebhookRequest;
   /**
    * Registers a card PaymentMethod as Stripe.js would create it and returns its `pm_…` id. It
    * succeeds when charged, or behaves like the given Stripe test token (e.g. `pm_card_chargeDeclined`).
@@ -335,6 +443,15 @@ const PAYMENT_INTENT_PARAMS = new Set([
   'transfer_group', 'use_stripe_sdk',
 ]);
 const AUTOMATIC_PM_PARAMS = new Set(['enabled', 'allow_redirects']);
+const REFUND_PARAMS = new Set([
+  'amount', 'charge', 'currency', 'customer', 'expand', 'instructions_email', 'metadata', 'origin', 'payment_intent',
+  'reason', 'refund_application_fee', 'reverse_transfer',
+]);
+const REFUND_REASONS: ReadonlySet<string> = new Set<RefundReason>(['duplicate', 'fraudulent', 'requested_by_customer']);
+
+function isRefundReason(reason: string): reason is RefundReason {
+  return REFUND_REASONS.has(reason);
+}
 
 /** Smallest chargeable amounts for a few currencies (Stripe's table is longer). */
 const MINIMUM_AMOUNT: Readonly<Record<string, number>> = { usd: 50, eur: 50, gbp: 30, cad: 50, aud: 50, chf: 50 };
@@ -410,6 +527,34 @@ function base62(n: number): string {
 
 const now = (): number => Math.floor(Date.now() / 1000);
 
+/** `$12.34` for usd, `12.34 eur` otherwise (two-decimal currencies only, like the rest of the fake). */
+function formatAmount(amount: number, currency: string): string {
+  const units = (amount / 100).toFixed(2);
+  return currency === 'usd' ? `$${units}` : `${units} ${currency}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhooks
+
+/**
+ * The body and headers Stripe would POST to a webhook endpoint for `event`: the event pretty-printed
+ * as Stripe sends it, signed with the endpoint's secret (`Stripe-Signature: t=…,v1=<HMAC-SHA256 hex
+ * of "t.payload">`). `timestamp` (Unix seconds, default now) lets a test send a stale delivery.
+ */
+export function webhookRequest(
+  event: StripeEventObject,
+  secret: string,
+  options: { timestamp?: number } = {},
+): WebhookRequest {
+  const payload = JSON.stringify(event, null, 2);
+  const timestamp = options.timestamp ?? now();
+  const signature = createHmac('sha256', secret).update(`${timestamp}.${payload}`, 'utf8').digest('hex');
+  return {
+    payload,
+    headers: { 'stripe-signature': `t=${timestamp},v1=${signature}`, 'content-type': 'application/json' },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Server
 
@@ -439,6 +584,12 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
   const customers = new Map<string, StoredCustomer>();
   const paymentMethods = new Map<string, StoredPaymentMethod>();
   const behaviours = new Map<string, TestCardBehaviour>();
+  const charges = new Map<string, StoredCharge>();
+  const refunds = new Map<string, StoredRefund>();
+  const disputes = new Map<string, StoredDispute>();
+  const disputeOfCharge = new Map<string, StoredDispute>();
+  const events: StripeEventObject[] = [];
+  const eventsById = new Map<string, StripeEventObject>();
   const idempotency = new Map<string, IdempotencyEntry>();
   const failures: { remaining: number; status: number }[] = [];
   const timers = new Set<NodeJS.Timeout>();
@@ -478,6 +629,66 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     if (stored) return stored;
     if (Object.hasOwn(TEST_CARDS, id)) return TEST_CARDS[id];
     return COUNTRY_TOKEN.test(id) ? SUCCEED : undefined;
+  }
+
+  /** Records an event carrying a deep copy of `object`, so later changes do not reach it. */
+  function snapshotEvent<T extends StripeEventType, O>(type: T, object: O): EventEnvelope<T, O> {
+    return {
+      id: newId('evt_3'),
+      object: 'event',
+      api_version: DEFAULT_STRIPE_VERSION,
+      created: now(),
+      data: { object: structuredClone(object) },
+      livemode: false,
+      pending_webhooks: 1,
+      request: { id: null, idempotency_key: null },
+      type,
+    };
+  }
+
+  function record(event: StripeEventObject): void {
+    events.push(event);
+    eventsById.set(event.id, event);
+  }
+
+  /** The card was charged: a Charge, unless capture is manual (then the PaymentIntent waits for capture). */
+  function chargeCard(intent: StoredPaymentIntent): void {
+    intent.next_action = null;
+    intent.last_payment_error = null;
+    const chargeId = newId('ch_3');
+    intent.latest_charge = chargeId;
+    if (intent.capture_method === 'manual') {
+      intent.status = 'requires_capture';
+      intent.amount_capturable = intent.amount;
+      return;
+    }
+    intent.status = 'succeeded';
+    intent.amount_received = intent.amount;
+    const charge: StoredCharge = {
+      id: chargeId,
+      object: 'charge',
+      amount: intent.amount,
+      amount_captured: intent.amount,
+      amount_refunded: 0,
+      captured: true,
+      created: now(),
+      currency: intent.currency,
+      customer: intent.customer,
+      description: intent.description,
+      disputed: false,
+      failure_code: null,
+      failure_message: null,
+      livemode: false,
+      metadata: { ...intent.metadata },
+      paid: true,
+      payment_intent: intent.id,
+      payment_method: intent.payment_method,
+      refunded: false,
+      status: 'succeeded',
+    };
+    charges.set(chargeId, charge);
+    record(snapshotEvent('charge.succeeded', charge));
+    record(snapshotEvent('payment_intent.succeeded', intent));
   }
 
   function customerOr404(id: string, status: number, param: string): StoredCustomer {
@@ -733,19 +944,13 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
       intent.payment_method = null;
       intent.latest_charge = charge;
       intent.last_payment_error = { ...error };
+      record(snapshotEvent('payment_intent.payment_failed', intent));
       throw new StripeFailure(402, { ...error, payment_intent: intent }, true);
     };
 
     switch (behaviour.outcome) {
       case 'succeed':
-        intent.latest_charge = newId('ch_3');
-        if (captureMethod === 'manual') {
-          intent.status = 'requires_capture';
-          intent.amount_capturable = amount;
-        } else {
-          intent.status = 'succeeded';
-          intent.amount_received = amount;
-        }
+        chargeCard(intent);
         return intent;
       case 'decline':
         return declineWith(behaviour.code, behaviour.declineCode);
@@ -756,8 +961,102 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
           type: 'use_stripe_sdk',
           use_stripe_sdk: { type: 'three_d_secure_redirect', source: newId('src_1') },
         };
+        record(snapshotEvent('payment_intent.requires_action', intent));
         return intent;
     }
+  }
+
+  function createRefund(body: FormObject): StoredRefund {
+    checkKnownParams(body, REFUND_PARAMS);
+    const intentId = readOptionalString(body, 'payment_intent') ?? null;
+    const chargeId = readOptionalString(body, 'charge') ?? null;
+    const amount = readInteger(body, 'amount');
+    if (amount !== undefined && amount < 1) throw invalid('Invalid positive integer', 'amount', 'parameter_invalid_integer');
+    const reason = readOptionalString(body, 'reason') ?? null;
+    if (reason !== null && !isRefundReason(reason)) {
+      throw invalid('Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer', 'reason');
+    }
+    const metadata = readMetadata(body);
+    if (intentId === null && chargeId === null) {
+      throw invalid(
+        'One of the following params should be provided for this request: payment_intent or charge.',
+        undefined,
+        'parameter_missing',
+      );
+    }
+    if (intentId !== null && chargeId !== null) {
+      throw invalid('You can only pass one of payment_intent or charge.', 'charge');
+    }
+
+    // The endpoint runs from here: its failures are saved under the idempotency key.
+    let charge: StoredCharge | undefined;
+    if (intentId !== null) {
+      const intent = paymentIntents.get(intentId);
+      if (!intent) throw missingResource(400, 'payment_intent', intentId, 'payment_intent');
+      charge = intent.status === 'succeeded' && intent.latest_charge !== null ? charges.get(intent.latest_charge) : undefined;
+      if (!charge) {
+        throw new StripeFailure(
+          400,
+          {
+            type: 'invalid_request_error',
+            message: `This PaymentIntent (${intentId}) does not have a successful charge to refund.`,
+            param: 'payment_intent',
+          },
+          true,
+        );
+      }
+    } else if (chargeId !== null) {
+      charge = charges.get(chargeId);
+      if (!charge) throw missingResource(400, 'charge', chargeId, 'charge');
+    }
+    if (!charge) throw new Error('unreachable: no charge to refund');
+
+    const refusal = (message: string, code: string, param?: string): StripeFailure => {
+      const error: StripeErrorBody = { type: 'invalid_request_error', code, message };
+      if (param !== undefined) error.param = param;
+      error.doc_url = `https://stripe.com/docs/error-codes/${code.replaceAll('_', '-')}`;
+      return new StripeFailure(400, error, true);
+    };
+    const dispute = disputeOfCharge.get(charge.id);
+    if (dispute && !dispute.is_charge_refundable && dispute.status !== 'won') {
+      throw refusal(`Charge ${charge.id} has been charged back; cannot issue a refund.`, 'charge_disputed');
+    }
+    const remaining = charge.amount - charge.amount_refunded;
+    if (remaining <= 0) throw refusal(`Charge ${charge.id} has already been refunded.`, 'charge_already_refunded');
+    const refundAmount = amount ?? remaining;
+    if (refundAmount > remaining) {
+      throw refusal(
+        `Refund amount (${formatAmount(refundAmount, charge.currency)}) is greater than unrefunded amount on charge ` +
+          `(${formatAmount(remaining, charge.currency)})`,
+        'amount_too_large',
+        'amount',
+      );
+    }
+
+    const refund: StoredRefund = {
+      id: newId('re_3'),
+      object: 'refund',
+      amount: refundAmount,
+      charge: charge.id,
+      created: now(),
+      currency: charge.currency,
+      metadata,
+      payment_intent: charge.payment_intent,
+      reason,
+      status: 'succeeded',
+    };
+    refunds.set(refund.id, refund);
+    charge.amount_refunded += refundAmount;
+    charge.refunded = charge.amount_refunded === charge.amount;
+    record(snapshotEvent('charge.refunded', charge));
+    return refund;
+  }
+
+  function retrieve<T>(map: ReadonlyMap<string, T>, id: string, what: string, body: FormObject): T {
+    checkKnownParams(body, EXPAND_ONLY);
+    const found = map.get(id);
+    if (found === undefined) throw missingResource(404, what, id, 'id');
+    return found;
   }
 
   function route(method: string, path: string, body: FormObject): unknown {
@@ -792,6 +1091,15 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
           if (!intent) throw missingResource(404, 'payment_intent', id, 'intent');
           return intent;
         }
+      }
+      if (resource === 'refunds' && action === undefined) {
+        if (method === 'POST' && id === undefined) return createRefund(body);
+        if (method === 'GET' && id !== undefined) return retrieve(refunds, id, 'refund', body);
+      }
+      if (method === 'GET' && id !== undefined && action === undefined) {
+        if (resource === 'charges') return retrieve(charges, id, 'charge', body);
+        if (resource === 'disputes') return retrieve(disputes, id, 'dispute', body);
+        if (resource === 'events') return retrieve(eventsById, id, 'event', body);
       }
     }
     throw new StripeFailure(
@@ -986,6 +1294,73 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     paymentIntents,
     customers,
     paymentMethods,
+    charges,
+    refunds,
+    disputes,
+    events,
+    authenticate(paymentIntentId: string, outcome: 'succeed' | 'fail'): StoredPaymentIntent {
+      const intent = paymentIntents.get(paymentIntentId);
+      if (!intent) throw new Error(`fake-stripe: no PaymentIntent ${paymentIntentId}`);
+      if (intent.status !== 'requires_action') {
+        throw new Error(`fake-stripe: PaymentIntent ${paymentIntentId} is ${intent.status}, not requires_action`);
+      }
+      if (outcome === 'succeed') {
+        chargeCard(intent);
+        return intent;
+      }
+      const code = 'payment_intent_authentication_failure';
+      const error: StripeErrorBody = {
+        type: 'card_error',
+        code,
+        message:
+          'The provided PaymentMethod has failed authentication. You can provide payment_method_data or a new ' +
+          'PaymentMethod to attempt to fulfill this PaymentIntent again.',
+        doc_url: `https://stripe.com/docs/error-codes/${code.replaceAll('_', '-')}`,
+      };
+      const pm = intent.payment_method === null ? undefined : paymentMethods.get(intent.payment_method);
+      if (pm) error.payment_method = pm;
+      intent.status = 'requires_payment_method';
+      intent.next_action = null;
+      intent.payment_method = null;
+      intent.last_payment_error = error;
+      record(snapshotEvent('payment_intent.payment_failed', intent));
+      return intent;
+    },
+    dispute(paymentIntentId: string): StoredDispute {
+      const intent = paymentIntents.get(paymentIntentId);
+      if (!intent) throw new Error(`fake-stripe: no PaymentIntent ${paymentIntentId}`);
+      const charge = intent.latest_charge === null ? undefined : charges.get(intent.latest_charge);
+      if (!charge) throw new Error(`fake-stripe: PaymentIntent ${paymentIntentId} (${intent.status}) has no charge to dispute`);
+      if (disputeOfCharge.has(charge.id)) throw new Error(`fake-stripe: charge ${charge.id} is already disputed`);
+      const dispute: StoredDispute = {
+        id: newId('dp_1'),
+        object: 'dispute',
+        amount: charge.amount,
+        charge: charge.id,
+        created: now(),
+        currency: charge.currency,
+        is_charge_refundable: false,
+        livemode: false,
+        metadata: {},
+        payment_intent: intent.id,
+        reason: 'fraudulent',
+        status: 'needs_response',
+      };
+      disputes.set(dispute.id, dispute);
+      disputeOfCharge.set(charge.id, dispute);
+      charge.disputed = true;
+      record(snapshotEvent('charge.dispute.created', dispute));
+      return dispute;
+    },
+    closeDispute(disputeId: string, outcome: 'won' | 'lost'): StoredDispute {
+      const dispute = disputes.get(disputeId);
+      if (!dispute) throw new Error(`fake-stripe: no dispute ${disputeId}`);
+      if (dispute.status !== 'needs_response') throw new Error(`fake-stripe: dispute ${disputeId} is already ${dispute.status}`);
+      dispute.status = outcome;
+      record(snapshotEvent('charge.dispute.closed', dispute));
+      return dispute;
+    },
+    webhookRequest,
     createPaymentMethod(behavesLike?: string): string {
       let behaviour = SUCCEED;
       if (behavesLike !== undefined) {

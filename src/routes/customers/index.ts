@@ -1,10 +1,12 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { CreateCustomerRequest, CreateCustomerResponse, Customer, UserIdParams } from '../../../schemas/customer.js';
 import { ref } from '../../../schemas/index.js';
 import { customerNotFound } from '../../errors.js';
+import { completeIdempotency, resourceIdFor } from '../../plugins/idempotency.js';
 import {
   customerNotFound as customerNotFoundResponse,
+  idempotencyConflicts,
+  idempotencyKeyHeader,
   internalError,
   paymentProviderFailed,
   validationFailed,
@@ -14,6 +16,7 @@ const customerRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/stripe/create-customer',
     {
+      config: { idempotent: true },
       schema: {
         operationId: 'createCustomer',
         tags: ['Customers'],
@@ -21,26 +24,33 @@ const customerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Creates the Stripe customer and stores the player with a balance of 0 coins. Keep the returned ' +
           '`user_id`: every other call takes it.',
+        headers: idempotencyKeyHeader,
         body: ref(CreateCustomerRequest),
         response: {
           200: { ...ref(CreateCustomerResponse), description: 'The customer was created.' },
           400: validationFailed('Invalid input: body/email must match format "email"'),
+          ...idempotencyConflicts,
           500: internalError,
           502: paymentProviderFailed,
         },
       },
     },
     async (request) => {
-      const userId = randomUUID();
+      const userId = resourceIdFor(request);
       const { email, name } = request.body;
+      // Keyed by our user id: a retry that takes over this request's key gets the same Stripe customer.
       const stripeCustomer = await app.payments.createCustomer({ email, name, userId }, `create-customer-${userId}`);
-      await app.store.insertCustomer({ user_id: userId, email, name, stripe_customer_id: stripeCustomer.id });
-      return {
+      const response = {
         status: 'success' as const,
         user_id: userId,
         stripe_customer_id: stripeCustomer.id,
         message: 'Customer created successfully',
       };
+      await app.store.transaction(async (tx) => {
+        await tx.insertCustomer({ user_id: userId, email, name, stripe_customer_id: stripeCustomer.id });
+        await completeIdempotency(tx, request.idempotency, { status: 200, body: response });
+      });
+      return response;
     },
   );
 

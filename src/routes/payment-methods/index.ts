@@ -3,12 +3,21 @@ import { ref } from '../../../schemas/index.js';
 import { AttachPaymentMethodRequest, AttachPaymentMethodResponse } from '../../../schemas/payment-method.js';
 import { customerNotFound, ProblemError } from '../../errors.js';
 import { isTestToken, PaymentMethodRejected } from '../../gateway/types.js';
-import { customerNotFound as customerNotFoundResponse, internalError, paymentProviderFailed, problemResponse } from '../problem-responses.js';
+import { completeIdempotency } from '../../plugins/idempotency.js';
+import {
+  customerNotFound as customerNotFoundResponse,
+  idempotencyConflicts,
+  idempotencyKeyHeader,
+  internalError,
+  paymentProviderFailed,
+  problemResponse,
+} from '../problem-responses.js';
 
 const paymentMethodRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/stripe/attach-payment-method',
     {
+      config: { idempotent: true },
       schema: {
         operationId: 'attachPaymentMethod',
         tags: ['Payment methods'],
@@ -16,6 +25,7 @@ const paymentMethodRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'A test token (`pm_card_*`) is stored as it is, without a Stripe call. Any other PaymentMethod id ' +
           "(from Stripe.js) is attached to the customer in Stripe and made their default.",
+        headers: idempotencyKeyHeader,
         body: ref(AttachPaymentMethodRequest),
         response: {
           200: { ...ref(AttachPaymentMethodResponse), description: 'The payment method is saved.' },
@@ -24,6 +34,7 @@ const paymentMethodRoutes: FastifyPluginAsyncTypebox = async (app) => {
             invalid_payment_method: "Invalid payment method: No such PaymentMethod: 'pm_1Nx'",
           }),
           404: customerNotFoundResponse,
+          ...idempotencyConflicts,
           500: internalError,
           502: paymentProviderFailed,
         },
@@ -45,8 +56,12 @@ const paymentMethodRoutes: FastifyPluginAsyncTypebox = async (app) => {
         }
         message = 'Payment method attached and set as default';
       }
-      await app.store.setPaymentMethod(user_id, payment_method_id);
-      return { status: 'success' as const, message, payment_method_id };
+      const response = { status: 'success' as const, message, payment_method_id };
+      await app.store.transaction(async (tx) => {
+        await tx.setPaymentMethod(user_id, payment_method_id);
+        await completeIdempotency(tx, request.idempotency, { status: 200, body: response });
+      });
+      return response;
     },
   );
 };

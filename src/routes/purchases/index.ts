@@ -1,27 +1,48 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { UserIdParams } from '../../../schemas/customer.js';
 import { ref } from '../../../schemas/index.js';
-import { PurchaseCurrencyRequest, PurchaseResult, TransactionHistory } from '../../../schemas/purchase.js';
-import { customerNotFound } from '../../errors.js';
-import { purchaseCurrency, transactionStatus } from '../../services/purchases.js';
+import {
+  Purchase,
+  PurchaseCurrencyRequest,
+  PurchaseResult,
+  RefundPurchaseRequest,
+  TransactionHistory,
+  TransactionIdParams,
+} from '../../../schemas/purchase.js';
+import { customerNotFound, ProblemError } from '../../errors.js';
+import { resourceIdFor } from '../../plugins/idempotency.js';
+import { purchaseCurrency, purchaseView, refreshPurchase, transactionStatus } from '../../services/purchases.js';
+import { refundPurchase } from '../../services/refunds.js';
 import {
   authenticationRequired,
   customerNotFound as customerNotFoundResponse,
+  idempotencyConflicts,
+  idempotencyKeyHeader,
   internalError,
+  paymentProviderFailed,
   problemResponse,
 } from '../problem-responses.js';
 
+const purchaseNotFound = problemResponse('No purchase has this `transaction_id`.', { purchase_not_found: 'Purchase not found' });
+
 const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const deps = (log = app.log) => ({ store: app.store, payments: app.payments, catalog: app.catalog, log });
+  // A purchase whose Stripe call never answered is asked again once its request must have ended.
+  const reissueAfterMs = app.config.STRIPE_TIMEOUT_MS * (app.config.STRIPE_MAX_NETWORK_RETRIES + 1) + 5_000;
+
   app.post(
     '/stripe/purchase-currency',
     {
+      config: { idempotent: true },
       schema: {
         operationId: 'purchaseCurrency',
         tags: ['Purchases'],
         summary: 'Buy a coin package with the saved card',
         description:
           "Charges the customer's saved card the package's catalog price through a Stripe PaymentIntent and " +
-          'credits the coins. Every attempt, paid or declined, is recorded in the history.',
+          'credits the coins. Every attempt, paid or declined, is recorded in the history. Send an ' +
+          '`Idempotency-Key` so that a retry after a timeout can never charge twice.',
+        headers: idempotencyKeyHeader,
         body: ref(PurchaseCurrencyRequest),
         response: {
           200: { ...ref(PurchaseResult), description: 'Paid and credited.' },
@@ -33,26 +54,32 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
             expired_card: 'Card was declined: the card has expired',
             incorrect_cvc: "Card was declined: the card's security code is incorrect",
             processing_error: 'Card was declined: an error occurred while processing the card, try again',
+            authentication_failed: 'Card was declined: the customer did not complete authentication',
             invalid_payment_method: "Invalid payment method: No such PaymentMethod: 'pm_card_unknown'",
             validation_error: 'Invalid input: body/package_id is required',
           }),
           402: authenticationRequired,
           404: customerNotFoundResponse,
+          ...idempotencyConflicts,
           500: internalError,
           502: problemResponse(
             'Stripe failed or could not be reached. With `payment_pending` the charge may have happened: the ' +
-              'purchase stays `pending` in the history and is credited once Stripe confirms it.',
+              'purchase stays `pending` and is credited once Stripe confirms it (retry with the same ' +
+              '`Idempotency-Key`, or look it up with getPurchase).',
             {
               payment_provider_error: 'The payment provider refused the request; nothing was charged',
-              payment_pending:
-                'The payment provider has not confirmed this payment yet; the coins are credited once it succeeds',
+              payment_pending: 'The payment provider has not confirmed this payment yet; the coins are credited once it succeeds',
             },
           ),
         },
       },
     },
     async (request) =>
-      purchaseCurrency({ store: app.store, payments: app.payments, catalog: app.catalog, log: request.log }, request.body),
+      purchaseCurrency(deps(request.log), request.body, {
+        requestId: request.id,
+        idempotency: request.idempotency,
+        transactionId: resourceIdFor(request),
+      }),
   );
 
   app.get(
@@ -62,7 +89,7 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listTransactions',
         tags: ['Purchases'],
         summary: "List a customer's purchases, newest first",
-        description: 'Every purchase attempt with its status: `completed`, `failed`, `pending` or `requires_action`.',
+        description: 'Every purchase attempt with its status.',
         params: UserIdParams,
         response: {
           200: { ...ref(TransactionHistory), description: 'The purchase history.' },
@@ -91,6 +118,71 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
         })),
       };
     },
+  );
+
+  app.get(
+    '/stripe/purchases/:transaction_id',
+    {
+      schema: {
+        operationId: 'getPurchase',
+        tags: ['Purchases'],
+        summary: 'Get one purchase, brought up to date from Stripe while unfinished',
+        description:
+          'A `pending` or `requires_action` purchase is checked with Stripe first, so this is how a client ' +
+          'learns the outcome after a `payment_pending` answer or after 3-D Secure; a payment found to have ' +
+          'succeeded is credited here if no webhook did it yet.',
+        params: TransactionIdParams,
+        response: {
+          200: { ...ref(Purchase), description: 'The purchase.' },
+          404: purchaseNotFound,
+          500: internalError,
+        },
+      },
+    },
+    async (request) => {
+      const found = await app.store.findPurchase(request.params.transaction_id);
+      if (!found) throw new ProblemError('purchase_not_found', 'Purchase not found');
+      const { purchase, clientSecret } = await refreshPurchase(deps(request.log), found, { reissueAfterMs });
+      return purchaseView(purchase, clientSecret);
+    },
+  );
+
+  app.post(
+    '/stripe/purchases/:transaction_id/refund',
+    {
+      config: { idempotent: true },
+      schema: {
+        operationId: 'refundPurchase',
+        tags: ['Purchases'],
+        summary: 'Refund a purchase in Stripe and take its coins back',
+        description:
+          'For operators. Refunds all that remains, or `amount_cents`, through Stripe; coins are taken back ' +
+          'pro rata (rounded down, in the player’s favour). Coins already spent are still taken: the balance ' +
+          'may go below zero, a visible debt that later purchases pay off first and that blocks spending.',
+        headers: idempotencyKeyHeader,
+        params: TransactionIdParams,
+        body: ref(RefundPurchaseRequest),
+        response: {
+          200: { ...ref(Purchase), description: 'The purchase after the refund.' },
+          400: problemResponse('The request is malformed.', { validation_error: 'Invalid input: body/amount_cents must be >= 1' }),
+          404: purchaseNotFound,
+          409: problemResponse('The purchase cannot be refunded in its state, or Stripe refused the refund.', {
+            invalid_state: 'Only a completed purchase can be refunded; this one is failed',
+            refund_rejected: 'Stripe refused the refund: Charge ch_1 has already been refunded.',
+            idempotency_key_in_use: 'A request with this Idempotency-Key is still being processed; retry later',
+          }),
+          422: idempotencyConflicts[422],
+          500: internalError,
+          502: paymentProviderFailed,
+        },
+      },
+    },
+    async (request) =>
+      refundPurchase({ store: app.store, payments: app.payments }, request.params.transaction_id, request.body.amount_cents, {
+        idempotency: request.idempotency,
+        requestId: request.id,
+        refundKey: resourceIdFor(request),
+      }),
   );
 };
 

@@ -1,0 +1,35 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { Purchase } from './purchase.js';
+import { ref } from './ref.js';
+
+export const PaymentIntentParams = Type.Object(
+  { payment_intent_id: Type.String({ minLength: 1, maxLength: 255, description: 'A simulated PaymentIntent (`pi_sim_…`).' }) },
+  { additionalProperties: false },
+);
+export const DisputeParams = Type.Object(
+  { dispute_id: Type.String({ minLength: 1, maxLength: 255, description: 'A simulated dispute (`dp_sim_…`).' }) },
+  { additionalProperties: false },
+);
+
+export const AuthenticateRequest = Type.Object(
+  { outcome: Type.Union([Type.Literal('succeed'), Type.Literal('fail')], { description: 'Whether the customer passes 3-D Secure.' }) },
+  { additionalProperties: false, examples: [{ outcome: 'succeed' }] },
+);
+export const CloseDisputeRequest = Type.Object(
+  { outcome: Type.Union([Type.Literal('won'), Type.Literal('lost')]) },
+  { additionalProperties: false, examples: [{ outcome: 'won' }] },
+);
+
+export const SimulationResult = Type.Object(
+  {
+    purchase: ref(Purchase),
+    dispute_id: Type.Optional(Type.String({ description: 'For a new dispute: its id, to close it later.' })),
+  },
+  {
+    $id: 'SimulationResult',
+    title: 'SimulationResult',
+    additionalProperties: false,
+    examples: [{ purchase: Purchase.examples[0], dispute_id: 'dp_sim_0a1b2c3d4e5f6a7b8c9d0e1f' }],
+  },
+);
+export type SimulationResult = Static<typeof SimulationResult>;

@@ -1,0 +1,102 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { ref } from '../../../schemas/index.js';
+import { AuthenticateRequest, CloseDisputeRequest, DisputeParams, PaymentIntentParams, SimulationResult } from '../../../schemas/simulator.js';
+import { ProblemError } from '../../errors.js';
+import { SimulatedGateway, SimulationRefused } from '../../gateway/simulated.js';
+import { purchaseView } from '../../services/purchases.js';
+import { internalError, problemResponse } from '../problem-responses.js';
+
+const notHere = problemResponse('The simulator only exists while payments are simulated (no STRIPE_SECRET_KEY).', {
+  not_found: 'The simulator is only available with the simulated gateway',
+});
+const refused = problemResponse('The simulated object is not in a state that allows this.', {
+  invalid_state: "PaymentIntent pi_sim_1 is not waiting for authentication (status succeeded)",
+});
+
+/**
+ * Stand-ins, for development without Stripe, for what happens outside the API: the customer passing
+ * 3-D Secure in the browser, a bank opening and deciding a dispute. Each emits the signed webhook
+ * Stripe would send, through the real webhook endpoint.
+ */
+const simulatorRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const simulator = () => {
+    if (app.payments instanceof SimulatedGateway) return app.payments;
+    throw new ProblemError('not_found', 'The simulator is only available with the simulated gateway');
+  };
+  const purchaseOf = async (paymentIntentId: string) => {
+    const purchase = await app.store.findPurchaseByPaymentIntent(paymentIntentId);
+    if (!purchase) throw new ProblemError('purchase_not_found', 'Purchase not found');
+    return purchaseView(purchase);
+  };
+  const simulate = async <T>(step: () => Promise<T>) => {
+    try {
+      return await step();
+    } catch (err) {
+      if (err instanceof SimulationRefused) throw new ProblemError('invalid_state', err.message);
+      throw err;
+    }
+  };
+  const responses = (description: string) => ({
+    200: { ...ref(SimulationResult), description },
+    404: notHere,
+    409: refused,
+    500: internalError,
+  });
+
+  app.post(
+    '/simulator/payment-intents/:payment_intent_id/authenticate',
+    {
+      schema: {
+        operationId: 'simulateAuthentication',
+        tags: ['Simulator'],
+        summary: 'Simulate the customer completing (or failing) 3-D Secure',
+        params: PaymentIntentParams,
+        body: AuthenticateRequest,
+        response: responses('The purchase after the payment_intent webhook.'),
+      },
+    },
+    async (request) => {
+      const { payment_intent_id } = request.params;
+      await simulate(() => simulator().authenticate(payment_intent_id, request.body.outcome));
+      return { purchase: await purchaseOf(payment_intent_id) };
+    },
+  );
+
+  app.post(
+    '/simulator/payment-intents/:payment_intent_id/dispute',
+    {
+      schema: {
+        operationId: 'simulateDispute',
+        tags: ['Simulator'],
+        summary: "Simulate the cardholder's bank disputing a payment",
+        params: PaymentIntentParams,
+        response: responses('The purchase after the charge.dispute.created webhook, and the dispute id.'),
+      },
+    },
+    async (request) => {
+      const { payment_intent_id } = request.params;
+      const disputeId = await simulate(() => simulator().dispute(payment_intent_id));
+      return { purchase: await purchaseOf(payment_intent_id), dispute_id: disputeId };
+    },
+  );
+
+  app.post(
+    '/simulator/disputes/:dispute_id/close',
+    {
+      schema: {
+        operationId: 'simulateDisputeClosed',
+        tags: ['Simulator'],
+        summary: 'Simulate a dispute being decided',
+        params: DisputeParams,
+        body: CloseDisputeRequest,
+        response: responses('The purchase after the charge.dispute.closed webhook.'),
+      },
+    },
+    async (request) => {
+      const paymentIntentId = await simulate(() => simulator().closeDispute(request.params.dispute_id, request.body.outcome));
+      return { purchase: await purchaseOf(paymentIntentId) };
+    },
+  );
+};
+
+export default simulatorRoutes;

@@ -1,0 +1,76 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { ref } from '../../../schemas/index.js';
+import { StripeEvent, WebhookAck } from '../../../schemas/ledger.js';
+import { ProblemError } from '../../errors.js';
+import { SimulatedGateway } from '../../gateway/simulated.js';
+import { WebhookRejected, WebhooksNotConfigured } from '../../gateway/types.js';
+import { handleWebhookEvent } from '../../services/webhooks.js';
+import { internalError, problemResponse } from '../problem-responses.js';
+
+const WEBHOOK_PATH = '/stripe/webhook';
+
+const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  // The signature covers the exact bytes Stripe sent, so in this plugin the body stays raw.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: 1024 * 1024 }, (_request, body, done) => done(null, body));
+
+  app.post(
+    WEBHOOK_PATH,
+    {
+      // The signature check below is this route's validation; the schemas document the request.
+      validatorCompiler: () => () => true,
+      schema: {
+        operationId: 'receiveStripeWebhook',
+        tags: ['Webhooks'],
+        summary: 'Receive a Stripe event (for Stripe to call)',
+        description:
+          'Point a Stripe webhook endpoint here with the events `payment_intent.succeeded`, ' +
+          '`payment_intent.payment_failed`, `charge.refunded`, `charge.dispute.created` and ' +
+          '`charge.dispute.closed`, and set its signing secret as `STRIPE_WEBHOOK_SECRET`. Each event is ' +
+          'applied at most once, in any order; other event types are acknowledged and ignored.',
+        headers: Type.Object({ 'stripe-signature': Type.String({ description: '`t=<unix time>,v1=<HMAC-SHA256>`, set by Stripe.' }) }),
+        body: ref(StripeEvent),
+        response: {
+          200: { ...ref(WebhookAck), description: 'The event was accepted (processed, or already processed, or ignored).' },
+          400: problemResponse('The signature is missing, wrong or older than 5 minutes: nothing was changed.', {
+            webhook_rejected: 'Webhook signature rejected: No signatures found matching the expected signature for payload.',
+          }),
+          500: internalError,
+          503: problemResponse('No STRIPE_WEBHOOK_SECRET is configured; Stripe will retry.', {
+            webhooks_not_configured: 'Webhooks are not configured: set STRIPE_WEBHOOK_SECRET',
+          }),
+        },
+      },
+    },
+    async (request) => {
+      const signature = request.headers['stripe-signature'];
+      const payload = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+      let event;
+      try {
+        event = app.payments.verifyWebhook(payload, typeof signature === 'string' ? signature : undefined);
+      } catch (err) {
+        if (err instanceof WebhooksNotConfigured) throw new ProblemError('webhooks_not_configured', 'Webhooks are not configured: set STRIPE_WEBHOOK_SECRET');
+        if (err instanceof WebhookRejected) throw new ProblemError('webhook_rejected', `Webhook signature rejected: ${err.message}`);
+        throw err;
+      }
+      const outcome = await handleWebhookEvent({ store: app.store, log: request.log }, event);
+      return { received: true as const, outcome };
+    },
+  );
+
+  // Offline, the simulated gateway's events come to this same endpoint, signed, as Stripe's would.
+  if (app.payments instanceof SimulatedGateway) {
+    app.payments.onWebhook(async (payload, signature) => {
+      const response = await app.inject({
+        method: 'POST',
+        url: WEBHOOK_PATH,
+        headers: { 'content-type': 'application/json', 'stripe-signature': signature },
+        payload,
+      });
+      if (response.statusCode !== 200) app.log.error({ statusCode: response.statusCode, body: response.body }, 'simulated webhook failed');
+    });
+  }
+};
+
+export default webhookRoutes;

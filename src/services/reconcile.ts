@@ -1,0 +1,47 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { PaymentsGateway } from '../gateway/types.js';
+import type { PurchaseStatus } from '../store/schema.js';
+import type { Store } from '../store/store.js';
+import { refreshPurchase } from './purchases.js';
+
+export interface ReconcileReport {
+  /** Unfinished purchases older than the cutoff that were looked at. */
+  checked: number;
+  /** What they are now, by status (those still `pending`/`requires_action` could not be finished yet). */
+  outcomes: Partial<Record<PurchaseStatus, number>>;
+  /** Customers whose balance is not the sum of their ledger entries (there should be none). */
+  mismatches: { user_id: string; balance: number; ledger: number }[];
+  /** Ledger journals whose entries do not sum to zero (there should be none). */
+  unbalancedJournals: number[];
+  /** Idempotency keys older than their time to live, now forgotten. */
+  sweptKeys: number;
+}
+
+/**
+ * Finishes purchases left `pending` or `requires_action` for longer than `olderThanMs` by asking
+ * Stripe, then checks every balance against its ledger and forgets expired Idempotency-Keys.
+ * Safe to run at any time, from any number of processes: every step converges.
+ */
+export async function reconcile(
+  deps: { store: Store; payments: PaymentsGateway; log: FastifyBaseLogger },
+  options: { olderThanMs: number; keyTtlHours: number },
+): Promise<ReconcileReport> {
+  const cutoff = new Date(Date.now() - options.olderThanMs).toISOString();
+  const report: ReconcileReport = { checked: 0, outcomes: {}, mismatches: [], unbalancedJournals: [], sweptKeys: 0 };
+  for (let afterId = 0; ; ) {
+    const batch = await deps.store.listUnfinished(cutoff, afterId, 100);
+    if (batch.length === 0) break;
+    for (const stale of batch) {
+      afterId = stale.id;
+      const { purchase } = await refreshPurchase(deps, stale, { reissueAfterMs: options.olderThanMs });
+      report.checked += 1;
+      report.outcomes[purchase.status] = (report.outcomes[purchase.status] ?? 0) + 1;
+    }
+  }
+  report.mismatches = await deps.store.balanceMismatches();
+  report.unbalancedJournals = await deps.store.unbalancedJournals();
+  report.sweptKeys = await deps.store.sweepKeys(new Date(Date.now() - options.keyTtlHours * 3_600_000).toISOString());
+  for (const mismatch of report.mismatches) deps.log.error(mismatch, 'ledger mismatch: balance differs from the sum of its entries');
+  if (report.unbalancedJournals.length > 0) deps.log.error({ journals: report.unbalancedJournals }, 'unbalanced ledger journals');
+  return report;
+}

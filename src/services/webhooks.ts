@@ -1,0 +1,90 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import type { FastifyBaseLogger } from 'fastify';
+import type { WebhookEvent } from '../gateway/types.js';
+import type { PurchaseRow } from '../store/schema.js';
+import type { Store } from '../store/store.js';
+import { declineCode } from './declines.js';
+import { settleDispute, settleFailed, settleRefunded, settleRequiresAction, settleSucceeded } from './settlement.js';
+
+// The few fields of each Stripe object we act on; anything else in the object is ignored.
+const PaymentIntent = Type.Object({
+  id: Type.String(),
+  status: Type.String(),
+  metadata: Type.Optional(Type.Record(Type.String(), Type.String())),
+  last_payment_error: Type.Optional(
+    Type.Union([Type.Null(), Type.Object({ code: Type.Optional(Type.String()), decline_code: Type.Optional(Type.String()) })]),
+  ),
+});
+const Charge = Type.Object({
+  id: Type.String(),
+  payment_intent: Type.String(),
+  amount_refunded: Type.Integer({ minimum: 0 }),
+});
+const Dispute = Type.Object({
+  id: Type.String(),
+  payment_intent: Type.String(),
+  status: Type.String(),
+});
+
+function parse<T extends TSchema>(schema: T, object: Record<string, unknown>): Static<T> | undefined {
+  return Value.Check(schema, object) ? object : undefined;
+}
+
+export type WebhookResult = 'processed' | 'duplicate' | 'ignored';
+
+/**
+ * Applies one verified Stripe event. The event id is recorded in the same transaction as its effect,
+ * so a redelivered event changes nothing; the effect converges on the state the event's object
+ * describes, so events in any order end in the same place, and a state never moves backwards.
+ */
+export async function handleWebhookEvent(deps: { store: Store; log: FastifyBaseLogger }, event: WebhookEvent): Promise<WebhookResult> {
+  return deps.store.transaction(async (tx) => {
+    if (!(await tx.recordEvent(event.id, event.type))) return 'duplicate';
+    const applied = await apply(tx, event);
+    if (!applied) deps.log.info({ eventId: event.id, type: event.type }, 'webhook event acknowledged without effect');
+    return applied ? 'processed' : 'ignored';
+  });
+}
+
+/** Our purchase for a PaymentIntent: by the transaction id we put in its metadata, or by its id. */
+async function purchaseFor(tx: Store, paymentIntentId: string, metadata?: Record<string, string>): Promise<PurchaseRow | undefined> {
+  const transactionId = metadata?.['transaction_id'];
+  return (transactionId ? await tx.findPurchase(transactionId) : undefined) ?? tx.findPurchaseByPaymentIntent(paymentIntentId);
+}
+
+async function apply(tx: Store, event: WebhookEvent): Promise<boolean> {
+  switch (event.type) {
+    case 'payment_intent.succeeded':
+    case 'payment_intent.payment_failed':
+    case 'payment_intent.requires_action': {
+      const intent = parse(PaymentIntent, event.object);
+      const purchase = intent && (await purchaseFor(tx, intent.id, intent.metadata));
+      if (!intent || !purchase) return false;
+      if (intent.status === 'succeeded') await settleSucceeded(tx, purchase.transaction_id, intent.id);
+      else if (intent.status === 'requires_action') await settleRequiresAction(tx, purchase.transaction_id, intent.id);
+      else if (event.type === 'payment_intent.payment_failed') {
+        const error = intent.last_payment_error;
+        await settleFailed(tx, purchase.transaction_id, declineCode(error?.code ?? 'card_declined', error?.decline_code), intent.id);
+      } else return false;
+      return true;
+    }
+    case 'charge.refunded': {
+      const charge = parse(Charge, event.object);
+      const purchase = charge && (await purchaseFor(tx, charge.payment_intent));
+      if (!charge || !purchase) return false;
+      await settleRefunded(tx, purchase.transaction_id, charge.payment_intent, charge.amount_refunded);
+      return true;
+    }
+    case 'charge.dispute.created':
+    case 'charge.dispute.closed': {
+      const dispute = parse(Dispute, event.object);
+      const purchase = dispute && (await purchaseFor(tx, dispute.payment_intent));
+      if (!dispute || !purchase) return false;
+      await settleDispute(tx, purchase.transaction_id, dispute.payment_intent, dispute);
+      return true;
+    }
+    default:
+      return false;
+  }
+}

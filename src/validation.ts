@@ -1,0 +1,22 @@
+import { Ajv, type Options } from 'ajv';
+import addFormats from 'ajv-formats';
+import type { FastifySchema, FastifySchemaCompiler } from 'fastify';
+import { namedSchemas } from '../schemas/index.js';
+
+function compiler(options: Options): Ajv {
+  const ajv = new Ajv({ allErrors: true, removeAdditional: false, useDefaults: true, strict: false, ...options });
+  addFormats.default(ajv);
+  for (const schema of namedSchemas) ajv.addSchema(schema);
+  return ajv;
+}
+
+/**
+ * Request validation. JSON bodies and path parameters are taken as they are: a number where a string
+ * belongs is refused, not converted. Query strings are text by nature, so there (only) `?limit=20`
+ * becomes the integer 20.
+ */
+export function validatorCompiler(): FastifySchemaCompiler<FastifySchema> {
+  const strict = compiler({ coerceTypes: false });
+  const coercing = compiler({ coerceTypes: true });
+  return ({ schema, httpPart }) => (httpPart === 'querystring' ? coercing : strict).compile(schema as object);
+}
