@@ -1,39 +1,22 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-
-const root = new URL('..', import.meta.url).pathname;
-// The child loads TypeScript the way this test process does (tap's loader, or tsx), so coverage
-// of the server process merges with the rest of the suite.
-
-interface Running {
-  child: ChildProcess;
-  url: string;
-  output: () => string;
-}
+import { spawnProject, type Spawned } from './support/process.js';
 
 /** Starts src/server.ts as a real process on a free port and waits until it listens. */
-async function startServer(env: Record<string, string>): Promise<Running> {
-  const child = spawn(process.execPath, [...process.execArgv, 'src/server.ts'], {
-    cwd: root,
-    env: { PATH: process.env['PATH'] ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+async function startServer(env: Record<string, string>): Promise<Spawned & { url: string }> {
+  const server = spawnProject('src/server.ts', [], { PORT: '0', LOG_LEVEL: 'info', ...env });
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
-    const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-    if (match?.[1]) return { child, url: match[1], output: () => output };
-    if (child.exitCode !== null) break;
+    const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(server.output());
+    if (match?.[1]) return { ...server, url: match[1] };
+    if (server.child.exitCode !== null) break;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  child.kill('SIGKILL');
-  throw new Error(`server did not start:\n${output}`);
+  server.child.kill('SIGKILL');
+  throw new Error(`server did not start:\n${server.output()}`);
 }
 
 async function call(url: string, init?: { method: string; body: object }) {
@@ -82,14 +65,8 @@ t.test('the server runs the seed flow over real HTTP, stops cleanly on SIGTERM, 
 });
 
 t.test('a bad setting stops the start with one line that names it', async (t) => {
-  const child = spawn(process.execPath, [...process.execArgv, 'src/server.ts'], {
-    cwd: root,
-    env: { PATH: process.env['PATH'] ?? '', PORT: 'eighty', DATABASE_URL: ':memory:' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const { child, stderr } = spawnProject('src/server.ts', [], { PORT: 'eighty', DATABASE_URL: ':memory:' });
   const [code] = await once(child, 'exit');
   t.equal(code, 1);
-  t.equal(stderr, 'Invalid configuration: PORT must be an integer from 0 to 65535 (got "eighty")\n');
+  t.equal(stderr(), 'Invalid configuration: PORT must be an integer from 0 to 65535 (got "eighty")\n');
 });

@@ -1,6 +1,6 @@
 import { buildApp } from '../app.js';
 import { ConfigError, loadConfig } from '../config.js';
-import { loggerOptions } from '../logger.js';
+import { redactPaths } from '../logger.js';
 import { reconcile } from '../services/reconcile.js';
 
 /**
@@ -18,7 +18,8 @@ async function main() {
   const flag = process.argv.indexOf('--older-than-seconds');
   const olderThanSeconds = flag === -1 ? config.RECONCILE_AFTER_SECONDS : Number(process.argv[flag + 1]);
   if (!Number.isInteger(olderThanSeconds) || olderThanSeconds < 0) throw new ConfigError('--older-than-seconds', 'Invalid argument: --older-than-seconds must be a whole number of seconds');
-  const app = await buildApp({ config: { ...config, RECONCILE_INTERVAL_SECONDS: 0 }, logger: loggerOptions({ LOG_LEVEL: 'warn' }) });
+  // Logs go to stderr: stdout is the report.
+  const app = await buildApp({ config: { ...config, RECONCILE_INTERVAL_SECONDS: 0 }, logger: { level: 'warn', redact: redactPaths, stream: process.stderr } });
   try {
     await app.ready();
     const report = await reconcile(

@@ -1,0 +1,37 @@
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { buildApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { buy, customerWithCard } from './support/helper.js';
+import { spawnProject } from './support/process.js';
+
+async function runReconcile(databaseUrl: string) {
+  const run = spawnProject('src/cli/reconcile.ts', ['--older-than-seconds', '0'], { DATABASE_URL: databaseUrl });
+  const [code] = await once(run.child, 'exit');
+  return { code: code as number, stdout: run.stdout(), stderr: run.stderr() };
+}
+
+t.test('npm run reconcile prints its report and fails on a balance that is not its ledger', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'coinshop-reconcile-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const databaseUrl = join(dir, 'coinshop.db');
+  const app = await buildApp({ config: loadConfig({ DATABASE_URL: databaseUrl }) });
+  const { user_id } = await customerWithCard(app);
+  await buy(app, user_id, 'package_1');
+  await app.close();
+
+  const clean = await runReconcile(databaseUrl);
+  t.equal(clean.code, 0, clean.stderr);
+  t.match(JSON.parse(clean.stdout), { checked: 0, mismatches: [], unbalancedJournals: [] });
+
+  // Someone edits a balance by hand: reconciliation must notice.
+  const tampered = await buildApp({ config: loadConfig({ DATABASE_URL: databaseUrl }) });
+  await tampered.store.db.updateTable('customers').set({ currency_balance: 5000 }).where('user_id', '=', user_id).execute();
+  await tampered.close();
+  const dirty = await runReconcile(databaseUrl);
+  t.equal(dirty.code, 1);
+  t.same(JSON.parse(dirty.stdout).mismatches, [{ user_id, balance: 5000, ledger: 100 }]);
+});

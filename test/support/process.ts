@@ -1,0 +1,30 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+
+const root = new URL('../..', import.meta.url).pathname;
+
+export interface Spawned {
+  child: ChildProcess;
+  /** Everything the process wrote so far, stdout and stderr. */
+  output: () => string;
+  stdout: () => string;
+  stderr: () => string;
+}
+
+/**
+ * Runs a TypeScript entry point of the project (src/server.ts, src/cli/…) as its own process, loaded
+ * the way this test process loads TypeScript (tap's loader, or tsx). The child records no coverage
+ * of its own: merged with the suite's, a child's report has been seen to clobber it.
+ */
+export function spawnProject(file: string, args: string[], env: Record<string, string>): Spawned {
+  const child = spawn(process.execPath, [...process.execArgv, file, ...args], {
+    cwd: root,
+    env: { PATH: process.env['PATH'] ?? '', _TAPJS_PROCESSINFO_COVERAGE_: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  let both = '';
+  child.stdout?.on('data', (chunk: Buffer) => ((stdout += chunk.toString()), (both += chunk.toString())));
+  child.stderr?.on('data', (chunk: Buffer) => ((stderr += chunk.toString()), (both += chunk.toString())));
+  return { child, output: () => both, stdout: () => stdout, stderr: () => stderr };
+}
