@@ -5,6 +5,7 @@ import { Package, PackageList } from './catalog.js';
 import { Purchase, PurchaseCurrencyRequest, PurchaseResult, RefundPurchaseRequest, Transaction, TransactionHistory } from './purchase.js';
 import { LedgerEntry, LedgerPage, SpendCurrencyRequest, SpendResult, StripeEvent, WebhookAck } from './ledger.js';
 import { SimulationResult } from './simulator.js';
+import { Health, Readiness } from './operations.js';
 
 /** Every named schema, registered once with `app.addSchema`; each becomes a `components.schemas` entry. */
 export const namedSchemas = [
@@ -30,6 +31,8 @@ export const namedSchemas = [
   StripeEvent,
   WebhookAck,
   SimulationResult,
+  Health,
+  Readiness,
 ] as const;
 
 export { ref } from './ref.js';

@@ -16,6 +16,10 @@ import simulatorRoutes from './routes/simulator/index.js';
 import webhookRoutes from './routes/webhooks/index.js';
 import idempotency from './plugins/idempotency.js';
 import reconciler from './plugins/reconciler.js';
+import identity, { requireApiKey } from './plugins/auth.js';
+import metrics from './plugins/metrics.js';
+import protection from './plugins/protection.js';
+import healthRoutes from './routes/health/index.js';
 import storePlugin from './store/plugin.js';
 import { validatorCompiler } from './validation.js';
 import packageJson from '../package.json' with { type: 'json' };
@@ -68,6 +72,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     bodyLimit: 64 * 1024,
+    // A client gets this long to send its whole request (slow-loris protection).
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler());
@@ -82,12 +88,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   await app.register(errors);
   await app.register(openapi, { version: packageJson.version });
+  await app.register(metrics);
+  await app.register(identity, { apiKeys: config.API_KEYS });
+  await app.register(protection, { config });
+  await app.register(requireApiKey);
   await app.register(storePlugin, { databaseUrl: config.DATABASE_URL });
   await app.register(paymentsGateway, { config, gateway: options.gateway });
   // A request holding a key longer than any Stripe call can take has died: a retry may take it over.
   await app.register(idempotency, { lockTimeoutMs: config.STRIPE_TIMEOUT_MS * (config.STRIPE_MAX_NETWORK_RETRIES + 1) + 30_000 });
   await app.register(reconciler);
 
+  await app.register(healthRoutes);
   await app.register(catalogRoutes);
   await app.register(customerRoutes);
   await app.register(paymentMethodRoutes);

@@ -27,11 +27,23 @@ export const ConfigSchema = Type.Object({
   RECONCILE_INTERVAL_SECONDS: Type.Integer({ minimum: 0, maximum: 86_400, default: 0 }),
   /** Reconciliation finishes purchases left unfinished for longer than this. */
   RECONCILE_AFTER_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
+  /** Comma-separated API keys (several, so they can be rotated); unset in development = open. */
+  API_KEYS: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.~-]{24,200}(,[A-Za-z0-9_.~-]{24,200})*$' })),
+  /** Comma-separated origins a browser front end may call from, e.g. `https://shop.example.com`. */
+  CORS_ORIGINS: Type.Optional(Type.String({ pattern: '^https?://[^,\\s]+(,https?://[^,\\s]+)*$' })),
+  /** Requests per minute per API key (or per IP without one). */
+  RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1200 }),
+  /** Shed load (503) when the event loop lags more than this. */
+  MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 10, maximum: 60_000, default: 1000 }),
+  /** How long a client may take to send a whole request. */
+  REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 30_000 }),
+  /** On SIGTERM, how long in-flight requests get to finish before the process exits anyway. */
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 90_000 }),
 });
 export type Config = Static<typeof ConfigSchema>;
 
 /** Variables whose values must never be echoed back, even in an error. */
-const SECRET_VARIABLES = new Set(['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET']);
+const SECRET_VARIABLES = new Set(['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'API_KEYS']);
 
 const hints: Partial<Record<keyof Config, string>> = {
   NODE_ENV: 'one of development, production, test',
@@ -45,7 +57,20 @@ const hints: Partial<Record<keyof Config, string>> = {
   IDEMPOTENCY_KEY_TTL_HOURS: 'an integer number of hours from 24 to 720',
   RECONCILE_INTERVAL_SECONDS: 'an integer number of seconds from 0 (off) to 86400',
   RECONCILE_AFTER_SECONDS: 'an integer number of seconds from 1 to 86400',
+  API_KEYS: 'a comma-separated list of keys, each 24 to 200 characters of A-Z a-z 0-9 _ . ~ -',
+  CORS_ORIGINS: 'a comma-separated list of origins such as https://shop.example.com',
+  RATE_LIMIT_PER_MINUTE: 'an integer from 1 to 1000000',
+  MAX_EVENT_LOOP_DELAY_MS: 'an integer number of milliseconds from 10 to 60000',
+  REQUEST_TIMEOUT_MS: 'an integer number of milliseconds from 1000 to 600000',
+  SHUTDOWN_GRACE_MS: 'an integer number of milliseconds from 1000 to 600000',
 };
+
+/** What production refuses to run without, and why. */
+const PRODUCTION_REQUIRES: [keyof Config, string][] = [
+  ['API_KEYS', 'without it anyone who can reach the service could spend players\' money'],
+  ['STRIPE_SECRET_KEY', 'the simulated gateway is for development'],
+  ['STRIPE_WEBHOOK_SECRET', 'without it payments finished outside the API are never credited'],
+];
 
 export class ConfigError extends Error {
   constructor(readonly variable: string, message: string) {
@@ -72,5 +97,22 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const hint = hints[variable as keyof Config] ?? error.message.toLowerCase();
     throw new ConfigError(variable, `Invalid configuration: ${variable} must be ${hint}${got}`);
   }
-  return converted as Config;
+  const config = converted as Config;
+  if (config.NODE_ENV === 'production') {
+    for (const [variable, why] of PRODUCTION_REQUIRES) {
+      if (config[variable] === undefined) {
+        throw new ConfigError(variable, `Invalid configuration: ${variable} is required when NODE_ENV=production (${why})`);
+      }
+    }
+  }
+  return config;
+}
+
+/** Reads `.env` from the working directory into process.env, if there is one (real variables win). */
+export function loadDotEnv(): void {
+  try {
+    process.loadEnvFile();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
 }

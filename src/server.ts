@@ -1,19 +1,15 @@
 import closeWithGrace from 'close-with-grace';
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, loadDotEnv } from './config.js';
 import { loggerOptions } from './logger.js';
 
 /** The only file that listens: read config, build the app, serve until told to stop. */
 async function main() {
-  try {
-    process.loadEnvFile();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
+  loadDotEnv();
   const config = loadConfig();
   const app = await buildApp({ config, logger: loggerOptions(config) });
 
-  closeWithGrace({ delay: 10_000, logger: app.log }, async ({ signal, err }) => {
+  closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, logger: app.log }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'closing after an uncaught error');
     else app.log.info({ signal }, 'closing: finishing in-flight requests');
     await app.close();

@@ -1,5 +1,5 @@
 import { buildApp } from '../app.js';
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, loadConfig, loadDotEnv } from '../config.js';
 import { redactPaths } from '../logger.js';
 import { reconcile } from '../services/reconcile.js';
 
@@ -9,11 +9,7 @@ import { reconcile } from '../services/reconcile.js';
  * Prints the report as JSON; exits 1 when a balance or a journal does not add up.
  */
 async function main() {
-  try {
-    process.loadEnvFile();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
+  loadDotEnv();
   const config = loadConfig();
   const flag = process.argv.indexOf('--older-than-seconds');
   const olderThanSeconds = flag === -1 ? config.RECONCILE_AFTER_SECONDS : Number(process.argv[flag + 1]);

@@ -101,6 +101,7 @@ export default fp(
           throw new ProblemError('idempotency_key_in_use', 'A request with this Idempotency-Key is still being processed; retry later');
         case 'replay': {
           const { row } = reservation;
+          app.metrics.idempotentReplays.inc();
           return reply
             .code(row.response_status ?? 200)
             .header('idempotent-replayed', 'true')
@@ -130,5 +131,5 @@ export default fp(
       return payload;
     });
   },
-  { name: 'idempotency', dependencies: ['store'] },
+  { name: 'idempotency', dependencies: ['store', 'metrics'] },
 );

@@ -12,6 +12,7 @@ export const apiTags = [
   { name: 'Ledger', description: 'Spending coins, and the append-only ledger behind every balance.' },
   { name: 'Webhooks', description: 'Stripe events: how payments finished elsewhere reach coinshop.' },
   { name: 'Simulator', description: 'Development only (no STRIPE_SECRET_KEY): play the parts of the customer and the bank.' },
+  { name: 'Operations', description: 'Health, readiness and metrics.' },
 ];
 
 type Json = Record<string, unknown>;
@@ -63,8 +64,16 @@ export default fp(
         },
         servers: [{ url: 'http://localhost:8000', description: 'Local development (npm start)' }],
         tags: apiTags,
-        // No credentials yet: every operation is open (say so, rather than leave it unsaid).
-        security: [],
+        components: {
+          securitySchemes: {
+            apiKey: {
+              type: 'http',
+              scheme: 'bearer',
+              description: 'One of the keys in API_KEYS, as `Authorization: Bearer <key>`. (Unset in development: open.)',
+            },
+          },
+        },
+        security: [{ apiKey: [] }],
       },
       // Components are named by their $id (`Customer`, `Problem`), so generated clients get real names.
       transformObject: (documents) => ('openapiObject' in documents ? exampleOnEveryOperation(documents.openapiObject as Json) : documents.swaggerObject),

@@ -73,3 +73,13 @@ export const idempotencyConflicts = {
     idempotency_key_reused: 'This Idempotency-Key was used with a different request; use a new key for a new request',
   }),
 };
+
+/** What any operation that needs an API key can answer before it runs. */
+export const callerErrors = {
+  401: problemResponse('No API key, or a wrong one (`WWW-Authenticate: Bearer`).', {
+    unauthorized: 'Missing API key: send Authorization: Bearer <key>',
+  }),
+  429: problemResponse('Too many requests from this API key (or IP); see `Retry-After`.', {
+    rate_limited: 'Too many requests: at most 1200 a minute; retry in 1 minute',
+  }),
+};

@@ -1,7 +1,7 @@
 import { ProblemError, type ProblemCode } from '../errors.js';
 
 /** What a failed purchase says, by the failure code recorded with it. Seed messages word for word. */
-const FAILURE_DETAILS: Partial<Record<ProblemCode, string>> = {
+export const FAILURE_DETAILS = {
   card_declined: 'Card was declined',
   insufficient_funds: 'Insufficient funds',
   expired_card: 'Card was declined: the card has expired',
@@ -10,7 +10,7 @@ const FAILURE_DETAILS: Partial<Record<ProblemCode, string>> = {
   authentication_failed: 'Card was declined: the customer did not complete authentication',
   invalid_payment_method: 'Invalid payment method: Stripe does not know this payment method',
   payment_provider_error: 'The payment provider refused the request; nothing was charged',
-};
+} as const satisfies Partial<Record<ProblemCode, string>>;
 
 /**
  * Our failure code for a decline, decided from Stripe's `code` and `decline_code` (never message
@@ -33,9 +33,6 @@ export function declineCode(code: string, declineCode: string | undefined): Prob
 
 /** The problem a failed purchase answers with. */
 export function failureProblem(failureCode: string | null, transactionId: string): ProblemError {
-  const code = (failureCode ?? 'card_declined') as ProblemCode;
-  const detail = FAILURE_DETAILS[code];
-  return detail
-    ? new ProblemError(code, detail, { transaction_id: transactionId })
-    : new ProblemError('card_declined', 'Card was declined', { transaction_id: transactionId });
+  const code = failureCode !== null && failureCode in FAILURE_DETAILS ? (failureCode as keyof typeof FAILURE_DETAILS) : 'card_declined';
+  return new ProblemError(code, FAILURE_DETAILS[code], { transaction_id: transactionId });
 }

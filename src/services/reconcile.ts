@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { PaymentsGateway } from '../gateway/types.js';
+import type { Metrics } from '../plugins/metrics.js';
 import type { PurchaseStatus } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { refreshPurchase } from './purchases.js';
@@ -23,7 +24,7 @@ export interface ReconcileReport {
  * Safe to run at any time, from any number of processes: every step converges.
  */
 export async function reconcile(
-  deps: { store: Store; payments: PaymentsGateway; log: FastifyBaseLogger },
+  deps: { store: Store; payments: PaymentsGateway; log: FastifyBaseLogger; metrics?: Pick<Metrics, 'ledgerMismatches'> },
   options: { olderThanMs: number; keyTtlHours: number },
 ): Promise<ReconcileReport> {
   const cutoff = new Date(Date.now() - options.olderThanMs).toISOString();
@@ -42,6 +43,7 @@ export async function reconcile(
   report.unbalancedJournals = await deps.store.unbalancedJournals();
   report.sweptKeys = await deps.store.sweepKeys(new Date(Date.now() - options.keyTtlHours * 3_600_000).toISOString());
   for (const mismatch of report.mismatches) deps.log.error(mismatch, 'ledger mismatch: balance differs from the sum of its entries');
+  deps.metrics?.ledgerMismatches.inc(report.mismatches.length);
   if (report.unbalancedJournals.length > 0) deps.log.error({ journals: report.unbalancedJournals }, 'unbalanced ledger journals');
   return report;
 }

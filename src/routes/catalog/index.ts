@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { PackageList } from '../../../schemas/catalog.js';
 import { ref } from '../../../schemas/index.js';
+import { callerErrors } from '../problem-responses.js';
 
 const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // The catalog is fixed at start, so its answer is too.
@@ -14,7 +15,7 @@ const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['Catalog'],
         summary: 'List the coin packages for sale',
         description: 'Every package with its price and the coins it gives. Prices are set by the server.',
-        response: { 200: { ...ref(PackageList), description: 'The packages for sale.' } },
+        response: { 200: { ...ref(PackageList), description: 'The packages for sale.' }, ...callerErrors },
       },
     },
     async () => body,

@@ -10,6 +10,7 @@ import {
   internalError,
   paymentProviderFailed,
   validationFailed,
+  callerErrors,
 } from '../problem-responses.js';
 
 const customerRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -30,6 +31,7 @@ const customerRoutes: FastifyPluginAsyncTypebox = async (app) => {
           200: { ...ref(CreateCustomerResponse), description: 'The customer was created.' },
           400: validationFailed('Invalid input: body/email must match format "email"'),
           ...idempotencyConflicts,
+          ...callerErrors,
           500: internalError,
           502: paymentProviderFailed,
         },
@@ -65,6 +67,7 @@ const customerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: {
           200: { ...ref(Customer), description: 'The customer and their current balance.' },
           404: customerNotFoundResponse,
+          ...callerErrors,
           500: internalError,
         },
       },

@@ -11,6 +11,7 @@ import {
   idempotencyKeyHeader,
   internalError,
   problemResponse,
+  callerErrors,
 } from '../problem-responses.js';
 
 const ledgerRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -35,6 +36,7 @@ const ledgerRoutes: FastifyPluginAsyncTypebox = async (app) => {
           }),
           404: customerNotFoundResponse,
           ...idempotencyConflicts,
+          ...callerErrors,
           500: internalError,
         },
       },
@@ -59,6 +61,7 @@ const ledgerRoutes: FastifyPluginAsyncTypebox = async (app) => {
           200: { ...ref(LedgerPage), description: 'One page of entries.' },
           400: problemResponse('A malformed query.', { validation_error: 'Invalid input: querystring/limit must be <= 200' }),
           404: customerNotFoundResponse,
+          ...callerErrors,
           500: internalError,
         },
       },

@@ -11,6 +11,7 @@ import {
   internalError,
   paymentProviderFailed,
   problemResponse,
+  callerErrors,
 } from '../problem-responses.js';
 
 const paymentMethodRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -35,6 +36,7 @@ const paymentMethodRoutes: FastifyPluginAsyncTypebox = async (app) => {
           }),
           404: customerNotFoundResponse,
           ...idempotencyConflicts,
+          ...callerErrors,
           500: internalError,
           502: paymentProviderFailed,
         },

@@ -11,6 +11,7 @@ import {
 } from '../../../schemas/purchase.js';
 import { customerNotFound, ProblemError } from '../../errors.js';
 import { resourceIdFor } from '../../plugins/idempotency.js';
+import { FAILURE_DETAILS } from '../../services/declines.js';
 import { purchaseCurrency, purchaseView, refreshPurchase, transactionStatus } from '../../services/purchases.js';
 import { refundPurchase } from '../../services/refunds.js';
 import {
@@ -21,6 +22,7 @@ import {
   internalError,
   paymentProviderFailed,
   problemResponse,
+  callerErrors,
 } from '../problem-responses.js';
 
 const purchaseNotFound = problemResponse('No purchase has this `transaction_id`.', { purchase_not_found: 'Purchase not found' });
@@ -49,18 +51,19 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
           400: problemResponse('The package is unknown, no card is saved, or the card was declined.', {
             invalid_package: 'Invalid package ID',
             no_payment_method: 'No payment method attached',
-            card_declined: 'Card was declined',
-            insufficient_funds: 'Insufficient funds',
-            expired_card: 'Card was declined: the card has expired',
-            incorrect_cvc: "Card was declined: the card's security code is incorrect",
-            processing_error: 'Card was declined: an error occurred while processing the card, try again',
-            authentication_failed: 'Card was declined: the customer did not complete authentication',
+            card_declined: FAILURE_DETAILS.card_declined,
+            insufficient_funds: FAILURE_DETAILS.insufficient_funds,
+            expired_card: FAILURE_DETAILS.expired_card,
+            incorrect_cvc: FAILURE_DETAILS.incorrect_cvc,
+            processing_error: FAILURE_DETAILS.processing_error,
+            authentication_failed: FAILURE_DETAILS.authentication_failed,
             invalid_payment_method: "Invalid payment method: No such PaymentMethod: 'pm_card_unknown'",
             validation_error: 'Invalid input: body/package_id is required',
           }),
           402: authenticationRequired,
           404: customerNotFoundResponse,
           ...idempotencyConflicts,
+          ...callerErrors,
           500: internalError,
           502: problemResponse(
             'Stripe failed or could not be reached. With `payment_pending` the charge may have happened: the ' +
@@ -74,12 +77,20 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request) =>
-      purchaseCurrency(deps(request.log), request.body, {
-        requestId: request.id,
-        idempotency: request.idempotency,
-        transactionId: resourceIdFor(request),
-      }),
+    async (request) => {
+      try {
+        const result = await purchaseCurrency(deps(request.log), request.body, {
+          requestId: request.id,
+          idempotency: request.idempotency,
+          transactionId: resourceIdFor(request),
+        });
+        app.metrics.purchases.inc({ outcome: 'succeeded' });
+        return result;
+      } catch (err) {
+        app.metrics.purchases.inc({ outcome: err instanceof ProblemError ? err.code : 'internal_error' });
+        throw err;
+      }
+    },
   );
 
   app.get(
@@ -94,6 +105,7 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: {
           200: { ...ref(TransactionHistory), description: 'The purchase history.' },
           404: customerNotFoundResponse,
+          ...callerErrors,
           500: internalError,
         },
       },
@@ -135,6 +147,7 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: {
           200: { ...ref(Purchase), description: 'The purchase.' },
           404: purchaseNotFound,
+          ...callerErrors,
           500: internalError,
         },
       },
@@ -172,6 +185,7 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
             idempotency_key_in_use: 'A request with this Idempotency-Key is still being processed; retry later',
           }),
           422: idempotencyConflicts[422],
+          ...callerErrors,
           500: internalError,
           502: paymentProviderFailed,
         },

@@ -4,7 +4,7 @@ import { AuthenticateRequest, CloseDisputeRequest, DisputeParams, PaymentIntentP
 import { ProblemError } from '../../errors.js';
 import { SimulatedGateway, SimulationRefused } from '../../gateway/simulated.js';
 import { purchaseView } from '../../services/purchases.js';
-import { internalError, problemResponse } from '../problem-responses.js';
+import { callerErrors, internalError, problemResponse } from '../problem-responses.js';
 
 const notHere = problemResponse('The simulator only exists while payments are simulated (no STRIPE_SECRET_KEY).', {
   not_found: 'The simulator is only available with the simulated gateway',
@@ -40,6 +40,7 @@ const simulatorRoutes: FastifyPluginAsyncTypebox = async (app) => {
     200: { ...ref(SimulationResult), description },
     404: notHere,
     409: refused,
+    ...callerErrors,
     500: internalError,
   });
 

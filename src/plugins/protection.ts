@@ -1,0 +1,54 @@
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
+import rateLimit from '@fastify/rate-limit';
+import underPressure from '@fastify/under-pressure';
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Config } from '../config.js';
+import { ProblemError } from '../errors.js';
+
+/**
+ * What stands between the internet and the routes: security headers, CORS for the configured
+ * origins, a rate limit per API key (per IP for callers without a valid key), and load shedding
+ * (503 with Retry-After) when the event loop falls behind.
+ */
+export default fp(
+  async function protection(app: FastifyInstance, { config }: { config: Config }) {
+    await app.register(helmet, {
+      // API responses are JSON; Swagger UI at /docs sends its own, looser policy.
+      contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    });
+
+    const origins = (config.CORS_ORIGINS ?? '').split(',').filter((o) => o.length > 0);
+    await app.register(cors, {
+      origin: origins.length > 0 ? origins : false,
+      allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'x-request-id'],
+      exposedHeaders: ['x-request-id', 'idempotent-replayed', 'retry-after'],
+      methods: ['GET', 'POST'],
+      maxAge: 600,
+    });
+
+    await app.register(underPressure, {
+      maxEventLoopDelay: config.MAX_EVENT_LOOP_DELAY_MS,
+      retryAfter: 5,
+      pressureHandler: (_request, reply) => {
+        reply.header('retry-after', '5');
+        throw new ProblemError('service_unavailable', 'The service is overloaded; retry after a few seconds');
+      },
+    });
+
+    await app.register(rateLimit, {
+      max: config.RATE_LIMIT_PER_MINUTE,
+      timeWindow: 60_000,
+      keyGenerator: (request) => {
+        const caller = app.identifyCaller(request);
+        return caller ? `key:${caller}` : `ip:${request.ip}`;
+      },
+      // Stripe's webhook retries and health probes are never limited.
+      allowList: (request) => request.routeOptions.config.public === true,
+      errorResponseBuilder: (_request, context) =>
+        new ProblemError('rate_limited', `Too many requests: at most ${context.max} a minute; retry in ${context.after}`),
+    });
+  },
+  { name: 'protection', dependencies: ['identity'] },
+);
