@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { loadCatalog, type Catalog } from './catalog.js';
 import type { Config } from './config.js';
+import { problemDocument, ProblemError } from './errors.js';
 import paymentsGateway from './gateway/index.js';
 import type { PaymentsGateway } from './gateway/types.js';
 import errors from './plugins/errors.js';
@@ -21,7 +22,7 @@ import metrics from './plugins/metrics.js';
 import protection from './plugins/protection.js';
 import healthRoutes from './routes/health/index.js';
 import storePlugin from './store/plugin.js';
-import { validatorCompiler } from './validation.js';
+import { illFormedString, validatorCompiler } from './validation.js';
 import packageJson from '../package.json' with { type: 'json' };
 
 export interface AppOptions {
@@ -72,18 +73,48 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     bodyLimit: 64 * 1024,
+    // Longer than any id the API takes (255), so a long id fails validation with a clear 400.
+    maxParamLength: 300,
+    // Requests Fastify refuses before routing (a malformed URL) still get a problem document.
+    frameworkErrors: (error, request, reply) => {
+      const body = JSON.stringify(problemDocument(new ProblemError('bad_request', `Malformed request: ${error.message}`), request.id));
+      reply.raw.writeHead(400, {
+        'content-type': 'application/problem+json; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        'x-request-id': request.id,
+        'x-content-type-options': 'nosniff',
+      });
+      reply.raw.end(body);
+    },
     // A client gets this long to send its whole request (slow-loris protection).
     requestTimeout: config.REQUEST_TIMEOUT_MS,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler());
+  // Text must be Unicode that storage can keep as it is: an unpaired surrogate would be silently
+  // replaced on the way into the database, so it is refused up front.
+  app.addHook('preValidation', async (request) => {
+    const bad = illFormedString(request.body, 'body') ?? illFormedString(request.query, 'querystring') ?? illFormedString(request.params, 'params');
+    if (bad) {
+      throw new ProblemError('validation_error', `Invalid input: ${bad} must be valid Unicode text (no unpaired surrogates)`, {
+        errors: [{ field: bad, message: 'must be valid Unicode text (no unpaired surrogates)' }],
+      });
+    }
+  });
   // The API speaks JSON only: anything else is 415, not a string body that fails validation.
   app.removeContentTypeParser('text/plain');
   app.decorate('config', config);
   app.decorate('catalog', catalog);
 
+  // Once closing, answers end their connection, so in-flight requests finish and the process can
+  // exit at once instead of waiting for idle keep-alive connections to time out.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    if (closing) reply.header('connection', 'close');
   });
 
   await app.register(errors);

@@ -20,3 +20,21 @@ export function validatorCompiler(): FastifySchemaCompiler<FastifySchema> {
   const coercing = compiler({ coerceTypes: true });
   return ({ schema, httpPart }) => (httpPart === 'querystring' ? coercing : strict).compile(schema as object);
 }
+
+/** The path of the first string (value or key) in `value` that is not well-formed Unicode. */
+export function illFormedString(value: unknown, path: string): string | undefined {
+  // Iterative: a hostile body can nest far deeper than the call stack.
+  const pending: [unknown, string][] = [[value, path]];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [item, at] = next;
+    if (typeof item === 'string') {
+      if (!item.isWellFormed()) return at;
+    } else if (item !== null && typeof item === 'object' && !Buffer.isBuffer(item)) {
+      for (const [key, child] of Object.entries(item)) {
+        if (!key.isWellFormed()) return at;
+        pending.push([child, `${at}/${key}`]);
+      }
+    }
+  }
+  return undefined;
+}

@@ -70,3 +70,54 @@ t.test('a bad setting stops the start with one line that names it', async (t) =>
   t.equal(code, 1);
   t.equal(stderr(), 'Invalid configuration: PORT must be an integer from 0 to 65535 (got "eighty")\n');
 });
+
+t.test('SIGTERM during a slow purchase: the purchase completes and is recorded, then the process exits 0', async (t) => {
+  const { startFakeStripe } = await import('./support/fake-stripe.js');
+  const stripe = await startFakeStripe({ latencyMs: 1500 });
+  t.teardown(() => stripe.close());
+  const dir = mkdtempSync(join(tmpdir(), 'coinshop-sigterm-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const apiKey = 'ck_test_graceful_0123456789abcdefghij';
+  const server = await startServer({
+    DATABASE_URL: join(dir, 'coinshop.db'),
+    STRIPE_SECRET_KEY: 'sk_test_graceful',
+    STRIPE_API_BASE: stripe.url,
+    API_KEYS: apiKey,
+  });
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` };
+  const customer = (await (
+    await fetch(`${server.url}/stripe/create-customer`, { method: 'POST', headers, body: JSON.stringify({ email: 'a@example.com', name: 'A' }) })
+  ).json()) as { user_id: string };
+  await fetch(`${server.url}/stripe/attach-payment-method`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ user_id: customer.user_id, payment_method_id: 'pm_card_visa' }),
+  });
+  const purchase = fetch(`${server.url}/stripe/purchase-currency`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ user_id: customer.user_id, package_id: 'package_1' }),
+  });
+  while (stripe.requests.filter((r) => r.path === '/v1/payment_intents').length === 0) await new Promise((r) => setTimeout(r, 20));
+  server.child.kill('SIGTERM');
+  const response = await purchase;
+  t.equal(response.status, 200, 'the in-flight purchase finished');
+  t.match(await response.json(), { status: 'success', new_balance: 100 });
+  const [code] = await once(server.child, 'exit');
+  t.equal(code, 0);
+  t.notMatch(server.output(), apiKey, 'the API key never reaches the logs');
+  t.notMatch(server.output(), 'sk_test_graceful', 'nor the Stripe key');
+
+  const { buildApp } = await import('../src/app.js');
+  const { loadConfig } = await import('../src/config.js');
+  const reopened = await buildApp({ config: loadConfig({ DATABASE_URL: join(dir, 'coinshop.db') }) });
+  t.teardown(() => reopened.close());
+  t.match(await reopened.store.listPurchases(customer.user_id), [{ status: 'succeeded', coins: 100 }], 'recorded before the exit');
+});
+
+t.test('production mode without its settings stops at once, naming what is missing', async (t) => {
+  const { child, stderr } = spawnProject('src/server.ts', [], { NODE_ENV: 'production', DATABASE_URL: ':memory:', STRIPE_SECRET_KEY: 'sk_live_x' });
+  const [code] = await once(child, 'exit');
+  t.equal(code, 1);
+  t.match(stderr(), /^Invalid configuration: API_KEYS is required when NODE_ENV=production \(.*\)\n$/);
+});

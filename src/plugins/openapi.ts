@@ -81,6 +81,8 @@ export default fp(
     });
     await app.register(swaggerUi, {
       routePrefix: '/docs',
+      // Its own Content-Security-Policy (hashes for its inline script), instead of the API's 'none'.
+      staticCSP: true,
       // "Try it out" calls the server that served the page, whatever its host and port.
       transformSpecification: (spec, request) => ({
         ...spec,

@@ -38,6 +38,8 @@ export default fp(
     });
 
     await app.register(rateLimit, {
+      // One instance-wide hook (added below, before the API-key check), so wrong keys count too.
+      global: false,
       max: config.RATE_LIMIT_PER_MINUTE,
       timeWindow: 60_000,
       keyGenerator: (request) => {
@@ -49,6 +51,7 @@ export default fp(
       errorResponseBuilder: (_request, context) =>
         new ProblemError('rate_limited', `Too many requests: at most ${context.max} a minute; retry in ${context.after}`),
     });
+    app.addHook('onRequest', app.rateLimit());
   },
   { name: 'protection', dependencies: ['identity'] },
 );

@@ -54,48 +54,60 @@ export async function settleFailed(
 const wasPaid = (p: PurchaseRow) => !['pending', 'requires_action', 'failed'].includes(p.status);
 
 /**
- * The charge has `amountRefunded` cents refunded in all. Coins come back pro rata, rounded down in
- * the player's favour; a larger cumulative amount seen later claws back only the difference, a
- * smaller one (an older event) changes nothing. After a dispute took the coins, refunds take none.
+ * The coins a purchase should leave with the player, from its state alone: its coins less the
+ * refunded share (rounded down, in the player's favour), and none while a dispute is open or lost.
+ * Refund and dispute events move the purchase's state monotonically (refunded cents only grow, a
+ * dispute only moves on), and the ledger is then brought to this figure — so the order in which
+ * Stripe's events arrive cannot change where the coins end up.
  */
-export async function settleRefunded(tx: Store, transactionId: string, paymentIntentId: string, amountRefunded: number) {
-  const purchase = await settleSucceeded(tx, transactionId, paymentIntentId);
-  if (!wasPaid(purchase) || amountRefunded <= purchase.refunded_cents) return purchase;
-  const refunded = Math.min(amountRefunded, purchase.amount_cents);
-  if ((await tx.journalTotal(transactionId, ['dispute'])) === 0) {
-    const target = -Math.floor((purchase.coins * refunded) / purchase.amount_cents);
-    const taken = await tx.journalTotal(transactionId, ['refund']);
-    if (target < taken) {
-      await tx.postJournal({
-        kind: 'refund',
-        reference: `${paymentIntentId}:refunded:${refunded}`,
-        userId: purchase.user_id,
-        transactionId,
-        memo: `refund of ${refunded} of ${purchase.amount_cents} ${purchase.currency}`,
-        amount: target - taken,
-        counterAccount: COUNTER_ACCOUNTS.refunds,
-      });
-    }
-  }
-  const to = refunded >= purchase.amount_cents ? 'refunded' : 'partially_refunded';
-  return (await tx.movePurchase(transactionId, to, { refunded_cents: refunded })) ?? updateRefunded(tx, purchase, refunded);
+export function coinsHeld(p: PurchaseRow): number {
+  if (!wasPaid(p) || p.status === 'disputed' || p.status === 'dispute_lost') return 0;
+  return p.coins - Math.floor((p.coins * Math.min(p.refunded_cents, p.amount_cents)) / p.amount_cents);
 }
 
-async function updateRefunded(tx: Store, purchase: PurchaseRow, refunded: number) {
-  // Not a status change (e.g. refunded while disputed): keep the figure, never lower it.
+/** Posts the difference between what the purchase's journals hold and what they should. */
+async function converge(tx: Store, purchase: PurchaseRow, cause: { kind: 'refund' | 'dispute'; reference: string; memo: string }) {
+  const held = await tx.journalTotal(purchase.transaction_id, ['purchase', 'refund', 'dispute', 'dispute_reversal']);
+  const delta = coinsHeld(purchase) - held;
+  if (delta === 0) return;
+  const kind = cause.kind === 'refund' ? 'refund' : delta < 0 ? 'dispute' : 'dispute_reversal';
+  await tx.postJournal({
+    kind,
+    reference: cause.reference,
+    userId: purchase.user_id,
+    transactionId: purchase.transaction_id,
+    memo: cause.memo,
+    amount: delta,
+    counterAccount: kind === 'refund' ? COUNTER_ACCOUNTS.refunds : COUNTER_ACCOUNTS.disputes,
+  });
+}
+
+/** The charge has `amountRefunded` cents refunded in all (a smaller, older figure changes nothing). */
+export async function settleRefunded(tx: Store, transactionId: string, paymentIntentId: string, amountRefunded: number) {
+  const paid = await settleSucceeded(tx, transactionId, paymentIntentId);
+  if (!wasPaid(paid) || amountRefunded <= paid.refunded_cents) return paid;
+  const refunded = Math.min(amountRefunded, paid.amount_cents);
   await tx.db
     .updateTable('purchases')
     .set({ refunded_cents: refunded })
-    .where('transaction_id', '=', purchase.transaction_id)
+    .where('transaction_id', '=', transactionId)
     .where('refunded_cents', '<', refunded)
     .execute();
-  return current(tx, purchase.transaction_id);
+  // While a dispute is open or decided, the status stays the dispute's; the refund still counts.
+  await tx.movePurchase(transactionId, refunded >= paid.amount_cents ? 'refunded' : 'partially_refunded');
+  const purchase = await current(tx, transactionId);
+  await converge(tx, purchase, {
+    kind: 'refund',
+    reference: `${paymentIntentId}:refunded:${refunded}`,
+    memo: `refund of ${refunded} of ${purchase.amount_cents} ${purchase.currency}`,
+  });
+  return purchase;
 }
 
 /**
- * A dispute in state `status`. Opening one claws back the coins the player still holds from the
- * purchase; winning it gives them back; losing it leaves them gone. A `closed` event that arrives
- * before its `created` event applies both, so the order of delivery does not matter.
+ * A dispute in state `status`: opened, the coins are held back; won, they come back (less any
+ * refund); lost, they stay gone. A `closed` event that arrives before its `created` event lands in
+ * the same place, because both move the status forward and the ledger follows the status.
  */
 export async function settleDispute(
   tx: Store,
@@ -103,37 +115,12 @@ export async function settleDispute(
   paymentIntentId: string,
   dispute: { id: string; status: string },
 ): Promise<PurchaseRow> {
-  const purchase = await settleSucceeded(tx, transactionId, paymentIntentId);
-  if (!wasPaid(purchase)) return purchase;
-  const remaining = purchase.coins + (await tx.journalTotal(transactionId, ['refund']));
-  if (remaining > 0) {
-    await tx.postJournal({
-      kind: 'dispute',
-      reference: dispute.id,
-      userId: purchase.user_id,
-      transactionId,
-      memo: 'payment disputed',
-      amount: -remaining,
-      counterAccount: COUNTER_ACCOUNTS.disputes,
-    });
-  }
+  const paid = await settleSucceeded(tx, transactionId, paymentIntentId);
+  if (!wasPaid(paid)) return paid;
   await tx.movePurchase(transactionId, 'disputed');
-  if (dispute.status === 'won' || dispute.status === 'warning_closed') {
-    const taken = await tx.journalTotal(transactionId, ['dispute']);
-    if (taken < 0) {
-      await tx.postJournal({
-        kind: 'dispute_reversal',
-        reference: dispute.id,
-        userId: purchase.user_id,
-        transactionId,
-        memo: 'dispute won',
-        amount: -taken,
-        counterAccount: COUNTER_ACCOUNTS.disputes,
-      });
-    }
-    await tx.movePurchase(transactionId, 'dispute_won');
-  } else if (dispute.status === 'lost') {
-    await tx.movePurchase(transactionId, 'dispute_lost');
-  }
-  return current(tx, transactionId);
+  if (dispute.status === 'won' || dispute.status === 'warning_closed') await tx.movePurchase(transactionId, 'dispute_won');
+  else if (dispute.status === 'lost') await tx.movePurchase(transactionId, 'dispute_lost');
+  const purchase = await current(tx, transactionId);
+  await converge(tx, purchase, { kind: 'dispute', reference: dispute.id, memo: `dispute ${dispute.status}` });
+  return purchase;
 }

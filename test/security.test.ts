@@ -1,0 +1,158 @@
+import { readFileSync } from 'node:fs';
+import t from 'tap';
+import { parse } from 'yaml';
+import { loadConfig } from '../src/config.js';
+import { buildTestApp, expectProblem, json } from './support/helper.js';
+
+const KEY = 'ck_live_0123456789abcdefghijklmnop';
+const OLD_KEY = 'ck_live_retiring_0123456789abcdefghij';
+const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+
+type Operation = { method: string; path: string; security: unknown };
+const document = parse(readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8')) as {
+  paths: Record<string, Record<string, { security?: unknown; operationId: string }>>;
+};
+const operations: Operation[] = Object.entries(document.paths).flatMap(([path, item]) =>
+  Object.entries(item).map(([method, op]) => ({ method: method.toUpperCase(), path, security: op.security })),
+);
+
+async function fingerprint(app: Awaited<ReturnType<typeof buildTestApp>>) {
+  const count = async (table: 'customers' | 'purchases' | 'ledger_entries' | 'idempotency_keys' | 'webhook_events') =>
+    Number((await app.store.db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+  return {
+    customers: await count('customers'),
+    purchases: await count('purchases'),
+    ledger: await count('ledger_entries'),
+    keys: await count('idempotency_keys'),
+    events: await count('webhook_events'),
+  };
+}
+
+t.test('every operation that needs a key refuses no key and a wrong key with 401, and changes nothing', async (t) => {
+  const app = await buildTestApp(t, { env: { API_KEYS: KEY } });
+  const created = await app.inject({ method: 'POST', url: '/stripe/create-customer', headers: bearer(KEY), payload: { email: 'a@example.com', name: 'A' } });
+  const userId = String(json(created)['user_id']);
+  const guarded = operations.filter((op) => !(Array.isArray(op.security) && op.security.length === 0));
+  t.ok(guarded.length >= 14, `${guarded.length} guarded operations`);
+  const before = await fingerprint(app);
+  for (const op of guarded) {
+    const url = op.path.replace('{user_id}', userId).replace(/\{[a-z_]+\}/g, 'x1');
+    const payload = op.method === 'POST' ? { user_id: userId, package_id: 'package_1', email: 'b@example.com', name: 'B', payment_method_id: 'pm_card_visa', amount: 1, item_id: 'x' } : undefined;
+    for (const headers of [{}, bearer('wrong-key-0123456789abcdefghijkl'), { authorization: `Basic ${KEY}` }]) {
+      const response = await app.inject({ method: op.method as 'GET' | 'POST', url, headers, ...(payload ? { payload } : {}) });
+      expectProblem(t, response, 401, 'unauthorized');
+      t.equal(response.headers['www-authenticate'], 'Bearer realm="coinshop"', `${op.method} ${op.path}`);
+    }
+  }
+  t.same(await fingerprint(app), before, 'no refused request changed the store');
+
+  for (const op of operations.filter((o) => Array.isArray(o.security) && o.security.length === 0)) {
+    t.not((await app.inject({ method: op.method as 'GET' | 'POST', url: op.path })).statusCode, 401, `${op.path} is public`);
+  }
+  t.equal((await app.inject({ method: 'GET', url: '/docs/' })).statusCode, 200, 'the docs are public');
+});
+
+t.test('several keys at once, so they can be rotated; each is its own Idempotency-Key scope', async (t) => {
+  const app = await buildTestApp(t, { env: { API_KEYS: `${KEY},${OLD_KEY}` } });
+  for (const key of [KEY, OLD_KEY]) {
+    t.equal((await app.inject({ method: 'GET', url: '/stripe/packages', headers: bearer(key) })).statusCode, 200);
+  }
+  const signup = (key: string) =>
+    app.inject({ method: 'POST', url: '/stripe/create-customer', headers: { ...bearer(key), 'idempotency-key': 'same' }, payload: { email: 'a@example.com', name: 'A' } });
+  const a = json(await signup(KEY));
+  const b = json(await signup(OLD_KEY));
+  t.not(a['user_id'], b['user_id'], 'the same key string from two callers is two requests');
+  t.equal((await signup(KEY)).headers['idempotent-replayed'], 'true');
+});
+
+t.test('production refuses to start without what it needs, naming it', async (t) => {
+  const complete = { NODE_ENV: 'production', API_KEYS: KEY, STRIPE_SECRET_KEY: 'sk_live_abc', STRIPE_WEBHOOK_SECRET: 'whsec_abc' };
+  t.equal(loadConfig(complete).NODE_ENV, 'production');
+  for (const missing of ['API_KEYS', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET'] as const) {
+    const env: Record<string, string> = { ...complete };
+    delete env[missing];
+    t.throws(() => loadConfig(env), { name: 'ConfigError', variable: missing, message: new RegExp(`^Invalid configuration: ${missing} is required when NODE_ENV=production`) });
+  }
+});
+
+t.test('rate limits per key, and per IP without one: 429 with Retry-After', async (t) => {
+  const app = await buildTestApp(t, { env: { API_KEYS: `${KEY},${OLD_KEY}`, RATE_LIMIT_PER_MINUTE: '3' } });
+  const call = (headers: Record<string, string>) => app.inject({ method: 'GET', url: '/stripe/packages', headers });
+  for (let i = 0; i < 3; i++) t.equal((await call(bearer(KEY))).statusCode, 200);
+  const limited = await call(bearer(KEY));
+  expectProblem(t, limited, 429, 'rate_limited');
+  t.ok(Number(limited.headers['retry-after']) > 0, 'Retry-After says when');
+  t.equal((await call(bearer(OLD_KEY))).statusCode, 200, 'another key has its own budget');
+  for (let i = 0; i < 3; i++) await call(bearer('guessing-0123456789abcdefghijklmn'));
+  expectProblem(t, await call(bearer('guessing-another-0123456789abcdefgh')), 429, 'rate_limited');
+  t.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200, 'health checks are never limited');
+});
+
+t.test('security headers, CORS for the configured origins only', async (t) => {
+  const app = await buildTestApp(t, { env: { CORS_ORIGINS: 'https://shop.example.com' } });
+  const response = await app.inject({ method: 'GET', url: '/stripe/packages', headers: { origin: 'https://shop.example.com' } });
+  t.equal(response.headers['access-control-allow-origin'], 'https://shop.example.com');
+  t.equal(response.headers['x-content-type-options'], 'nosniff');
+  t.match(response.headers['content-security-policy'], /default-src 'none'/);
+  t.ok(response.headers['strict-transport-security']);
+  const other = await app.inject({ method: 'GET', url: '/stripe/packages', headers: { origin: 'https://evil.example.com' } });
+  t.notOk(other.headers['access-control-allow-origin']);
+  const preflight = await app.inject({
+    method: 'OPTIONS',
+    url: '/stripe/purchase-currency',
+    headers: { origin: 'https://shop.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type,idempotency-key' },
+  });
+  t.equal(preflight.statusCode, 204);
+  t.match(preflight.headers['access-control-allow-headers'], /idempotency-key/);
+  const docs = await app.inject({ method: 'GET', url: '/docs/' });
+  t.notMatch(docs.headers['content-security-policy'] ?? '', /default-src 'none'/, 'Swagger UI gets a policy it can work under');
+});
+
+t.test('under pressure the service sheds load with 503 and Retry-After', async (t) => {
+  const app = await buildTestApp(t, { env: { MAX_EVENT_LOOP_DELAY_MS: '10' } });
+  await app.ready();
+  // Stall the event loop over and over, as CPU-bound work would, for longer than one sample (1 s).
+  for (let i = 0; i < 15; i++) {
+    const until = Date.now() + 100;
+    while (Date.now() < until) {
+      // busy
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const shed = await app.inject({ method: 'GET', url: '/stripe/packages' });
+  expectProblem(t, shed, 503, 'service_unavailable');
+  t.equal(shed.headers['retry-after'], '5');
+});
+
+t.test('health, readiness', async (t) => {
+  const app = await buildTestApp(t, { env: { API_KEYS: KEY } });
+  t.same(json(await app.inject({ method: 'GET', url: '/health' })), { status: 'ok' });
+  t.same(json(await app.inject({ method: 'GET', url: '/ready' })), { status: 'ready', database: 'ok', payments: 'simulated' });
+  await app.store.db.destroy();
+  expectProblem(t, await app.inject({ method: 'GET', url: '/ready' }), 503, 'service_unavailable', 'The database is not reachable');
+});
+
+t.test('/metrics counts purchases by outcome, webhook events by type, replays', async (t) => {
+  const app = await buildTestApp(t, { env: { API_KEYS: KEY } });
+  const post = (url: string, payload: object, headers: Record<string, string> = {}) =>
+    app.inject({ method: 'POST', url, headers: { ...bearer(KEY), ...headers }, payload });
+  const good = json(await post('/stripe/create-customer', { email: 'a@example.com', name: 'A' }));
+  const bad = json(await post('/stripe/create-customer', { email: 'b@example.com', name: 'B' }));
+  await post('/stripe/attach-payment-method', { user_id: good['user_id'], payment_method_id: 'pm_card_visa' });
+  await post('/stripe/attach-payment-method', { user_id: bad['user_id'], payment_method_id: 'pm_card_chargeDeclined' });
+  await post('/stripe/purchase-currency', { user_id: good['user_id'], package_id: 'package_1' }, { 'idempotency-key': 'k' });
+  await post('/stripe/purchase-currency', { user_id: good['user_id'], package_id: 'package_1' }, { 'idempotency-key': 'k' });
+  await post('/stripe/purchase-currency', { user_id: bad['user_id'], package_id: 'package_1' });
+  const unauthorized = await app.inject({ method: 'GET', url: '/metrics' });
+  t.equal(unauthorized.statusCode, 401);
+  const metrics = await app.inject({ method: 'GET', url: '/metrics', headers: bearer(KEY) });
+  t.equal(metrics.statusCode, 200);
+  t.match(metrics.headers['content-type'], /^text\/plain/);
+  t.match(metrics.body, /coinshop_purchases_total\{outcome="succeeded"\} 1\n/);
+  t.match(metrics.body, /coinshop_purchases_total\{outcome="card_declined"\} 1\n/);
+  t.match(metrics.body, /coinshop_webhook_events_total\{type="payment_intent.succeeded",outcome="processed"\} 1\n/);
+  t.match(metrics.body, /coinshop_webhook_events_total\{type="payment_intent.payment_failed",outcome="processed"\} 1\n/);
+  t.match(metrics.body, /coinshop_idempotent_replays_total 1\n/);
+  t.match(metrics.body, /coinshop_http_request_duration_seconds_bucket\{le="[0-9.]+",method="POST",route="\/stripe\/purchase-currency",status_code="200"\}/);
+  t.match(metrics.body, /coinshop_ledger_mismatches_found_total 0\n/);
+});
