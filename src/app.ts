@@ -74,7 +74,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
     bodyLimit: 64 * 1024,
     // Longer than any id the API takes (255), so a long id fails validation with a clear 400.
-    maxParamLength: 300,
+    routerOptions: { maxParamLength: 300 },
     // Requests Fastify refuses before routing (a malformed URL) still get a problem document.
     frameworkErrors: (error, request, reply) => {
       const body = JSON.stringify(problemDocument(new ProblemError('bad_request', `Malformed request: ${error.message}`), request.id));

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
  * The coverage the suite must keep, set a little below what it measures: a drop means code landed
  * without tests. tap's own gate is all-or-nothing (100%), which would only invite ignore comments.
  */
-const minimum = { lines: 94, statements: 94, functions: 95, branches: 82 } as const;
+const minimum = { lines: 95, statements: 95, functions: 96, branches: 85 } as const;
 
 type Metric = keyof typeof minimum;
 const summary = JSON.parse(readFileSync('.tap/report/coverage-summary.json', 'utf8')) as {
