@@ -1,0 +1,212 @@
+/**
+ * `npm run bench`: coinshop as in production (built, JSON logs, API keys, SQLite file with
+ * synchronous=FULL, the real StripeGateway) against a Stripe-compatible server on loopback with an
+ * added latency, driven by autocannon. Prints a table and writes bench/results.json.
+ *   BENCH_SECONDS (default 5) per scenario; BENCH_SCENARIOS=packages,customer,purchases (default all).
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+
+const root = new URL('..', import.meta.url).pathname;
+const seconds = Number(process.env['BENCH_SECONDS'] ?? 5);
+const scenarios = (process.env['BENCH_SCENARIOS'] ?? 'packages,customer,purchases').split(',');
+const API_KEY = 'bench_key_0123456789abcdefghijklmnop';
+const auth = { authorization: `Bearer ${API_KEY}` };
+
+interface Row {
+  scenario: string;
+  requestsPerSecond: number;
+  p50ms: number;
+  p99ms: number;
+  errors: number;
+  non2xx: number;
+  peakRssMB: number;
+  note?: string;
+}
+const rows: Row[] = [];
+
+const children = new Set<ChildProcess>();
+process.on('exit', () => children.forEach((child) => child.kill('SIGKILL')));
+
+function start(command: string, args: string[], env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /(?:listening|Server listening at) (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (match?.[1]) {
+        child.stdout?.removeAllListeners('data');
+        child.stdout?.resume();
+        resolve({ child, url: match[1] });
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${out}`)));
+  });
+}
+
+const stop = async (child: ChildProcess) => {
+  child.removeAllListeners('exit');
+  const done = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await done;
+};
+
+function rssMB(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    return Number(execFileSync('ps', ['-o', 'rss=', '-p', String(pid)]).toString().trim()) / 1024;
+  } catch {
+    return 0;
+  }
+}
+
+async function measure(
+  scenario: string,
+  target: ChildProcess,
+  options: autocannon.Options,
+  note?: string,
+): Promise<autocannon.Result> {
+  let peak = rssMB(target.pid);
+  const sampler = setInterval(() => (peak = Math.max(peak, rssMB(target.pid))), 200);
+  const result = await autocannon({ duration: seconds, ...options });
+  clearInterval(sampler);
+  rows.push({
+    scenario,
+    requestsPerSecond: Math.round(result.requests.average),
+    p50ms: result.latency.p50,
+    p99ms: result.latency.p99,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+    peakRssMB: Math.round(peak),
+    ...(note ? { note } : {}),
+  });
+  console.log(JSON.stringify(rows.at(-1)));
+  return result;
+}
+
+async function api(url: string, path: string, body?: object) {
+  const response = await fetch(url + path, {
+    method: body ? 'POST' : 'GET',
+    headers: { ...auth, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  return (await response.json()) as Record<string, unknown>;
+}
+
+async function coinshop(stripeUrl: string, dir: string) {
+  return start(process.execPath, ['dist/src/server.js'], {
+    NODE_ENV: 'production',
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    DATABASE_URL: join(dir, 'bench.db'),
+    API_KEYS: API_KEY,
+    STRIPE_SECRET_KEY: 'sk_test_bench',
+    STRIPE_WEBHOOK_SECRET: 'whsec_bench',
+    STRIPE_API_BASE: stripeUrl,
+    RATE_LIMIT_PER_MINUTE: '1000000',
+  });
+}
+
+async function main() {
+  execFileSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' });
+  const tsx = join(root, 'node_modules/.bin/tsx');
+  const dir = mkdtempSync(join(tmpdir(), 'coinshop-bench-'));
+  try {
+    if (scenarios.includes('packages') || scenarios.includes('customer')) {
+      const stripe = await start(tsx, ['bench/fake-stripe-server.ts', '0'], {});
+      const shop = await coinshop(stripe.url, dir);
+      if (scenarios.includes('packages')) {
+        const bare = await start(tsx, ['bench/bare-fastify.ts'], {});
+        const baseline = await measure('GET /stripe/packages: bare Fastify', bare.child, { url: `${bare.url}/stripe/packages`, connections: 50 });
+        const ours = await measure('GET /stripe/packages: coinshop', shop.child, { url: `${shop.url}/stripe/packages`, connections: 50, headers: auth });
+        rows.at(-1)!.note = `${(ours.requests.average / baseline.requests.average).toFixed(2)}× bare Fastify`;
+        await stop(bare.child);
+      }
+      if (scenarios.includes('customer')) {
+        const ids: string[] = [];
+        for (let i = 0; i < 10_000; i++) ids.push(String((await api(shop.url, '/stripe/create-customer', { email: `p${i}@example.com`, name: `Player ${i}` }))['user_id']));
+        let n = 0;
+        await measure('GET /stripe/customer/{id} (10,000 customers)', shop.child, {
+          url: shop.url,
+          connections: 50,
+          headers: auth,
+          requests: [{ setupRequest: (request) => ({ ...request, path: `/stripe/customer/${ids[n++ % ids.length]}` }) }],
+        });
+      }
+      await stop(shop.child);
+      await stop(stripe.child);
+    }
+
+    if (scenarios.includes('purchases')) {
+      for (const latency of [0, 300]) {
+        for (const connections of [50, 200, 1000]) {
+          rmSync(join(dir, 'bench.db'), { force: true });
+          const stripe = await start(tsx, ['bench/fake-stripe-server.ts', String(latency)], {});
+          const shop = await coinshop(stripe.url, dir);
+          const users: string[] = [];
+          for (let i = 0; i < 200; i++) {
+            const id = String((await api(shop.url, '/stripe/create-customer', { email: `b${i}@example.com`, name: `Buyer ${i}` }))['user_id']);
+            await api(shop.url, '/stripe/attach-payment-method', { user_id: id, payment_method_id: 'pm_card_visa' });
+            users.push(id);
+          }
+          let n = 0;
+          const result = await measure(`purchase, Stripe +${latency} ms, ${connections} connections`, shop.child, {
+            url: `${shop.url}/stripe/purchase-currency`,
+            connections,
+            method: 'POST',
+            headers: { ...auth, 'content-type': 'application/json' },
+            requests: [
+              {
+                setupRequest: (request) => {
+                  n += 1;
+                  return {
+                    ...request,
+                    headers: { ...request.headers, 'idempotency-key': `bench-${latency}-${connections}-${n}` },
+                    body: JSON.stringify({ user_id: users[n % users.length], package_id: 'package_1' }),
+                  };
+                },
+              },
+            ],
+          });
+          // Purchases still in flight when autocannon stops finish on the server: let them, then
+          // compare the coins credited with the purchases recorded as completed.
+          await new Promise((resolve) => setTimeout(resolve, 5000));
+          let coins = 0;
+          let completed = 0;
+          for (const id of users) {
+            coins += Number((await api(shop.url, `/stripe/customer/${id}`))['currency_balance']);
+            const history = (await api(shop.url, `/stripe/transactions/${id}`))['transactions'] as { status: string }[];
+            completed += history.filter((tx) => tx.status === 'completed').length;
+          }
+          const row = rows.at(-1)!;
+          row.note =
+            (coins === completed * 100 ? `${completed} completed, each credited once` : `MISMATCH: ${completed} completed, ${coins / 100} credited`) +
+            (latency > 0 ? `; ${((result.requests.average / (connections / (latency / 1000))) * 100).toFixed(0)}% of connections ÷ latency` : '');
+          const metrics = await fetch(`${shop.url}/metrics`, { headers: auth }).then((r) => r.text());
+          const lag = /^nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(metrics)?.[1];
+          if (lag) row.note += `; event-loop delay p99 ${(Number(lag) * 1000).toFixed(1)} ms`;
+          console.log(row.note);
+          await stop(shop.child);
+          await stop(stripe.child);
+        }
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+  console.log(`\n${machine}, ${seconds} s per scenario\n`);
+  console.log('| scenario | req/s | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | note |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of rows) console.log(`| ${r.scenario} | ${r.requestsPerSecond} | ${r.p50ms} | ${r.p99ms} | ${r.errors} | ${r.non2xx} | ${r.peakRssMB} | ${r.note ?? ''} |`);
+  writeFileSync(join(root, 'bench', 'results.json'), JSON.stringify({ machine, seconds, rows }, null, 2) + '\n');
+}
+
+await main();
