@@ -3,23 +3,11 @@ import { createStripeClient, StripeGateway } from '../src/gateway/stripe.js';
 import type { ChargeOutcome, ChargeRequest } from '../src/gateway/types.js';
 import { reconcile } from '../src/services/reconcile.js';
 import { startFakeStripe, webhookRequest, type FakeStripe } from './support/fake-stripe.js';
-import { buildTestApp, customerWithCard, createCustomer, expectProblem, get, json } from './support/helper.js';
+import { buildAppOnFakeStripe, buildTestApp, customerWithCard, createCustomer, expectProblem, get, json } from './support/helper.js';
 
 const WEBHOOK_SECRET = 'whsec_test_idempotency';
 
-async function appOnFakeStripe(t: Test, latencyMs = 0) {
-  const stripe = await startFakeStripe({ latencyMs });
-  t.teardown(() => stripe.close());
-  const app = await buildTestApp(t, {
-    env: {
-      STRIPE_SECRET_KEY: 'sk_test_coinshop',
-      STRIPE_API_BASE: stripe.url,
-      STRIPE_MAX_NETWORK_RETRIES: '0',
-      STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
-    },
-  });
-  return { app, stripe };
-}
+const appOnFakeStripe = (t: Test, latencyMs = 0) => buildAppOnFakeStripe(t, { latencyMs, env: { STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET } });
 
 const purchaseWithKey = (app: Awaited<ReturnType<typeof buildTestApp>>, key: string, body: object) =>
   app.inject({ method: 'POST', url: '/stripe/purchase-currency', headers: { 'idempotency-key': key }, payload: body });

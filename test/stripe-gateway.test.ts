@@ -1,16 +1,12 @@
 import t from 'tap';
-import { startFakeStripe, type FakeStripe } from './support/fake-stripe.js';
-import { attachCard, buildTestApp, buy, customerWithCard, createCustomer, expectProblem, get, json } from './support/helper.js';
+import type { FakeStripe } from './support/fake-stripe.js';
+import { attachCard, buildAppOnFakeStripe, buy, customerWithCard, createCustomer, expectProblem, get, json } from './support/helper.js';
 import { seedFlow } from './support/seed-flow.js';
 import type { Test } from 'tap';
 
 /** An app whose StripeGateway (the real stripe SDK) talks to a local Stripe-compatible server. */
 async function appOnFakeStripe(t: Test, env: Record<string, string> = {}) {
-  const stripe = await startFakeStripe();
-  t.teardown(() => stripe.close());
-  const app = await buildTestApp(t, {
-    env: { STRIPE_SECRET_KEY: 'sk_test_coinshop', STRIPE_API_BASE: stripe.url, STRIPE_MAX_NETWORK_RETRIES: '0', ...env },
-  });
+  const { app, stripe } = await buildAppOnFakeStripe(t, { env });
   t.equal(app.payments.kind, 'stripe');
   return { app, stripe };
 }

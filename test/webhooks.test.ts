@@ -1,16 +1,12 @@
 import t, { type Test } from 'tap';
 import Stripe from 'stripe';
-import { startFakeStripe, webhookRequest, type StripeEventObject } from './support/fake-stripe.js';
-import { buildTestApp, buy, customerWithCard, expectProblem, get, json } from './support/helper.js';
+import { webhookRequest, type StripeEventObject } from './support/fake-stripe.js';
+import { buildAppOnFakeStripe, buildTestApp, buy, customerWithCard, expectProblem, get, json } from './support/helper.js';
 
 const SECRET = 'whsec_test_webhooks';
 
 async function appOnFakeStripe(t: Test, env: Record<string, string> = { STRIPE_WEBHOOK_SECRET: SECRET }) {
-  const stripe = await startFakeStripe();
-  t.teardown(() => stripe.close());
-  const app = await buildTestApp(t, {
-    env: { STRIPE_SECRET_KEY: 'sk_test_coinshop', STRIPE_API_BASE: stripe.url, STRIPE_MAX_NETWORK_RETRIES: '0', ...env },
-  });
+  const { app, stripe } = await buildAppOnFakeStripe(t, { env });
   const sdk = new Stripe('sk_test_coinshop', { host: '127.0.0.1', port: stripe.port, protocol: 'http', maxNetworkRetries: 0 });
   const deliver = (event: StripeEventObject, options?: { timestamp?: number }) => {
     const { payload, headers } = webhookRequest(event, SECRET, options);

@@ -3,6 +3,7 @@ import type { Test } from 'tap';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import type { PaymentsGateway } from '../../src/gateway/types.js';
+import { startFakeStripe } from './fake-stripe.js';
 
 export interface TestAppOptions {
   env?: Record<string, string>;
@@ -16,6 +17,19 @@ export async function buildTestApp(t: Test, options: TestAppOptions = {}): Promi
   const app = await buildApp({ config, ...(options.gateway ? { gateway: options.gateway } : {}) });
   t.teardown(() => app.close());
   return app;
+}
+
+/**
+ * A coinshop app whose StripeGateway (the real stripe SDK, no retries) talks to a local
+ * Stripe-compatible server with `latencyMs` added; both closed when the test ends.
+ */
+export async function buildAppOnFakeStripe(t: Test, options: { env?: Record<string, string>; latencyMs?: number } = {}) {
+  const stripe = await startFakeStripe({ latencyMs: options.latencyMs ?? 0 });
+  t.teardown(() => stripe.close());
+  const app = await buildTestApp(t, {
+    env: { STRIPE_SECRET_KEY: 'sk_test_coinshop', STRIPE_API_BASE: stripe.url, STRIPE_MAX_NETWORK_RETRIES: '0', ...options.env },
+  });
+  return { app, stripe };
 }
 
 export type Json = Record<string, unknown>;
