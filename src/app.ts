@@ -22,7 +22,7 @@ import metrics from './plugins/metrics.js';
 import protection from './plugins/protection.js';
 import healthRoutes from './routes/health/index.js';
 import storePlugin from './store/plugin.js';
-import { illFormedString, validatorCompiler } from './validation.js';
+import { illFormedString, UNSTORABLE_TEXT, validatorCompiler } from './validation.js';
 import packageJson from '../package.json' with { type: 'json' };
 
 export interface AppOptions {
@@ -91,13 +91,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler());
-  // Text must be Unicode that storage can keep as it is: an unpaired surrogate would be silently
-  // replaced on the way into the database, so it is refused up front.
+  // Text must be something every engine stores as it is (see UNSTORABLE_TEXT): refused up front.
   app.addHook('preValidation', async (request) => {
     const bad = illFormedString(request.body, 'body') ?? illFormedString(request.query, 'querystring') ?? illFormedString(request.params, 'params');
     if (bad) {
-      throw new ProblemError('validation_error', `Invalid input: ${bad} must be valid Unicode text (no unpaired surrogates)`, {
-        errors: [{ field: bad, message: 'must be valid Unicode text (no unpaired surrogates)' }],
+      throw new ProblemError('validation_error', `Invalid input: ${bad} ${UNSTORABLE_TEXT}`, {
+        errors: [{ field: bad, message: UNSTORABLE_TEXT }],
       });
     }
   });
@@ -123,7 +122,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(identity, { apiKeys: config.API_KEYS });
   await app.register(protection, { config });
   await app.register(requireApiKey);
-  await app.register(storePlugin, { databaseUrl: config.DATABASE_URL });
+  await app.register(storePlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE });
   await app.register(paymentsGateway, { config, gateway: options.gateway });
   // A request holding a key longer than any Stripe call can take has died: a retry may take it over.
   await app.register(idempotency, { lockTimeoutMs: config.STRIPE_TIMEOUT_MS * (config.STRIPE_MAX_NETWORK_RETRIES + 1) + 30_000 });

@@ -11,8 +11,14 @@ export const ConfigSchema = Type.Object({
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info' },
   ),
-  /** `./data/coinshop.db` (a SQLite file), `sqlite:PATH`, or `:memory:`. */
+  /** `./data/coinshop.db` (a SQLite file), `sqlite:PATH`, `:memory:`, or `postgres://…` (PostgreSQL). */
   DATABASE_URL: Type.String({ minLength: 1, default: './data/coinshop.db' }),
+  /** PostgreSQL only: connections this process keeps open at most. */
+  DATABASE_POOL_SIZE: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
+  /** Share rate-limit counters between replicas through this Redis (`redis://host:6379`); unset = per process. */
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://[^\\s]+$' })),
+  /** Prefix of coinshop's keys in that Redis, so several deployments can share one. */
+  REDIS_KEY_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_:.-]{1,64}$', default: 'coinshop:' }),
   STRIPE_SECRET_KEY: Type.Optional(Type.String({ pattern: '^(sk|rk)_(test|live)_[A-Za-z0-9_]+$' })),
   /** Point the Stripe SDK at any Stripe-compatible server, e.g. `http://127.0.0.1:12111`. */
   STRIPE_API_BASE: Type.Optional(Type.String({ pattern: '^https?://[^/\\s]+/?$' })),
@@ -33,8 +39,8 @@ export const ConfigSchema = Type.Object({
   CORS_ORIGINS: Type.Optional(Type.String({ pattern: '^https?://[^,\\s]+(,https?://[^,\\s]+)*$' })),
   /** Requests per minute per API key (or per IP without one). */
   RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1200 }),
-  /** Shed load (503) when the event loop lags more than this. */
-  MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 10, maximum: 60_000, default: 1000 }),
+  /** Shed load (503) when the event loop lags more than this; 0 turns load shedding off. */
+  MAX_EVENT_LOOP_DELAY_MS: Type.Union([Type.Literal(0), Type.Integer({ minimum: 10, maximum: 60_000 })], { default: 1000 }),
   /** How long a client may take to send a whole request. */
   REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 30_000 }),
   /** On SIGTERM, how long in-flight requests get to finish before the process exits anyway. */
@@ -43,11 +49,14 @@ export const ConfigSchema = Type.Object({
 export type Config = Static<typeof ConfigSchema>;
 
 /** Variables whose values must never be echoed back, even in an error. */
-const SECRET_VARIABLES = new Set(['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'API_KEYS']);
+const SECRET_VARIABLES = new Set(['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'API_KEYS', 'DATABASE_URL', 'REDIS_URL']);
 
 const hints: Partial<Record<keyof Config, string>> = {
   NODE_ENV: 'one of development, production, test',
   PORT: 'an integer from 0 to 65535',
+  DATABASE_POOL_SIZE: 'an integer from 1 to 1000',
+  REDIS_URL: 'a Redis URL such as redis://127.0.0.1:6379',
+  REDIS_KEY_PREFIX: '1 to 64 characters of A-Z a-z 0-9 _ : . -',
   LOG_LEVEL: 'one of fatal, error, warn, info, debug, trace, silent',
   STRIPE_SECRET_KEY: 'a Stripe secret key (sk_test_…, sk_live_… or rk_…)',
   STRIPE_API_BASE: 'a base URL such as http://127.0.0.1:12111',
@@ -60,7 +69,7 @@ const hints: Partial<Record<keyof Config, string>> = {
   API_KEYS: 'a comma-separated list of keys, each 24 to 200 characters of A-Z a-z 0-9 _ . ~ -',
   CORS_ORIGINS: 'a comma-separated list of origins such as https://shop.example.com',
   RATE_LIMIT_PER_MINUTE: 'an integer from 1 to 1000000',
-  MAX_EVENT_LOOP_DELAY_MS: 'an integer number of milliseconds from 10 to 60000',
+  MAX_EVENT_LOOP_DELAY_MS: '0 (off) or an integer number of milliseconds from 10 to 60000',
   REQUEST_TIMEOUT_MS: 'an integer number of milliseconds from 1000 to 600000',
   SHUTDOWN_GRACE_MS: 'an integer number of milliseconds from 1000 to 600000',
 };

@@ -111,3 +111,20 @@ t.test('an unexpected failure is a 500 that shows nothing of its cause', async (
   t.notMatch(response.body, /SQLITE|sk_test|\/srv|stack/i);
   t.equal(body['detail'], 'An unexpected error occurred. It has been logged with this request id.');
 });
+
+t.test('text no database could store as sent (NUL, unpaired surrogates) is a 400 naming the field, on every engine', async (t) => {
+  const app = await buildTestApp(t);
+  const { user_id } = await customerWithCard(app);
+  const cases: [string, object, string][] = [
+    ['/stripe/create-customer', { email: 'nul@example.com', name: 'nul\u0000inside' }, 'body/name'],
+    ['/stripe/create-customer', { email: 'lone@example.com', name: 'lone \uD800 surrogate' }, 'body/name'],
+    ['/stripe/spend-currency', { user_id, amount: 1, item_id: 'sword\u0000' }, 'body/item_id'],
+  ];
+  for (const [url, payload, field] of cases) {
+    const body = expectProblem(t, await post(app, url, payload), 400, 'validation_error');
+    t.same(body['errors'], [{ field, message: 'must be valid Unicode text without NUL characters (no unpaired surrogates, no U+0000)' }]);
+  }
+  expectProblem(t, await get(app, '/stripe/customer/abc%00def'), 400, 'validation_error');
+  t.same(json(await get(app, `/stripe/transactions/${user_id}`))['transactions'], [], 'nothing was bought or spent');
+  t.equal(json(await get(app, `/stripe/customer/${user_id}`))['currency_balance'], 0);
+});

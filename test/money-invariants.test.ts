@@ -14,12 +14,11 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import fc from 'fast-check';
 import t from 'tap';
 import { buildApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
 import { SimulatedGateway } from '../src/gateway/simulated.js';
 import { RefundRejected } from '../src/gateway/types.js';
 import type { PurchaseStatus } from '../src/store/schema.js';
 import type { Store } from '../src/store/store.js';
-import { attachCard, createCustomer, get, json, type Json } from './support/helper.js';
+import { attachCard, createCustomer, get, json, testConfig, type Json } from './support/helper.js';
 
 // ---------------------------------------------------------------------------------------------
 // What the test generates
@@ -1100,7 +1099,7 @@ class Run {
 }
 
 async function runScenario(s: Scenario) {
-  const app = await buildApp({ config: loadConfig({ DATABASE_URL: ':memory:' }) });
+  const app = await buildApp({ config: await testConfig() });
   let run: Run | undefined;
   try {
     await app.ready();

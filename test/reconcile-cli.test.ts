@@ -1,11 +1,8 @@
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { buildApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
-import { buy, customerWithCard } from './support/helper.js';
+import { freshDatabaseUrl } from './support/database.js';
+import { buy, customerWithCard, testConfig } from './support/helper.js';
 import { spawnProject } from './support/process.js';
 
 async function runReconcile(databaseUrl: string) {
@@ -15,10 +12,8 @@ async function runReconcile(databaseUrl: string) {
 }
 
 t.test('npm run reconcile prints its report and fails on a balance that is not its ledger', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'coinshop-reconcile-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const databaseUrl = join(dir, 'coinshop.db');
-  const app = await buildApp({ config: loadConfig({ DATABASE_URL: databaseUrl }) });
+  const databaseUrl = await freshDatabaseUrl({ shared: true });
+  const app = await buildApp({ config: await testConfig({ DATABASE_URL: databaseUrl }) });
   const { user_id } = await customerWithCard(app);
   await buy(app, user_id, 'package_1');
   await app.close();
@@ -28,7 +23,7 @@ t.test('npm run reconcile prints its report and fails on a balance that is not i
   t.match(JSON.parse(clean.stdout), { checked: 0, mismatches: [], unbalancedJournals: [] });
 
   // Someone edits a balance by hand: reconciliation must notice.
-  const tampered = await buildApp({ config: loadConfig({ DATABASE_URL: databaseUrl }) });
+  const tampered = await buildApp({ config: await testConfig({ DATABASE_URL: databaseUrl }) });
   await tampered.store.db.updateTable('customers').set({ currency_balance: 5000 }).where('user_id', '=', user_id).execute();
   await tampered.close();
   const dirty = await runReconcile(databaseUrl);

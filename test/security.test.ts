@@ -129,7 +129,7 @@ t.test('health, readiness', async (t) => {
   t.same(json(await app.inject({ method: 'GET', url: '/health' })), { status: 'ok' });
   t.same(json(await app.inject({ method: 'GET', url: '/ready' })), { status: 'ready', database: 'ok', payments: 'simulated' });
   await app.store.db.destroy();
-  expectProblem(t, await app.inject({ method: 'GET', url: '/ready' }), 503, 'service_unavailable', 'The database is not reachable');
+  expectProblem(t, await app.inject({ method: 'GET', url: '/ready' }), 503, 'service_unavailable', 'The database is not reachable right now; retry in a few seconds');
 });
 
 t.test('/metrics counts purchases by outcome, webhook events by type, replays', async (t) => {

@@ -1,13 +1,13 @@
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
+import { freshDatabaseUrl } from './support/database.js';
+import { testConfig } from './support/helper.js';
 import { spawnProject, type Spawned } from './support/process.js';
 
 /** Starts src/server.ts as a real process on a free port and waits until it listens. */
 async function startServer(env: Record<string, string>): Promise<Spawned & { url: string }> {
-  const server = spawnProject('src/server.ts', [], { PORT: '0', LOG_LEVEL: 'info', ...env });
+  // No load shedding: on a busy test machine a stalled second would shed the test's requests.
+  const server = spawnProject('src/server.ts', [], { PORT: '0', LOG_LEVEL: 'info', MAX_EVENT_LOOP_DELAY_MS: '0', ...env });
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(server.output());
@@ -28,9 +28,7 @@ async function call(url: string, init?: { method: string; body: object }) {
 }
 
 t.test('the server runs the seed flow over real HTTP, stops cleanly on SIGTERM, and keeps its data', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'coinshop-server-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const env = { DATABASE_URL: join(dir, 'coinshop.db') };
+  const env = { DATABASE_URL: await freshDatabaseUrl({ shared: true }) };
 
   const first = await startServer(env);
   const customer = await call(`${first.url}/stripe/create-customer`, {
@@ -75,11 +73,10 @@ t.test('SIGTERM during a slow purchase: the purchase completes and is recorded, 
   const { startFakeStripe } = await import('./support/fake-stripe.js');
   const stripe = await startFakeStripe({ latencyMs: 1500 });
   t.teardown(() => stripe.close());
-  const dir = mkdtempSync(join(tmpdir(), 'coinshop-sigterm-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const databaseUrl = await freshDatabaseUrl({ shared: true });
   const apiKey = 'ck_test_graceful_0123456789abcdefghij';
   const server = await startServer({
-    DATABASE_URL: join(dir, 'coinshop.db'),
+    DATABASE_URL: databaseUrl,
     STRIPE_SECRET_KEY: 'sk_test_graceful',
     STRIPE_API_BASE: stripe.url,
     API_KEYS: apiKey,
@@ -109,8 +106,7 @@ t.test('SIGTERM during a slow purchase: the purchase completes and is recorded, 
   t.notMatch(server.output(), 'sk_test_graceful', 'nor the Stripe key');
 
   const { buildApp } = await import('../src/app.js');
-  const { loadConfig } = await import('../src/config.js');
-  const reopened = await buildApp({ config: loadConfig({ DATABASE_URL: join(dir, 'coinshop.db') }) });
+  const reopened = await buildApp({ config: await testConfig({ DATABASE_URL: databaseUrl }) });
   t.teardown(() => reopened.close());
   t.match(await reopened.store.listPurchases(customer.user_id), [{ status: 'succeeded', coins: 100 }], 'recorded before the exit');
 });

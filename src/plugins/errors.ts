@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin';
 import { problemDocument, ProblemError, type ProblemCode } from '../errors.js';
 import { GatewayError } from '../gateway/types.js';
+import { isDatabaseUnavailable } from '../store/postgres.js';
 
 function send(reply: FastifyReply, request: FastifyRequest, error: ProblemError) {
   return reply.code(error.status).type('application/problem+json').send(problemDocument(error, request.id));
@@ -33,6 +34,9 @@ function toProblem(error: FastifyError | ProblemError | GatewayError): ProblemEr
     const detail = `Invalid input: ${errors.map((e) => `${e.field} ${e.message}`).join('; ')}`;
     return new ProblemError('validation_error', detail, { errors });
   }
+  if (isDatabaseUnavailable(error)) {
+    return new ProblemError('service_unavailable', 'The database is not reachable right now; retry in a few seconds');
+  }
   const status = error.statusCode ?? 500;
   if (status < 500) {
     const code = fastifyCodes[error.code] ?? (status === 404 ? 'not_found' : status === 413 ? 'payload_too_large' : 'bad_request');
@@ -49,6 +53,7 @@ export default fp(
     app.setErrorHandler((error: FastifyError | ProblemError | GatewayError, request, reply) => {
       const problem = toProblem(error);
       if (problem.status >= 500 && problem.code !== 'payment_pending') request.log.error({ err: error }, 'request failed');
+      if (problem.code === 'service_unavailable' && !reply.hasHeader('retry-after')) reply.header('retry-after', '5');
       return send(reply, request, problem);
     });
     app.setNotFoundHandler((request, reply) =>

@@ -4,6 +4,7 @@ import rateLimit from '@fastify/rate-limit';
 import underPressure from '@fastify/under-pressure';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import { ProblemError } from '../errors.js';
 
@@ -11,6 +12,11 @@ import { ProblemError } from '../errors.js';
  * What stands between the internet and the routes: security headers, CORS for the configured
  * origins, a rate limit per API key (per IP for callers without a valid key), and load shedding
  * (503 with Retry-After) when the event loop falls behind.
+ *
+ * Rate-limit counters live in the process, or with REDIS_URL in Redis, shared by every replica so
+ * a key's limit holds however a load balancer spreads its requests. If Redis cannot be reached,
+ * requests are let through (and the failure logged) rather than refused: the limit protects the
+ * service, and an outage of the counter must not become an outage of the shop.
  */
 export default fp(
   async function protection(app: FastifyInstance, { config }: { config: Config }) {
@@ -37,9 +43,26 @@ export default fp(
       },
     });
 
+    const redis = config.REDIS_URL
+      ? new Redis(config.REDIS_URL, { connectTimeout: 500, maxRetriesPerRequest: 1, lazyConnect: false })
+      : undefined;
+    if (redis) {
+      let reported = false;
+      redis.on('error', (err) => {
+        // ioredis reconnects by itself; say so once per outage, not once per attempt.
+        if (!reported) app.log.warn({ err }, 'rate limit: Redis unreachable; requests are not limited until it is back');
+        reported = true;
+      });
+      redis.on('ready', () => (reported = false));
+      app.addHook('onClose', async () => {
+        await redis.quit().catch(() => redis.disconnect());
+      });
+    }
+
     await app.register(rateLimit, {
       // One instance-wide hook (added below, before the API-key check), so wrong keys count too.
       global: false,
+      ...(redis ? { redis, nameSpace: `${config.REDIS_KEY_PREFIX}rate-limit:`, skipOnError: true } : {}),
       max: config.RATE_LIMIT_PER_MINUTE,
       timeWindow: 60_000,
       keyGenerator: (request) => {

@@ -47,6 +47,12 @@ export const authenticationRequired = {
   content: { 'application/problem+json': { schema: Type.Ref('AuthenticationRequired') } },
 };
 
+export const serviceUnavailable = (description: string, more: Partial<Record<ProblemCode, string>> = {}) =>
+  problemResponse(description, {
+    service_unavailable: 'The database is not reachable right now; retry in a few seconds',
+    ...more,
+  });
+
 export const paymentProviderFailed = problemResponse('Stripe failed or could not be reached.', {
   payment_provider_error: 'The payment provider refused the request; nothing was charged',
 });
@@ -82,4 +88,5 @@ export const callerErrors = {
   429: problemResponse('Too many requests from this API key (or IP); see `Retry-After`.', {
     rate_limited: 'Too many requests: at most 1200 a minute; retry in 1 minute',
   }),
+  503: serviceUnavailable('The service is overloaded or its database cannot be reached; nothing was changed. Retry after `Retry-After` seconds.'),
 };

@@ -23,6 +23,9 @@ async function current(tx: Store, transactionId: string): Promise<PurchaseRow> {
 
 /** The payment succeeded: the purchase is succeeded and its coins credited, exactly once. */
 export async function settleSucceeded(tx: Store, transactionId: string, paymentIntentId: string): Promise<PurchaseRow> {
+  // Every settlement path (refunds and disputes start here too) holds the purchase's row until it
+  // commits, so the ledger it reads cannot change under it on another replica.
+  await tx.lockPurchase(transactionId);
   const moved = await tx.movePurchase(transactionId, 'succeeded', { payment_intent_id: paymentIntentId, failure_code: null });
   if (!moved) return current(tx, transactionId);
   await tx.postJournal({

@@ -2,24 +2,40 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
-import { ConfigError } from '../config.js';
+import { openPostgres } from './postgres.js';
 import type { Database } from './schema.js';
+
+export type Engine = 'sqlite' | 'postgres';
+
+export interface OpenedDatabase {
+  db: Kysely<Database>;
+  engine: Engine;
+}
+
+export interface DatabaseOptions {
+  /** PostgreSQL: connections kept open at most. */
+  poolSize: number;
+  /** Told about a connection that broke while idle (the pool drops it and opens a new one when needed). */
+  onConnectionError: (err: Error) => void;
+}
+
+const POSTGRES_URL = /^postgres(ql)?:\/\//;
+
+export const engineOf = (databaseUrl: string): Engine => (POSTGRES_URL.test(databaseUrl) ? 'postgres' : 'sqlite');
 
 /** The SQLite file (or `:memory:`) a DATABASE_URL names. */
 export function sqlitePath(databaseUrl: string): string {
-  if (/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    throw new ConfigError(
-      'DATABASE_URL',
-      'Invalid configuration: DATABASE_URL is a PostgreSQL URL, and this version stores data in SQLite only ' +
-        '(use a file path, sqlite:PATH or :memory:)',
-    );
-  }
   return databaseUrl.replace(/^(sqlite|file):(\/\/)?/, '');
 }
 
-/** Opens the database a DATABASE_URL names, creating the SQLite file and its folder if needed. */
-export function openDatabase(databaseUrl: string): Kysely<Database> {
-  const path = sqlitePath(databaseUrl);
+/** Opens the database a DATABASE_URL names: PostgreSQL for `postgres://…`, otherwise a SQLite file. */
+export function openDatabase(databaseUrl: string, options: DatabaseOptions): OpenedDatabase {
+  return engineOf(databaseUrl) === 'postgres'
+    ? { engine: 'postgres', db: openPostgres(databaseUrl, options) }
+    : { engine: 'sqlite', db: openSqlite(sqlitePath(databaseUrl)) };
+}
+
+function openSqlite(path: string): Kysely<Database> {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const sqlite = new SQLite(path);
   sqlite.pragma('journal_mode = WAL');

@@ -1,107 +1,128 @@
-import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import { type ColumnDefinitionBuilder, type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import type { Engine } from './database.js';
 
 /**
  * Versioned migrations, applied in name order at start. Never edit a released one: add the next.
- * Written in Kysely's portable schema builder so the same list serves every engine.
+ * Written in Kysely's portable schema builder so the same list serves every engine; the one thing
+ * engines spell differently, a generated row id, is `rowId` (SQLite's rowid alias must be exactly
+ * `integer primary key`; PostgreSQL gets a 64-bit identity column).
  */
-const migrations: Record<string, Migration> = {
-  '0001_initial': {
-    async up(db: Kysely<unknown>) {
-      await db.schema
-        .createTable('customers')
-        .addColumn('user_id', 'varchar(64)', (c) => c.primaryKey())
-        .addColumn('email', 'varchar(254)', (c) => c.notNull())
-        .addColumn('name', 'varchar(200)', (c) => c.notNull())
-        .addColumn('stripe_customer_id', 'varchar(255)', (c) => c.notNull().unique())
-        .addColumn('payment_method_id', 'varchar(255)')
-        .addColumn('currency_balance', 'bigint', (c) => c.notNull().defaultTo(0))
-        .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
-        .execute();
+const migrations = (engine: Engine): Record<string, Migration> => {
+  const rowIdType = engine === 'postgres' ? 'bigint' : 'integer';
+  const rowId = (c: ColumnDefinitionBuilder) =>
+    engine === 'postgres' ? c.primaryKey().generatedByDefaultAsIdentity() : c.primaryKey().autoIncrement();
+  return {
+    '0001_initial': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('customers')
+          .addColumn('user_id', 'varchar(64)', (c) => c.primaryKey())
+          .addColumn('email', 'varchar(254)', (c) => c.notNull())
+          .addColumn('name', 'varchar(200)', (c) => c.notNull())
+          .addColumn('stripe_customer_id', 'varchar(255)', (c) => c.notNull().unique())
+          .addColumn('payment_method_id', 'varchar(255)')
+          .addColumn('currency_balance', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
+          .execute();
 
-      await db.schema
-        .createTable('purchases')
-        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
-        .addColumn('transaction_id', 'varchar(64)', (c) => c.notNull().unique())
-        .addColumn('user_id', 'varchar(64)', (c) => c.notNull().references('customers.user_id'))
-        .addColumn('package_id', 'varchar(64)', (c) => c.notNull())
-        .addColumn('package_name', 'varchar(100)', (c) => c.notNull())
-        .addColumn('amount_cents', 'bigint', (c) => c.notNull())
-        .addColumn('currency', 'varchar(3)', (c) => c.notNull())
-        .addColumn('coins', 'bigint', (c) => c.notNull())
-        .addColumn('payment_method_id', 'varchar(255)', (c) => c.notNull())
-        .addColumn('status', 'varchar(32)', (c) => c.notNull())
-        .addColumn('payment_intent_id', 'varchar(255)', (c) => c.unique())
-        .addColumn('failure_code', 'varchar(64)')
-        .addColumn('refunded_cents', 'bigint', (c) => c.notNull().defaultTo(0))
-        .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
-        .addColumn('updated_at', 'varchar(32)', (c) => c.notNull())
-        .addCheckConstraint(
-          'purchases_status',
-          sql`status in ('pending', 'requires_action', 'failed', 'succeeded', 'partially_refunded', 'refunded', 'disputed', 'dispute_won', 'dispute_lost')`,
-        )
-        .execute();
-      await db.schema.createIndex('purchases_user_history').on('purchases').columns(['user_id', 'id']).execute();
-      await db.schema.createIndex('purchases_unfinished').on('purchases').columns(['status', 'created_at']).execute();
+        await db.schema
+          .createTable('purchases')
+          .addColumn('id', rowIdType, rowId)
+          .addColumn('transaction_id', 'varchar(64)', (c) => c.notNull().unique())
+          .addColumn('user_id', 'varchar(64)', (c) => c.notNull().references('customers.user_id'))
+          .addColumn('package_id', 'varchar(64)', (c) => c.notNull())
+          .addColumn('package_name', 'varchar(100)', (c) => c.notNull())
+          .addColumn('amount_cents', 'bigint', (c) => c.notNull())
+          .addColumn('currency', 'varchar(3)', (c) => c.notNull())
+          .addColumn('coins', 'bigint', (c) => c.notNull())
+          .addColumn('payment_method_id', 'varchar(255)', (c) => c.notNull())
+          .addColumn('status', 'varchar(32)', (c) => c.notNull())
+          .addColumn('payment_intent_id', 'varchar(255)', (c) => c.unique())
+          .addColumn('failure_code', 'varchar(64)')
+          .addColumn('refunded_cents', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
+          .addColumn('updated_at', 'varchar(32)', (c) => c.notNull())
+          .addCheckConstraint(
+            'purchases_status',
+            sql`status in ('pending', 'requires_action', 'failed', 'succeeded', 'partially_refunded', 'refunded', 'disputed', 'dispute_won', 'dispute_lost')`,
+          )
+          .execute();
+        await db.schema.createIndex('purchases_user_history').on('purchases').columns(['user_id', 'id']).execute();
+        await db.schema.createIndex('purchases_unfinished').on('purchases').columns(['status', 'created_at']).execute();
 
-      await db.schema
-        .createTable('ledger_journals')
-        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
-        .addColumn('kind', 'varchar(32)', (c) => c.notNull())
-        .addColumn('reference', 'varchar(255)', (c) => c.notNull())
-        .addColumn('user_id', 'varchar(64)', (c) => c.notNull().references('customers.user_id'))
-        .addColumn('transaction_id', 'varchar(64)')
-        .addColumn('memo', 'varchar(200)')
-        .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
-        // Coins move once per cause: one credit per PaymentIntent, one clawback per refund state, …
-        .addUniqueConstraint('ledger_journals_once', ['kind', 'reference'])
-        .execute();
-      await db.schema.createIndex('ledger_journals_transaction').on('ledger_journals').column('transaction_id').execute();
+        await db.schema
+          .createTable('ledger_journals')
+          .addColumn('id', rowIdType, rowId)
+          .addColumn('kind', 'varchar(32)', (c) => c.notNull())
+          .addColumn('reference', 'varchar(255)', (c) => c.notNull())
+          .addColumn('user_id', 'varchar(64)', (c) => c.notNull().references('customers.user_id'))
+          .addColumn('transaction_id', 'varchar(64)')
+          .addColumn('memo', 'varchar(200)')
+          .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
+          // Coins move once per cause: one credit per PaymentIntent, one clawback per refund state, …
+          .addUniqueConstraint('ledger_journals_once', ['kind', 'reference'])
+          .execute();
+        await db.schema.createIndex('ledger_journals_transaction').on('ledger_journals').column('transaction_id').execute();
 
-      await db.schema
-        .createTable('ledger_entries')
-        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
-        .addColumn('journal_id', 'integer', (c) => c.notNull().references('ledger_journals.id'))
-        .addColumn('account', 'varchar(100)', (c) => c.notNull())
-        .addColumn('amount', 'bigint', (c) => c.notNull())
-        .addColumn('balance_after', 'bigint')
-        .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
-        .execute();
-      await db.schema.createIndex('ledger_entries_account').on('ledger_entries').columns(['account', 'id']).execute();
+        await db.schema
+          .createTable('ledger_entries')
+          .addColumn('id', rowIdType, rowId)
+          .addColumn('journal_id', rowIdType, (c) => c.notNull().references('ledger_journals.id'))
+          .addColumn('account', 'varchar(100)', (c) => c.notNull())
+          .addColumn('amount', 'bigint', (c) => c.notNull())
+          .addColumn('balance_after', 'bigint')
+          .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('ledger_entries_account').on('ledger_entries').columns(['account', 'id']).execute();
 
-      await db.schema
-        .createTable('idempotency_keys')
-        .addColumn('scope', 'varchar(100)', (c) => c.notNull())
-        .addColumn('key', 'varchar(255)', (c) => c.notNull())
-        .addColumn('request_hash', 'varchar(64)', (c) => c.notNull())
-        .addColumn('resource_id', 'varchar(64)', (c) => c.notNull())
-        .addColumn('state', 'varchar(16)', (c) => c.notNull())
-        .addColumn('locked_at', 'varchar(32)')
-        .addColumn('response_status', 'integer')
-        .addColumn('response_type', 'varchar(100)')
-        .addColumn('response_body', 'text')
-        .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
-        .addPrimaryKeyConstraint('idempotency_keys_pk', ['scope', 'key'])
-        .execute();
-      await db.schema.createIndex('idempotency_keys_age').on('idempotency_keys').column('created_at').execute();
+        await db.schema
+          .createTable('idempotency_keys')
+          .addColumn('scope', 'varchar(100)', (c) => c.notNull())
+          .addColumn('key', 'varchar(255)', (c) => c.notNull())
+          .addColumn('request_hash', 'varchar(64)', (c) => c.notNull())
+          .addColumn('resource_id', 'varchar(64)', (c) => c.notNull())
+          .addColumn('state', 'varchar(16)', (c) => c.notNull())
+          .addColumn('locked_at', 'varchar(32)')
+          .addColumn('response_status', 'integer')
+          .addColumn('response_type', 'varchar(100)')
+          .addColumn('response_body', 'text')
+          .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
+          .addPrimaryKeyConstraint('idempotency_keys_pk', ['scope', 'key'])
+          .execute();
+        await db.schema.createIndex('idempotency_keys_age').on('idempotency_keys').column('created_at').execute();
 
-      await db.schema
-        .createTable('webhook_events')
-        .addColumn('event_id', 'varchar(255)', (c) => c.primaryKey())
-        .addColumn('type', 'varchar(100)', (c) => c.notNull())
-        .addColumn('received_at', 'varchar(32)', (c) => c.notNull())
-        .execute();
+        await db.schema
+          .createTable('webhook_events')
+          .addColumn('event_id', 'varchar(255)', (c) => c.primaryKey())
+          .addColumn('type', 'varchar(100)', (c) => c.notNull())
+          .addColumn('received_at', 'varchar(32)', (c) => c.notNull())
+          .execute();
+      },
     },
-  },
+  };
 };
 
-const provider: MigrationProvider = { getMigrations: async () => migrations };
-
-/** Brings the database to the newest version; throws (and the service does not start) if one fails. */
-export async function migrateToLatest<DB>(db: Kysely<DB>): Promise<void> {
-  const { error, results } = await new Migrator({ db, provider }).migrateToLatest();
-  const failed = results?.find((r) => r.status === 'Error');
-  if (error || failed) {
-    const why = error instanceof Error ? error.message : String(error ?? 'unknown error');
-    throw new Error(`Database migration ${failed?.migrationName ?? ''} failed: ${why}`);
+/**
+ * Brings the database to the newest version; throws (and the service does not start) if one fails,
+ * or if the database cannot be reached.
+ * Safe when several replicas start at once: on PostgreSQL Kysely's Migrator holds an advisory lock
+ * while it migrates, so one replica runs the migrations and the others wait, then find nothing to do.
+ */
+export async function migrateToLatest<DB>(db: Kysely<DB>, engine: Engine): Promise<void> {
+  const provider: MigrationProvider = { getMigrations: async () => migrations(engine) };
+  let outcome: Awaited<ReturnType<Migrator['migrateToLatest']>>;
+  try {
+    // Kysely's bookkeeping tables go in the schema coinshop's tables go in (the first on the
+    // search_path). Left unset, Kysely would take another schema's bookkeeping for ours.
+    const schema =
+      engine === 'postgres' ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]?.schema : undefined;
+    outcome = await new Migrator({ db, provider, ...(schema ? { migrationTableSchema: schema } : {}) }).migrateToLatest();
+  } catch (err) {
+    outcome = { error: err };
+  }
+  const failed = outcome.results?.find((r) => r.status === 'Error');
+  if (outcome.error || failed) {
+    const why = outcome.error instanceof Error ? outcome.error.message : String(outcome.error ?? 'unknown error');
+    throw new Error(`Database migration ${failed ? `${failed.migrationName} ` : ''}failed: ${why}`);
   }
 }

@@ -12,15 +12,18 @@ declare module 'fastify' {
 
 /** Opens the database, migrates it to the newest version, and closes it with the app. */
 export default fp(
-  async function store(app: FastifyInstance, options: { databaseUrl: string }) {
-    const db = openDatabase(options.databaseUrl);
+  async function store(app: FastifyInstance, options: { databaseUrl: string; poolSize: number }) {
+    const { db, engine } = openDatabase(options.databaseUrl, {
+      poolSize: options.poolSize,
+      onConnectionError: (err) => app.log.warn({ err }, 'database connection lost; it will be reopened when needed'),
+    });
     try {
-      await migrateToLatest(db);
+      await migrateToLatest(db, engine);
     } catch (err) {
       await db.destroy();
       throw err;
     }
-    const store = new Store(db);
+    const store = new Store(db, engine);
     app.decorate('store', store);
     app.addHook('onClose', () => store.close());
   },

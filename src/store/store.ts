@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import type { Engine } from './database.js';
 import {
   PURCHASE_TRANSITIONS,
   UNFINISHED,
@@ -60,11 +61,14 @@ export interface LedgerLine {
  * transaction, so services compose money moves that commit or roll back together.
  */
 export class Store {
-  constructor(readonly db: Kysely<Database>) {}
+  constructor(
+    readonly db: Kysely<Database>,
+    readonly engine: Engine,
+  ) {}
 
   transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T> {
     if (this.db.isTransaction) return fn(this);
-    return this.db.transaction().execute((trx) => fn(new Store(trx)));
+    return this.db.transaction().execute((trx) => fn(new Store(trx, this.engine)));
   }
 
   close(): Promise<void> {
@@ -100,6 +104,16 @@ export class Store {
 
   findPurchase(transactionId: string): Promise<PurchaseRow | undefined> {
     return this.db.selectFrom('purchases').selectAll().where('transaction_id', '=', transactionId).executeTakeFirst();
+  }
+
+  /**
+   * Reads a purchase and, on PostgreSQL, locks its row until the transaction ends, so two replicas
+   * settling the same purchase (a webhook and a lookup, a refund and a dispute) take turns: each
+   * reads what the last one wrote. SQLite runs one write transaction at a time, which is the same.
+   */
+  lockPurchase(transactionId: string): Promise<PurchaseRow | undefined> {
+    const query = this.db.selectFrom('purchases').selectAll().where('transaction_id', '=', transactionId);
+    return (this.engine === 'postgres' ? query.forUpdate() : query).executeTakeFirst();
   }
 
   findPurchaseByPaymentIntent(paymentIntentId: string): Promise<PurchaseRow | undefined> {

@@ -3,6 +3,7 @@ import type { Test } from 'tap';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import type { PaymentsGateway } from '../../src/gateway/types.js';
+import { freshDatabaseUrl } from './database.js';
 import { startFakeStripe } from './fake-stripe.js';
 
 export interface TestAppOptions {
@@ -10,10 +11,27 @@ export interface TestAppOptions {
   gateway?: PaymentsGateway;
 }
 
-/** A coinshop app on an in-memory database and the simulated gateway, closed when the test ends. */
+/**
+ * The configuration of a test app on a new, empty database of the engine under test (SQLite in
+ * memory, or a PostgreSQL schema of its own) and the simulated gateway, unless `env` says otherwise.
+ */
+export async function testConfig(env: Record<string, string> = {}) {
+  return loadConfig({
+    DATABASE_URL: await freshDatabaseUrl(),
+    // Tap runs test files side by side; each app keeps few PostgreSQL connections.
+    DATABASE_POOL_SIZE: '4',
+    // The rate limit and load shedding are tested on their own; elsewhere a burst of requests, or a
+    // busy machine stalling the event loop (a second without a sample counts as overloaded), must
+    // not trip them.
+    RATE_LIMIT_PER_MINUTE: '1000000',
+    MAX_EVENT_LOOP_DELAY_MS: '0',
+    ...env,
+  });
+}
+
+/** A coinshop app on a new, empty database (see testConfig), closed when the test ends. */
 export async function buildTestApp(t: Test, options: TestAppOptions = {}): Promise<FastifyInstance> {
-  // The rate limit is tested on its own; elsewhere a test's burst of requests must not trip it.
-  const config = loadConfig({ DATABASE_URL: ':memory:', RATE_LIMIT_PER_MINUTE: '1000000', ...options.env });
+  const config = await testConfig(options.env);
   const app = await buildApp({ config, ...(options.gateway ? { gateway: options.gateway } : {}) });
   t.teardown(() => app.close());
   return app;

@@ -18,7 +18,14 @@ export interface Spawned {
 export function spawnProject(file: string, args: string[], env: Record<string, string>): Spawned {
   const child = spawn(process.execPath, [...process.execArgv, file, ...args], {
     cwd: root,
-    env: { PATH: process.env['PATH'] ?? '', _TAPJS_PROCESSINFO_COVERAGE_: '0', ...env },
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      // The loader's own settings (tap's TypeScript loader transpiles without type-checking when
+      // TS_NODE_TRANSPILE_ONLY=1; without it every child would type-check the project as it loads).
+      ...Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('TS_NODE_'))),
+      _TAPJS_PROCESSINFO_COVERAGE_: '0',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { ref } from '../../../schemas/index.js';
 import { Health, Readiness } from '../../../schemas/operations.js';
 import { ProblemError } from '../../errors.js';
-import { problemResponse } from '../problem-responses.js';
+import { serviceUnavailable } from '../problem-responses.js';
 
 
 /** Liveness and readiness, for load balancers and orchestrators: public, never rate limited. */
@@ -34,7 +34,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
         security: [],
         response: {
           200: { ...ref(Readiness), description: 'Ready for traffic.' },
-          503: problemResponse('Not ready: the database does not answer.', { service_unavailable: 'The database is not reachable' }),
+          503: serviceUnavailable('Not ready: the database does not answer.'),
         },
       },
     },
@@ -43,7 +43,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
         await sql`select 1`.execute(app.store.db);
       } catch (err) {
         app.log.error({ err }, 'readiness: database check failed');
-        throw new ProblemError('service_unavailable', 'The database is not reachable');
+        throw new ProblemError('service_unavailable', 'The database is not reachable right now; retry in a few seconds');
       }
       return { status: 'ready' as const, database: 'ok' as const, payments: app.payments.kind };
     },

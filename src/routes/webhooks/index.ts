@@ -6,7 +6,7 @@ import { ProblemError } from '../../errors.js';
 import { SimulatedGateway } from '../../gateway/simulated.js';
 import { WebhookRejected, WebhooksNotConfigured } from '../../gateway/types.js';
 import { handleWebhookEvent } from '../../services/webhooks.js';
-import { internalError, problemResponse } from '../problem-responses.js';
+import { internalError, problemResponse, serviceUnavailable } from '../problem-responses.js';
 
 const WEBHOOK_PATH = '/stripe/webhook';
 
@@ -39,7 +39,7 @@ const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
             webhook_rejected: 'Webhook signature rejected: No signatures found matching the expected signature for payload.',
           }),
           500: internalError,
-          503: problemResponse('No STRIPE_WEBHOOK_SECRET is configured; Stripe will retry.', {
+          503: serviceUnavailable('No STRIPE_WEBHOOK_SECRET is configured, or the database cannot be reached: nothing was recorded, and Stripe will retry.', {
             webhooks_not_configured: 'Webhooks are not configured: set STRIPE_WEBHOOK_SECRET',
           }),
         },
