@@ -2,17 +2,25 @@
  * `npm run bench`: coinshop as in production (built, JSON logs, API keys, SQLite file with
  * synchronous=FULL, the real StripeGateway) against a Stripe-compatible server on loopback with an
  * added latency, driven by autocannon. Prints a table and writes bench/results.json.
- *   BENCH_SECONDS (default 5) per scenario; BENCH_SCENARIOS=packages,customer,purchases (default all).
+ *   BENCH_SECONDS (default 5) per scenario;
+ *   BENCH_SCENARIOS=packages,customer,purchases,replicas (default all);
+ *   replicas: purchases with one and two coinshop processes on SQLite (one file) and on PostgreSQL
+ *   (BENCH_PG_URL, default the local `test` database; each run in a new schema, dropped after),
+ *   BENCH_REPLICA_CONNECTIONS (default 200) in all, Stripe latency BENCH_REPLICA_LATENCY_MS (default 50).
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
+import pg from 'pg';
 
 const root = new URL('..', import.meta.url).pathname;
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 5);
-const scenarios = (process.env['BENCH_SCENARIOS'] ?? 'packages,customer,purchases').split(',');
+const scenarios = (process.env['BENCH_SCENARIOS'] ?? 'packages,customer,purchases,replicas').split(',');
+const PG_URL = process.env['BENCH_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const replicaConnections = Number(process.env['BENCH_REPLICA_CONNECTIONS'] ?? 200);
+const replicaLatency = Number(process.env['BENCH_REPLICA_LATENCY_MS'] ?? 50);
 const API_KEY = 'bench_key_0123456789abcdefghijklmnop';
 const auth = { authorization: `Bearer ${API_KEY}` };
 
@@ -66,28 +74,10 @@ function rssMB(pid: number | undefined): number {
   }
 }
 
-async function measure(
-  scenario: string,
-  target: ChildProcess,
-  options: autocannon.Options,
-  note?: string,
-): Promise<autocannon.Result> {
-  let peak = rssMB(target.pid);
-  const sampler = setInterval(() => (peak = Math.max(peak, rssMB(target.pid))), 200);
-  const result = await autocannon({ duration: seconds, ...options });
-  clearInterval(sampler);
-  rows.push({
-    scenario,
-    requestsPerSecond: Math.round(result.requests.average),
-    p50ms: result.latency.p50,
-    p99ms: result.latency.p99,
-    errors: result.errors + result.timeouts,
-    non2xx: result.non2xx,
-    peakRssMB: Math.round(peak),
-    ...(note ? { note } : {}),
-  });
-  console.log(JSON.stringify(rows.at(-1)));
-  return result;
+/** One autocannon run against `target`; its row in the table. */
+async function measure(scenario: string, target: ChildProcess, options: autocannon.Options): Promise<autocannon.Result> {
+  const [result] = await measureMany(scenario, [{ child: target, options }]);
+  return result!;
 }
 
 async function api(url: string, path: string, body?: object) {
@@ -96,21 +86,109 @@ async function api(url: string, path: string, body?: object) {
     headers: { ...auth, ...(body ? { 'content-type': 'application/json' } : {}) },
     ...(body ? { body: JSON.stringify(body) } : {}),
   });
-  return (await response.json()) as Record<string, unknown>;
+  const answer = (await response.json()) as Record<string, unknown>;
+  if (!response.ok) throw new Error(`${path}: ${response.status} ${JSON.stringify(answer)}`);
+  return answer;
 }
 
-async function coinshop(stripeUrl: string, dir: string) {
+async function coinshop(stripeUrl: string, databaseUrl: string) {
   return start(process.execPath, ['dist/src/server.js'], {
     NODE_ENV: 'production',
     PORT: '0',
     LOG_LEVEL: 'info',
-    DATABASE_URL: join(dir, 'bench.db'),
+    DATABASE_URL: databaseUrl,
     API_KEYS: API_KEY,
     STRIPE_SECRET_KEY: 'sk_test_bench',
     STRIPE_WEBHOOK_SECRET: 'whsec_bench',
     STRIPE_API_BASE: stripeUrl,
     RATE_LIMIT_PER_MINUTE: '1000000',
   });
+}
+
+/** Makes `count` customers with a saved card, through the API. */
+async function buyers(url: string, count: number): Promise<string[]> {
+  const users: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const id = String((await api(url, '/stripe/create-customer', { email: `b${i}@example.com`, name: `Buyer ${i}` }))['user_id']);
+    await api(url, '/stripe/attach-payment-method', { user_id: id, payment_method_id: 'pm_card_visa' });
+    users.push(id);
+  }
+  return users;
+}
+
+/** autocannon options for purchases of package_1 by `users` in turn, each with its own Idempotency-Key. */
+function purchaseLoad(users: string[], tag: string): Pick<autocannon.Options, 'method' | 'headers' | 'requests'> {
+  let n = 0;
+  return {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    requests: [
+      {
+        setupRequest: (request) => {
+          n += 1;
+          return {
+            ...request,
+            headers: { ...request.headers, 'idempotency-key': `bench-${tag}-${n}` },
+            body: JSON.stringify({ user_id: users[n % users.length], package_id: 'package_1' }),
+          };
+        },
+      },
+    ],
+  };
+}
+
+/**
+ * Purchases still in flight when autocannon stops finish on the server: let them, then compare the
+ * coins credited with the purchases recorded as completed.
+ */
+async function creditedOnce(url: string, users: string[]): Promise<string> {
+  await new Promise((resolve) => setTimeout(resolve, 5000));
+  let coins = 0;
+  let completed = 0;
+  for (const id of users) {
+    coins += Number((await api(url, `/stripe/customer/${id}`))['currency_balance']);
+    const history = (await api(url, `/stripe/transactions/${id}`))['transactions'] as { status: string }[];
+    completed += history.filter((tx) => tx.status === 'completed').length;
+  }
+  return coins === completed * 100 ? `${completed} completed, each credited once` : `MISMATCH: ${completed} completed, ${coins / 100} credited`;
+}
+
+/** A new schema on BENCH_PG_URL and the DATABASE_URL that uses it. */
+async function postgresSchema(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const schema = `coinshop_bench_${process.pid}_${Date.now()}`;
+  const admin = new pg.Client({ connectionString: PG_URL });
+  await admin.connect();
+  await admin.query(`create schema "${schema}"`);
+  const url = new URL(PG_URL);
+  url.searchParams.set('options', `-c search_path=${schema}`);
+  return {
+    url: url.toString(),
+    drop: async () => {
+      await admin.query(`drop schema "${schema}" cascade`);
+      await admin.end();
+    },
+  };
+}
+
+/** Autocannon runs at once, one per replica; one row with their sum (req/s, errors) and their worst (latency). */
+async function measureMany(scenario: string, targets: { child: ChildProcess; options: autocannon.Options }[]): Promise<autocannon.Result[]> {
+  let peak = 0;
+  const sample = () => targets.forEach((target) => (peak = Math.max(peak, rssMB(target.child.pid))));
+  sample();
+  const sampler = setInterval(sample, 200);
+  const results = await Promise.all(targets.map((target) => autocannon({ duration: seconds, ...target.options })));
+  clearInterval(sampler);
+  rows.push({
+    scenario,
+    requestsPerSecond: Math.round(results.reduce((sum, r) => sum + r.requests.average, 0)),
+    p50ms: Math.max(...results.map((r) => r.latency.p50)),
+    p99ms: Math.max(...results.map((r) => r.latency.p99)),
+    errors: results.reduce((sum, r) => sum + r.errors + r.timeouts, 0),
+    non2xx: results.reduce((sum, r) => sum + r.non2xx, 0),
+    peakRssMB: Math.round(peak),
+  });
+  console.log(JSON.stringify(rows.at(-1)));
+  return results;
 }
 
 async function main() {
@@ -120,7 +198,7 @@ async function main() {
   try {
     if (scenarios.includes('packages') || scenarios.includes('customer')) {
       const stripe = await start(tsx, ['bench/fake-stripe-server.ts', '0'], {});
-      const shop = await coinshop(stripe.url, dir);
+      const shop = await coinshop(stripe.url, join(dir, 'bench.db'));
       if (scenarios.includes('packages')) {
         const bare = await start(tsx, ['bench/bare-fastify.ts'], {});
         const baseline = await measure('GET /stripe/packages: bare Fastify', bare.child, { url: `${bare.url}/stripe/packages`, connections: 50 });
@@ -148,45 +226,16 @@ async function main() {
         for (const connections of [50, 200, 1000]) {
           rmSync(join(dir, 'bench.db'), { force: true });
           const stripe = await start(tsx, ['bench/fake-stripe-server.ts', String(latency)], {});
-          const shop = await coinshop(stripe.url, dir);
-          const users: string[] = [];
-          for (let i = 0; i < 200; i++) {
-            const id = String((await api(shop.url, '/stripe/create-customer', { email: `b${i}@example.com`, name: `Buyer ${i}` }))['user_id']);
-            await api(shop.url, '/stripe/attach-payment-method', { user_id: id, payment_method_id: 'pm_card_visa' });
-            users.push(id);
-          }
-          let n = 0;
+          const shop = await coinshop(stripe.url, join(dir, 'bench.db'));
+          const users = await buyers(shop.url, 200);
           const result = await measure(`purchase, Stripe +${latency} ms, ${connections} connections`, shop.child, {
             url: `${shop.url}/stripe/purchase-currency`,
             connections,
-            method: 'POST',
-            headers: { ...auth, 'content-type': 'application/json' },
-            requests: [
-              {
-                setupRequest: (request) => {
-                  n += 1;
-                  return {
-                    ...request,
-                    headers: { ...request.headers, 'idempotency-key': `bench-${latency}-${connections}-${n}` },
-                    body: JSON.stringify({ user_id: users[n % users.length], package_id: 'package_1' }),
-                  };
-                },
-              },
-            ],
+            ...purchaseLoad(users, `${latency}-${connections}`),
           });
-          // Purchases still in flight when autocannon stops finish on the server: let them, then
-          // compare the coins credited with the purchases recorded as completed.
-          await new Promise((resolve) => setTimeout(resolve, 5000));
-          let coins = 0;
-          let completed = 0;
-          for (const id of users) {
-            coins += Number((await api(shop.url, `/stripe/customer/${id}`))['currency_balance']);
-            const history = (await api(shop.url, `/stripe/transactions/${id}`))['transactions'] as { status: string }[];
-            completed += history.filter((tx) => tx.status === 'completed').length;
-          }
           const row = rows.at(-1)!;
           row.note =
-            (coins === completed * 100 ? `${completed} completed, each credited once` : `MISMATCH: ${completed} completed, ${coins / 100} credited`) +
+            (await creditedOnce(shop.url, users)) +
             (latency > 0 ? `; ${((result.requests.average / (connections / (latency / 1000))) * 100).toFixed(0)}% of connections ÷ latency` : '');
           const metrics = await fetch(`${shop.url}/metrics`, { headers: auth }).then((r) => r.text());
           const lag = /^nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(metrics)?.[1];
@@ -194,6 +243,32 @@ async function main() {
           console.log(row.note);
           await stop(shop.child);
           await stop(stripe.child);
+        }
+      }
+    }
+
+    if (scenarios.includes('replicas')) {
+      for (const engine of ['sqlite', 'postgres'] as const) {
+        for (const count of [1, 2]) {
+          const database = engine === 'sqlite' ? { url: join(dir, `replicas-${count}.db`), drop: async () => undefined } : await postgresSchema();
+          const stripe = await start(tsx, ['bench/fake-stripe-server.ts', String(replicaLatency)], {});
+          // One at a time: the first migrates the new database, the others find it done.
+          const shops = [];
+          for (let i = 0; i < count; i++) shops.push(await coinshop(stripe.url, database.url));
+          const users = await buyers(shops[0]!.url, 200);
+          await measureMany(
+            `purchase on ${engine === 'sqlite' ? 'SQLite (one file)' : 'PostgreSQL'}, ${count} replica${count > 1 ? 's' : ''}, Stripe +${replicaLatency} ms, ${replicaConnections} connections`,
+            shops.map((shop, i) => ({
+              child: shop.child,
+              options: { url: `${shop.url}/stripe/purchase-currency`, connections: replicaConnections / count, ...purchaseLoad(users, `${engine}-${count}-${i}`) },
+            })),
+          );
+          const row = rows.at(-1)!;
+          row.note = await creditedOnce(shops[0]!.url, users);
+          console.log(row.note);
+          for (const shop of shops) await stop(shop.child);
+          await stop(stripe.child);
+          await database.drop();
         }
       }
     }

@@ -59,6 +59,14 @@ class OneLinePerRequest extends LogController {
   }
 }
 
+/** TRUST_PROXY as Fastify takes it: a hop count becomes "trust the nearest n proxies". */
+function trustedProxies(setting: string | undefined): FastifyServerOptions['trustProxy'] {
+  if (setting === undefined) return false;
+  if (!/^\d+$/.test(setting)) return setting;
+  const hops = Number(setting);
+  return (_address: string, hop: number) => hop < hops;
+}
+
 /** Builds the coinshop app, ready for `inject` or `listen`. It never listens by itself. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
@@ -88,6 +96,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
     // A client gets this long to send its whole request (slow-loris protection).
     requestTimeout: config.REQUEST_TIMEOUT_MS,
+    // Behind a load balancer, the client's address (for per-IP rate limits and logs) comes from the
+    // X-Forwarded-For entries the configured proxies added; otherwise the header is ignored.
+    trustProxy: trustedProxies(config.TRUST_PROXY),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler());

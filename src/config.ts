@@ -1,6 +1,9 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 
+/** An IPv4 or IPv6 address, optionally with a CIDR prefix length. */
+const PROXY_ADDRESS = '(?:\\d{1,3}(?:\\.\\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*)(?:/\\d{1,3})?';
+
 export const ConfigSchema = Type.Object({
   NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], {
     default: 'development',
@@ -37,6 +40,12 @@ export const ConfigSchema = Type.Object({
   API_KEYS: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.~-]{24,200}(,[A-Za-z0-9_.~-]{24,200})*$' })),
   /** Comma-separated origins a browser front end may call from, e.g. `https://shop.example.com`. */
   CORS_ORIGINS: Type.Optional(Type.String({ pattern: '^https?://[^,\\s]+(,https?://[^,\\s]+)*$' })),
+  /**
+   * Behind a load balancer: which proxies to believe about the client's address (X-Forwarded-For),
+   * as a number of hops (`1` for one load balancer) or comma-separated addresses/CIDRs. Unset: none,
+   * so callers cannot pick their own IP to dodge the per-IP limit.
+   */
+  TRUST_PROXY: Type.Optional(Type.String({ pattern: `^(\\d{1,2}|${PROXY_ADDRESS}(,${PROXY_ADDRESS})*)$` })),
   /** Requests per minute per API key (or per IP without one). */
   RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1200 }),
   /** Shed load (503) when the event loop lags more than this; 0 turns load shedding off. */
@@ -69,6 +78,7 @@ const hints: Partial<Record<keyof Config, string>> = {
   API_KEYS: 'a comma-separated list of keys, each 24 to 200 characters of A-Z a-z 0-9 _ . ~ -',
   CORS_ORIGINS: 'a comma-separated list of origins such as https://shop.example.com',
   RATE_LIMIT_PER_MINUTE: 'an integer from 1 to 1000000',
+  TRUST_PROXY: 'a number of proxy hops (such as 1) or comma-separated proxy addresses or CIDRs',
   MAX_EVENT_LOOP_DELAY_MS: '0 (off) or an integer number of milliseconds from 10 to 60000',
   REQUEST_TIMEOUT_MS: 'an integer number of milliseconds from 1000 to 600000',
   SHUTDOWN_GRACE_MS: 'an integer number of milliseconds from 1000 to 600000',

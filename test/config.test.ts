@@ -21,6 +21,12 @@ t.test('a bad value is refused with one line naming the variable', async (t) => 
     [{ NODE_ENV: 'prod' }, 'NODE_ENV', /NODE_ENV must be one of development, production, test/],
     [{ STRIPE_API_BASE: 'localhost:12111' }, 'STRIPE_API_BASE', /STRIPE_API_BASE must be a base URL/],
     [{ STRIPE_TIMEOUT_MS: '5' }, 'STRIPE_TIMEOUT_MS', /STRIPE_TIMEOUT_MS must be an integer number of milliseconds/],
+    [{ DATABASE_POOL_SIZE: '0' }, 'DATABASE_POOL_SIZE', /DATABASE_POOL_SIZE must be an integer from 1 to 1000 \(got 0\)$/],
+    [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL', /^Invalid configuration: REDIS_URL must be a Redis URL such as redis:\/\/127\.0\.0\.1:6379$/],
+    [{ TRUST_PROXY: 'yes' }, 'TRUST_PROXY', /TRUST_PROXY must be a number of proxy hops \(such as 1\) or comma-separated proxy addresses or CIDRs \(got "yes"\)/],
+    [{ TRUST_PROXY: '1,2' }, 'TRUST_PROXY', /TRUST_PROXY must be a number of proxy hops/],
+    [{ MAX_EVENT_LOOP_DELAY_MS: '5' }, 'MAX_EVENT_LOOP_DELAY_MS', /MAX_EVENT_LOOP_DELAY_MS must be 0 \(off\) or an integer number of milliseconds from 10 to 60000/],
+    [{ DATABASE_URL: 'postgres://coinshop:hunter2@db/coinshop', DATABASE_POOL_SIZE: 'many' }, 'DATABASE_POOL_SIZE', /DATABASE_POOL_SIZE must be/],
   ];
   for (const [env, variable, message] of cases) {
     t.throws(() => loadConfig(env), { name: 'ConfigError', variable, message }, JSON.stringify(env));

@@ -88,6 +88,17 @@ t.test('rate limits per key, and per IP without one: 429 with Retry-After', asyn
   t.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200, 'health checks are never limited');
 });
 
+t.test('behind a load balancer (TRUST_PROXY), the per-IP limit counts each client, not the balancer', async (t) => {
+  const call = (app: Awaited<ReturnType<typeof buildTestApp>>, client: string) =>
+    app.inject({ method: 'GET', url: '/stripe/packages', remoteAddress: '10.0.0.2', headers: { 'x-forwarded-for': client } }).then((r) => r.statusCode);
+  const trusting = await buildTestApp(t, { env: { RATE_LIMIT_PER_MINUTE: '2', TRUST_PROXY: '1' } });
+  t.same([await call(trusting, '203.0.113.1'), await call(trusting, '203.0.113.1'), await call(trusting, '203.0.113.1')], [200, 200, 429]);
+  t.equal(await call(trusting, '203.0.113.2'), 200, 'another client behind the same balancer has its own budget');
+  // Without TRUST_PROXY, X-Forwarded-For is the caller's own claim: it changes nothing.
+  const direct = await buildTestApp(t, { env: { RATE_LIMIT_PER_MINUTE: '2' } });
+  t.same([await call(direct, '203.0.113.1'), await call(direct, '203.0.113.2'), await call(direct, '203.0.113.3')], [200, 200, 429]);
+});
+
 t.test('security headers, CORS for the configured origins only', async (t) => {
   const app = await buildTestApp(t, { env: { CORS_ORIGINS: 'https://shop.example.com' } });
   const response = await app.inject({ method: 'GET', url: '/stripe/packages', headers: { origin: 'https://shop.example.com' } });
