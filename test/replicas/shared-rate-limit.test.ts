@@ -8,9 +8,9 @@ import { Redis } from 'ioredis';
 import t, { type Test } from 'tap';
 import { buildApp } from '../../src/app.js';
 import { testConfig } from '../support/helper.js';
+import { TEST_REDIS_URL as REDIS_URL } from '../support/services.js';
 
 const KEY = 'rate_limit_test_key_0123456789abcdef';
-const REDIS_URL = process.env['TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 
 async function replicas(t: Test, env: Record<string, string>) {
   const apps = await Promise.all([0, 1].map(async () => buildApp({ config: await testConfig({ API_KEYS: KEY, RATE_LIMIT_PER_MINUTE: '5', ...env }) })));

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import t from 'tap';
 import type { Engine } from '../../src/store/database.js';
+import { TEST_PG_URL } from './services.js';
 
 /**
  * The suite runs once per engine (test/support/run-suite.ts): TEST_DATABASE=postgres points every
@@ -12,8 +13,6 @@ import type { Engine } from '../../src/store/database.js';
  */
 export const TEST_ENGINE: Engine = process.env['TEST_DATABASE'] === 'postgres' ? 'postgres' : 'sqlite';
 
-/** The PostgreSQL database tests make their schemas in (CI creates a throwaway one per run). */
-export const TEST_PG_URL = process.env['TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** `url` with libpq `options` added, e.g. a search_path. */
 export function withPgOptions(url: string, options: string): string {

@@ -12,10 +12,9 @@ import { cpSync, existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { TEST_PG_URL } from './database.js';
+import { TEST_PG_URL, TEST_REDIS_URL } from './services.js';
 import { checkCoverage } from './coverage-gate.js';
 
-const TEST_REDIS_URL = process.env['TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const REDIS_TESTS = ['test/replicas/shared-rate-limit.test.ts'];
 
 const root = new URL('../..', import.meta.url).pathname;
