@@ -21,6 +21,10 @@ export function spawnProject(file: string, args: string[], env: Record<string, s
     env: { PATH: process.env['PATH'] ?? '', _TAPJS_PROCESSINFO_COVERAGE_: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // A test file that is stopped (tap's timeout) must not leave its server running.
+  const killChild = () => child.kill('SIGKILL');
+  process.on('exit', killChild).on('SIGALRM', killChild);
+  child.on('exit', () => process.off('exit', killChild).off('SIGALRM', killChild));
   let stdout = '';
   let stderr = '';
   let both = '';
