@@ -1,14 +1,23 @@
-import { AuthenticationRequired, Problem } from './problem.js';
+import { AuthenticationRequired, FieldError, Problem } from './problem.js';
 import { CreateCustomerRequest, CreateCustomerResponse, Customer } from './customer.js';
 import { AttachPaymentMethodRequest, AttachPaymentMethodResponse } from './payment-method.js';
 import { Package, PackageList } from './catalog.js';
-import { Purchase, PurchaseCurrencyRequest, PurchaseResult, RefundPurchaseRequest, Transaction, TransactionHistory } from './purchase.js';
-import { LedgerEntry, LedgerPage, SpendCurrencyRequest, SpendResult, StripeEvent, WebhookAck } from './ledger.js';
-import { SimulationResult } from './simulator.js';
+import {
+  Purchase,
+  PurchaseCurrencyRequest,
+  PurchaseResult,
+  RefundPurchaseRequest,
+  Transaction,
+  TransactionHistory,
+  TransactionStatus,
+} from './purchase.js';
+import { LedgerEntry, LedgerPage, LedgerReason, SpendCurrencyRequest, SpendResult, StripeEvent, WebhookAck } from './ledger.js';
+import { SimulateAuthenticationRequest, SimulateDisputeClosedRequest, SimulationResult } from './simulator.js';
 import { Health, Readiness } from './operations.js';
 
 /** Every named schema, registered once with `app.addSchema`; each becomes a `components.schemas` entry. */
 export const namedSchemas = [
+  FieldError,
   Problem,
   AuthenticationRequired,
   CreateCustomerRequest,
@@ -20,16 +29,20 @@ export const namedSchemas = [
   PackageList,
   PurchaseCurrencyRequest,
   PurchaseResult,
+  TransactionStatus,
   Transaction,
   TransactionHistory,
   Purchase,
   RefundPurchaseRequest,
   SpendCurrencyRequest,
   SpendResult,
+  LedgerReason,
   LedgerEntry,
   LedgerPage,
   StripeEvent,
   WebhookAck,
+  SimulateAuthenticationRequest,
+  SimulateDisputeClosedRequest,
   SimulationResult,
   Health,
   Readiness,

@@ -41,15 +41,18 @@ export const SpendResult = Type.Object(
 );
 export type SpendResult = Static<typeof SpendResult>;
 
+export const LedgerReason = Type.Union(
+  ['purchase', 'refund', 'dispute', 'dispute_reversal', 'spend'].map((r) => Type.Literal(r)),
+  { $id: 'LedgerReason', title: 'LedgerReason', description: 'Why the coins moved.' },
+);
+export type LedgerReason = Static<typeof LedgerReason>;
+
 export const LedgerEntry = Type.Object(
   {
     entry_id: Type.Integer({ description: 'Increases with every entry.' }),
     amount: Type.Integer({ description: 'Coins added (positive) or taken (negative).', examples: [100] }),
     balance_after: Type.Integer({ examples: [100] }),
-    reason: Type.Union(
-      ['purchase', 'refund', 'dispute', 'dispute_reversal', 'spend'].map((r) => Type.Literal(r)),
-      { description: 'Why the coins moved.' },
-    ),
+    reason: ref(LedgerReason),
     reference: Type.String({ description: 'The object behind it: a PaymentIntent, a refund state, a dispute, a spend.' }),
     transaction_id: Type.Optional(Type.String({ format: 'uuid', description: 'The purchase, for purchase, refund and dispute entries.' })),
     memo: Type.Optional(Type.String()),

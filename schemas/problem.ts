@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { ref } from './ref.js';
 
 export const ProblemCode = Type.String({
   description:
@@ -6,6 +7,22 @@ export const ProblemCode = Type.String({
     '`no_payment_method`, `card_declined`, `insufficient_funds`, `validation_error`.',
   examples: ['customer_not_found'],
 });
+
+/** One invalid field of a `validation_error`. */
+export const FieldError = Type.Object(
+  {
+    field: Type.String({ description: 'Where the bad value is, e.g. `body/email`.' }),
+    message: Type.String({ examples: ['must match format "email"'] }),
+  },
+  {
+    $id: 'FieldError',
+    title: 'FieldError',
+    description: 'One invalid field of a `validation_error`.',
+    additionalProperties: false,
+    examples: [{ field: 'body/email', message: 'must match format "email"' }],
+  },
+);
+export type FieldError = Static<typeof FieldError>;
 
 const problemProperties = {
   type: Type.String({
@@ -24,16 +41,7 @@ const problemProperties = {
     Type.String({ format: 'uuid', description: 'For a failed or unfinished purchase: the attempt as recorded in the history.' }),
   ),
   errors: Type.Optional(
-    Type.Array(
-      Type.Object(
-        {
-          field: Type.String({ description: 'Where the bad value is, e.g. `body/email`.' }),
-          message: Type.String(),
-        },
-        { additionalProperties: false },
-      ),
-      { description: 'For `validation_error`: one entry per invalid field.' },
-    ),
+    Type.Array(ref(FieldError), { description: 'For `validation_error`: one entry per invalid field.' }),
   ),
 };
 

@@ -58,6 +58,8 @@ export const TransactionStatus = Type.Union(
     Type.Literal('dispute_lost'),
   ],
   {
+    $id: 'TransactionStatus',
+    title: 'TransactionStatus',
     description:
       '`completed`: paid and credited. `failed`: declined, nothing charged. `pending`: sent to Stripe, ' +
       'outcome not yet known. `requires_action`: waiting for the customer to authenticate (3-D Secure). ' +
@@ -77,7 +79,7 @@ export const Transaction = Type.Object(
     currency_purchased: Type.Integer({ description: 'Coins bought.', examples: [100] }),
     package_name: Type.String({ examples: ['Starter Pack'] }),
     timestamp: Type.String({ format: 'date-time' }),
-    status: TransactionStatus,
+    status: ref(TransactionStatus),
     failure_code: Type.Optional(
       Type.String({ description: 'For `failed`: why, e.g. `card_declined`, `insufficient_funds`.' }),
     ),
@@ -130,7 +132,7 @@ export const Purchase = Type.Object(
     amount_paid: Type.Integer({ description: 'Price in cents.', examples: [1000] }),
     currency: Type.String({ examples: ['usd'] }),
     currency_purchased: Type.Integer({ description: 'Coins bought.', examples: [100] }),
-    status: TransactionStatus,
+    status: ref(TransactionStatus),
     payment_intent_id: Type.Optional(Type.String({ description: 'The Stripe PaymentIntent, once Stripe has made one.' })),
     failure_code: Type.Optional(Type.String()),
     amount_refunded: Type.Integer({ description: 'Cents refunded so far.', examples: [0] }),

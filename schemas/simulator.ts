@@ -11,14 +11,17 @@ export const DisputeParams = Type.Object(
   { additionalProperties: false },
 );
 
-export const AuthenticateRequest = Type.Object(
+export const SimulateAuthenticationRequest = Type.Object(
   { outcome: Type.Union([Type.Literal('succeed'), Type.Literal('fail')], { description: 'Whether the customer passes 3-D Secure.' }) },
-  { additionalProperties: false, examples: [{ outcome: 'succeed' }] },
+  { $id: 'SimulateAuthenticationRequest', title: 'SimulateAuthenticationRequest', additionalProperties: false, examples: [{ outcome: 'succeed' }] },
 );
-export const CloseDisputeRequest = Type.Object(
-  { outcome: Type.Union([Type.Literal('won'), Type.Literal('lost')]) },
-  { additionalProperties: false, examples: [{ outcome: 'won' }] },
+export type SimulateAuthenticationRequest = Static<typeof SimulateAuthenticationRequest>;
+
+export const SimulateDisputeClosedRequest = Type.Object(
+  { outcome: Type.Union([Type.Literal('won'), Type.Literal('lost')], { description: "How the cardholder's bank decided." }) },
+  { $id: 'SimulateDisputeClosedRequest', title: 'SimulateDisputeClosedRequest', additionalProperties: false, examples: [{ outcome: 'won' }] },
 );
+export type SimulateDisputeClosedRequest = Static<typeof SimulateDisputeClosedRequest>;
 
 export const SimulationResult = Type.Object(
   {

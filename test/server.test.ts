@@ -2,22 +2,7 @@ import { once } from 'node:events';
 import t from 'tap';
 import { freshDatabaseUrl } from './support/database.js';
 import { testConfig } from './support/helper.js';
-import { spawnProject, type Spawned } from './support/process.js';
-
-/** Starts src/server.ts as a real process on a free port and waits until it listens. */
-async function startServer(env: Record<string, string>): Promise<Spawned & { url: string }> {
-  // No load shedding: on a busy test machine a stalled second would shed the test's requests.
-  const server = spawnProject('src/server.ts', [], { PORT: '0', LOG_LEVEL: 'info', MAX_EVENT_LOOP_DELAY_MS: '0', ...env });
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(server.output());
-    if (match?.[1]) return { ...server, url: match[1] };
-    if (server.child.exitCode !== null) break;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  server.child.kill('SIGKILL');
-  throw new Error(`server did not start:\n${server.output()}`);
-}
+import { spawnProject, startServer } from './support/process.js';
 
 async function call(url: string, init?: { method: string; body: object }) {
   const response = await fetch(url, {

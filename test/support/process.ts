@@ -28,10 +28,30 @@ export function spawnProject(file: string, args: string[], env: Record<string, s
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // A test file that is stopped (tap's timeout) must not leave its server running.
+  const killChild = () => child.kill('SIGKILL');
+  process.on('exit', killChild).on('SIGALRM', killChild);
+  child.on('exit', () => process.off('exit', killChild).off('SIGALRM', killChild));
   let stdout = '';
   let stderr = '';
   let both = '';
   child.stdout?.on('data', (chunk: Buffer) => ((stdout += chunk.toString()), (both += chunk.toString())));
   child.stderr?.on('data', (chunk: Buffer) => ((stderr += chunk.toString()), (both += chunk.toString())));
   return { child, output: () => both, stdout: () => stdout, stderr: () => stderr };
+}
+
+/** Starts src/server.ts as a real process on a free port and waits until it listens. */
+export async function startServer(env: Record<string, string>): Promise<Spawned & { url: string }> {
+  // No load shedding: on a busy test machine a stalled second would shed the test's requests.
+  const server = spawnProject('src/server.ts', [], { PORT: '0', LOG_LEVEL: 'info', MAX_EVENT_LOOP_DELAY_MS: '0', ...env });
+  // Generous: the child compiles the TypeScript first, which takes a while on a busy machine.
+  const deadline = Date.now() + 90_000;
+  while (Date.now() < deadline) {
+    const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(server.output());
+    if (match?.[1]) return { ...server, url: match[1] };
+    if (server.child.exitCode !== null) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  server.child.kill('SIGKILL');
+  throw new Error(`server did not start:\n${server.output()}`);
 }

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ref } from '../../../schemas/index.js';
-import { AuthenticateRequest, CloseDisputeRequest, DisputeParams, PaymentIntentParams, SimulationResult } from '../../../schemas/simulator.js';
+import { DisputeParams, PaymentIntentParams, SimulateAuthenticationRequest, SimulateDisputeClosedRequest, SimulationResult } from '../../../schemas/simulator.js';
 import { ProblemError } from '../../errors.js';
 import { SimulatedGateway, SimulationRefused } from '../../gateway/simulated.js';
 import { purchaseView } from '../../services/purchases.js';
@@ -52,7 +52,7 @@ const simulatorRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['Simulator'],
         summary: 'Simulate the customer completing (or failing) 3-D Secure',
         params: PaymentIntentParams,
-        body: AuthenticateRequest,
+        body: ref(SimulateAuthenticationRequest),
         response: responses('The purchase after the payment_intent webhook.'),
       },
     },
@@ -89,7 +89,7 @@ const simulatorRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['Simulator'],
         summary: 'Simulate a dispute being decided',
         params: DisputeParams,
-        body: CloseDisputeRequest,
+        body: ref(SimulateDisputeClosedRequest),
         response: responses('The purchase after the charge.dispute.closed webhook.'),
       },
     },
