@@ -97,7 +97,7 @@ function announce(message, kind = 'info', retry = null) {
 /** A problem document as a sentence for people. */
 function describeProblem(problem, status) {
   if (status === 401) return `The shop refused the request: ${problem.detail}`;
-  if (status === 0 || status >= 500) return `${problem.detail} Nothing was charged twice: you can try again safely.`;
+  if (status === 0 || status >= 500) return `${problem.detail} It is safe to try again: you will not be charged twice.`;
   return problem.detail;
 }
 
