@@ -7,11 +7,18 @@ import t, { type Test } from 'tap';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { ARTIFACTS, chromiumMissing, launchChromium } from './support/browser.js';
+import { startFakeStripe } from './support/fake-stripe.js';
 
 /** coinshop listening on a free loopback port (simulated gateway, a temporary SQLite file). */
 async function listeningCoinshop(t: Test, env: Record<string, string> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'coinshop-browser-'));
-  const config = loadConfig({ DATABASE_URL: join(dir, 'coinshop.db'), RATE_LIMIT_PER_MINUTE: '1000000', ...env });
+  // Rate limits and load shedding are tested elsewhere; here a busy shared machine must not trip them.
+  const config = loadConfig({
+    DATABASE_URL: join(dir, 'coinshop.db'),
+    RATE_LIMIT_PER_MINUTE: '1000000',
+    MAX_EVENT_LOOP_DELAY_MS: '60000',
+    ...env,
+  });
   const app = await buildApp({ config });
   await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(async () => {
@@ -42,14 +49,26 @@ async function openCheckout(context: BrowserContext, base: string, options: { re
   });
   page.on('pageerror', (error) => scriptErrors.push(error.message));
   await page.goto(`${base}/checkout`);
-  if (options.ready !== false) await page.locator('body[data-ready="true"]').waitFor();
+  if (options.ready !== false) {
+    await page
+      .locator('body[data-ready="true"]')
+      .waitFor()
+      .catch(async (err: Error) => {
+        throw new Error(`the page did not get ready; it says: ${await page.getByRole('status').textContent()}`, { cause: err });
+      });
+  }
   return { page, cspViolations, scriptErrors, sentAuthorization };
 }
 
 /** Waits until the status region says `expected`, and returns all it says. */
 async function statusSays(page: Page, expected: string | RegExp): Promise<string> {
   const status = page.getByRole('status');
-  await status.filter({ hasText: expected }).waitFor();
+  await status
+    .filter({ hasText: expected })
+    .waitFor()
+    .catch(async (err: Error) => {
+      throw new Error(`the status region never said ${String(expected)}; it says: ${await status.textContent()}`, { cause: err });
+    });
   return (await status.textContent()) ?? '';
 }
 
@@ -274,6 +293,37 @@ if (missing !== undefined) {
     t.same(rendered, await apiGet(`${base}/stripe/packages`), 'what Swagger UI shows is what the API answers');
     t.equal(await operation.locator('.live-responses-table tr.response .response-col_status').first().textContent(), '200');
     await page.screenshot({ path: join(ARTIFACTS, 'swagger-ui-list-packages.png'), fullPage: true });
+  });
+
+  t.test('with a publishable key the page asks Stripe.js for the card, and says so clearly when Stripe.js cannot load', async (t) => {
+    const stripe = await startFakeStripe({ latencyMs: 0 });
+    t.teardown(() => stripe.close());
+    const withStripe = await listeningCoinshop(t, {
+      STRIPE_SECRET_KEY: 'sk_test_coinshop',
+      STRIPE_API_BASE: stripe.url,
+      STRIPE_MAX_NETWORK_RETRIES: '0',
+      STRIPE_PUBLISHABLE_KEY: 'pk_test_coinshop',
+    });
+    // This machine has no way out; fail Stripe.js at once instead of waiting for DNS.
+    const stripeJs: string[] = [];
+    await context.route('https://js.stripe.com/**', (route) => (stripeJs.push(route.request().url()), route.abort('internetdisconnected')));
+    t.teardown(() => context.unroute('https://js.stripe.com/**'));
+    const { page, cspViolations } = await openCheckout(context, withStripe);
+    t.teardown(() => page.close());
+    const posted: string[] = [];
+    page.on('request', (request) => request.method() === 'POST' && posted.push(new URL(request.url()).pathname));
+
+    t.same(stripeJs, ['https://js.stripe.com/v3'], 'the page loads Stripe.js, and its CSP lets it');
+    t.same(cspViolations, []);
+    t.equal(await page.locator('#mode').textContent(), 'Stripe test mode: use a Stripe test card number such as 4242 4242 4242 4242.');
+    t.equal(await page.getByRole('status').textContent(), 'Card entry is unavailable: Stripe.js could not be loaded. Reload the page to try again.');
+    t.ok(await page.getByRole('group', { name: 'Card details' }).isVisible(), 'the card field is where Elements mounts');
+    t.notOk(await page.getByLabel('Test card').isVisible(), 'no test tokens in Stripe mode');
+
+    await signUp(page, 'Dorothy Vaughan', 'dorothy@example.com');
+    await page.getByRole('button', { name: 'Save card' }).click();
+    await statusSays(page, 'Card entry is unavailable: Stripe.js could not be loaded. Reload the page to try again.');
+    t.same(posted, ['/stripe/create-customer'], 'no card id is made up and attached without Stripe.js');
   });
 
   t.test('with API_KEYS the page gets no key: it says so and shows the 401 problem', async (t) => {

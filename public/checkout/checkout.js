@@ -223,7 +223,8 @@ function loadStripeJs() {
 
 /** The PaymentMethod id to save: made by Stripe.js from the card Element, or the chosen test card. */
 async function paymentMethodToSave() {
-  if (stripe === null) return { id: $('test-card').value };
+  if (settings.publishable_key === null) return { id: $('test-card').value };
+  if (stripe === null) return { error: 'Card entry is unavailable: Stripe.js could not be loaded. Reload the page to try again.' };
   const { paymentMethod, error } = await stripe.createPaymentMethod({
     type: 'card',
     card: cardElement,
@@ -247,7 +248,7 @@ async function saveCard(event) {
   }
   state.paymentMethodId = method.id;
   const saved = $('saved-card');
-  saved.textContent = stripe === null ? `Card saved: ${$('test-card').selectedOptions[0]?.textContent ?? method.id}.` : 'Card saved.';
+  saved.textContent = settings.publishable_key === null ? `Card saved: ${$('test-card').selectedOptions[0]?.textContent ?? method.id}.` : 'Card saved.';
   saved.hidden = false;
   setBuyingEnabled();
   announce('Card saved. Choose a coin pack.', 'success');
@@ -273,7 +274,11 @@ async function buy(pack) {
 
 /** 3-D Secure: the customer confirms with their bank, then the purchase is looked up again. */
 async function authenticate(required) {
-  if (stripe !== null) {
+  if (settings.publishable_key !== null) {
+    if (stripe === null) {
+      announce('This card needs 3-D Secure, but Stripe.js could not be loaded. Reload the page to try again.', 'error');
+      return;
+    }
     announce('Your bank asks you to confirm this payment…');
     const { error } = await stripe.handleNextAction({ clientSecret: required.client_secret });
     if (error) announce(error.message, 'error');
@@ -349,7 +354,7 @@ async function start() {
       cardElement = stripe.elements().create('card');
       cardElement.mount('#card-element');
     } catch (err) {
-      announce(`Card entry is unavailable: ${err.message}.`, 'error');
+      announce(`Card entry is unavailable: ${err.message}. Reload the page to try again.`, 'error');
     }
   } else {
     $('mode').textContent =
