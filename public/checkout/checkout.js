@@ -202,9 +202,9 @@ async function signUp(event) {
   player.textContent = `Signed up as ${name.value.trim()}. Player ID: ${state.userId}`;
   player.hidden = false;
   $('card-fields').disabled = false;
+  focusHeading('card-heading');
   announce(`Welcome, ${name.value.trim()}! Now save a card.`, 'success');
   await refreshAccount();
-  focusHeading('card-heading');
 }
 
 /** Stripe.js and its card Element, when the server gave a publishable key. */
