@@ -227,10 +227,13 @@ if (missing !== undefined) {
     t.match(await apiGet(`${base}/stripe/transactions/${userId}`), { transactions: [{ status: 'completed' }] });
     t.equal(((await apiGet(`${base}/stripe/transactions/${userId}`))['transactions'] as unknown[]).length, 1, 'one purchase, charged once');
 
-    await page.getByRole('button', { name: 'Buy Starter Pack' }).click();
+    // A double click is one purchase.
+    await page.getByRole('button', { name: 'Buy Starter Pack' }).dblclick();
     await statusSays(page, 'Payment complete: 100 coins added. Your balance is 200 coins.');
-    t.equal(keys.length, 3);
+    await balanceShows(page, '200 coins');
+    t.equal(keys.length, 3, 'one request for the double click');
     t.not(keys[2], keys[0], 'a new purchase is a new attempt with a new key');
+    t.equal(((await apiGet(`${base}/stripe/transactions/${userId}`))['transactions'] as unknown[]).length, 2);
   });
 
   t.test('keyboard only, at 375 px: every control is labelled, focus is visible, and nothing scrolls sideways', async (t) => {

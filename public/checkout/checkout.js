@@ -16,7 +16,7 @@ let credential = null;
 /** Filled in from the server before anything else runs. */
 let settings = { gateway: 'simulated', publishable_key: null, auth_required: false };
 
-const state = { userId: null, paymentMethodId: null, packages: [] };
+const state = { userId: null, paymentMethodId: null, packages: [], buying: false };
 
 const $ = (id) => {
   const element = document.getElementById(id);
@@ -256,6 +256,20 @@ async function saveCard(event) {
 }
 
 async function buy(pack) {
+  // One purchase at a time: a second click while one is under way (or waiting for the bank) is ignored.
+  // The buttons stay focusable (aria-busy, not disabled), so keyboard focus is not lost.
+  if (state.buying) return;
+  state.buying = true;
+  $('packs').setAttribute('aria-busy', 'true');
+  try {
+    await purchase(pack);
+  } finally {
+    state.buying = false;
+    $('packs').removeAttribute('aria-busy');
+  }
+}
+
+async function purchase(pack) {
   announce(`Buying ${pack.name}…`);
   const result = await postOnce('/stripe/purchase-currency', { user_id: state.userId, package_id: pack.package_id });
   if (result.ok) {
