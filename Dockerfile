@@ -18,6 +18,8 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
+# The checkout page's static files (found from dist/ by walking up to public/checkout).
+COPY public public
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]

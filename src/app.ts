@@ -9,6 +9,7 @@ import type { PaymentsGateway } from './gateway/types.js';
 import errors from './plugins/errors.js';
 import openapi from './plugins/openapi.js';
 import catalogRoutes from './routes/catalog/index.js';
+import checkoutRoutes from './routes/checkout/index.js';
 import customerRoutes from './routes/customers/index.js';
 import paymentMethodRoutes from './routes/payment-methods/index.js';
 import purchaseRoutes from './routes/purchases/index.js';
@@ -147,6 +148,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(ledgerRoutes);
   await app.register(webhookRoutes);
   await app.register(simulatorRoutes);
+  await app.register(checkoutRoutes);
 
   return app;
 }

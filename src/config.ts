@@ -29,6 +29,8 @@ export const ConfigSchema = Type.Object({
   STRIPE_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 20_000 }),
   /** The signing secret of the webhook endpoint (`whsec_…`); the simulated gateway makes its own if unset. */
   STRIPE_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_[A-Za-z0-9_]+$' })),
+  /** The publishable key (`pk_…`) the checkout page gives Stripe.js, so card data goes to Stripe, never here. */
+  STRIPE_PUBLISHABLE_KEY: Type.Optional(Type.String({ pattern: '^pk_(test|live)_[A-Za-z0-9_]+$' })),
   CATALOG_FILE: Type.Optional(Type.String({ minLength: 1 })),
   /** How long an Idempotency-Key is remembered (at least a day, like Stripe). */
   IDEMPOTENCY_KEY_TTL_HOURS: Type.Integer({ minimum: 24, maximum: 24 * 30, default: 24 }),
@@ -72,6 +74,7 @@ const hints: Partial<Record<keyof Config, string>> = {
   STRIPE_MAX_NETWORK_RETRIES: 'an integer from 0 to 10',
   STRIPE_TIMEOUT_MS: 'an integer number of milliseconds from 100 to 120000',
   STRIPE_WEBHOOK_SECRET: 'a webhook signing secret (whsec_…)',
+  STRIPE_PUBLISHABLE_KEY: 'a Stripe publishable key (pk_test_… or pk_live_…)',
   IDEMPOTENCY_KEY_TTL_HOURS: 'an integer number of hours from 24 to 720',
   RECONCILE_INTERVAL_SECONDS: 'an integer number of seconds from 0 (off) to 86400',
   RECONCILE_AFTER_SECONDS: 'an integer number of seconds from 1 to 86400',
@@ -117,6 +120,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(variable, `Invalid configuration: ${variable} must be ${hint}${got}`);
   }
   const config = converted as Config;
+  const publishableMode = /^pk_(test|live)_/.exec(config.STRIPE_PUBLISHABLE_KEY ?? '')?.[1];
+  if (publishableMode !== undefined) {
+    // A card Stripe.js makes can only be charged by the same Stripe account, in the same mode.
+    const secretMode = /^(?:sk|rk)_(test|live)_/.exec(config.STRIPE_SECRET_KEY ?? '')?.[1];
+    if (secretMode === undefined) {
+      throw new ConfigError('STRIPE_PUBLISHABLE_KEY', 'Invalid configuration: STRIPE_PUBLISHABLE_KEY needs STRIPE_SECRET_KEY (the simulated gateway cannot charge cards made by Stripe.js)');
+    }
+    if (secretMode !== publishableMode) {
+      throw new ConfigError('STRIPE_PUBLISHABLE_KEY', `Invalid configuration: STRIPE_PUBLISHABLE_KEY is a ${publishableMode} key but STRIPE_SECRET_KEY is a ${secretMode} key`);
+    }
+  }
   if (config.NODE_ENV === 'production') {
     for (const [variable, why] of PRODUCTION_REQUIRES) {
       if (config[variable] === undefined) {

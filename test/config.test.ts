@@ -42,6 +42,28 @@ t.test('a bad value is refused with one line naming the variable', async (t) => 
   }
 });
 
+t.test('STRIPE_PUBLISHABLE_KEY goes with a secret key of the same mode', async (t) => {
+  t.equal(
+    loadConfig({ STRIPE_SECRET_KEY: 'sk_test_abc', STRIPE_PUBLISHABLE_KEY: 'pk_test_abc' }).STRIPE_PUBLISHABLE_KEY,
+    'pk_test_abc',
+  );
+  t.equal(loadConfig({ STRIPE_SECRET_KEY: 'rk_live_abc', STRIPE_PUBLISHABLE_KEY: 'pk_live_abc' }).STRIPE_PUBLISHABLE_KEY, 'pk_live_abc');
+  const cases: [Record<string, string>, string][] = [
+    [{ STRIPE_PUBLISHABLE_KEY: 'sk_test_abc' }, 'Invalid configuration: STRIPE_PUBLISHABLE_KEY must be a Stripe publishable key (pk_test_… or pk_live_…) (got "sk_test_abc")'],
+    [
+      { STRIPE_PUBLISHABLE_KEY: 'pk_test_abc' },
+      'Invalid configuration: STRIPE_PUBLISHABLE_KEY needs STRIPE_SECRET_KEY (the simulated gateway cannot charge cards made by Stripe.js)',
+    ],
+    [
+      { STRIPE_SECRET_KEY: 'sk_live_abc', STRIPE_PUBLISHABLE_KEY: 'pk_test_abc' },
+      'Invalid configuration: STRIPE_PUBLISHABLE_KEY is a test key but STRIPE_SECRET_KEY is a live key',
+    ],
+  ];
+  for (const [env, message] of cases) {
+    t.throws(() => loadConfig(env), { name: 'ConfigError', variable: 'STRIPE_PUBLISHABLE_KEY', message }, JSON.stringify(env));
+  }
+});
+
 t.test('STRIPE_API_BASE without a key is a mistake, not a silent simulation', async (t) => {
   const config = loadConfig({ DATABASE_URL: ':memory:', STRIPE_API_BASE: 'http://127.0.0.1:12111' });
   const { buildApp } = await import('../src/app.js');

@@ -22,7 +22,7 @@ const digest = (value: string) => createHash('sha256').update(value).digest();
 export const callerIdOf = (key: string) => `key_${digest(key).toString('hex').slice(0, 12)}`;
 
 /**
- * `Authorization: Bearer <key>` on every route but the public ones and the docs. Keys come from
+ * `Authorization: Bearer <key>` on every route but the public ones, the docs and the checkout page. Keys come from
  * API_KEYS (several at once, for rotation) and are compared in constant time: each presented key is
  * hashed and compared against every configured key's hash, whatever matches first. Without keys
  * (development only — production refuses to start) the service is open, and says so loudly.
@@ -56,7 +56,9 @@ export const requireApiKey = fp(
     const isPublic = (request: FastifyRequest) =>
       request.routeOptions.config.public === true ||
       request.routeOptions.url === '/openapi.json' ||
-      (request.routeOptions.url ?? '').startsWith('/docs');
+      (request.routeOptions.url ?? '').startsWith('/docs') ||
+      // The checkout page and its settings; the API calls it makes still need a credential.
+      (request.routeOptions.url ?? '').startsWith('/checkout');
 
     app.addHook('onRequest', async (request, reply) => {
       if (isPublic(request)) return;
