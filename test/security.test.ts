@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { parse } from 'yaml';
 import { loadConfig } from '../src/config.js';
+import { overloaded } from '../src/plugins/protection.js';
 import { buildTestApp, expectProblem, json } from './support/helper.js';
 
 const KEY = 'ck_live_0123456789abcdefghijklmnop';
@@ -117,6 +118,12 @@ t.test('security headers, CORS for the configured origins only', async (t) => {
   t.match(preflight.headers['access-control-allow-headers'], /idempotency-key/);
   const docs = await app.inject({ method: 'GET', url: '/docs/' });
   t.notMatch(docs.headers['content-security-policy'] ?? '', /default-src 'none'/, 'Swagger UI gets a policy it can work under');
+});
+
+t.test('a second with no event-loop sample (a stall that is over) does not shed; a measured lag does', async (t) => {
+  t.notOk(overloaded('eventLoopDelay', Infinity), 'no sample: the loop was stuck, and is running again');
+  t.ok(overloaded('eventLoopDelay', 1500), 'a measured delay over the limit sheds');
+  t.ok(overloaded('heapUsedBytes', 1e9), 'other readings shed as configured');
 });
 
 t.test('under pressure the service sheds load with 503 and Retry-After', async (t) => {

@@ -18,6 +18,17 @@ import { ProblemError } from '../errors.js';
  * requests are let through (and the failure logged) rather than refused: the limit protects the
  * service, and an outage of the counter must not become an outage of the shop.
  */
+/**
+ * Whether an under-pressure reading means "shed this request". A sampling interval in which the
+ * event loop could not take a single sample (it was blocked for all of it: a slow start, a long GC
+ * pause) reads as an infinite delay; that says the loop *was* stuck, not that it is now — the
+ * request being handled is proof it runs — so it is let through, and the next interval's real
+ * figure decides.
+ */
+export function overloaded(type: string, value: number | undefined): boolean {
+  return !(type === 'eventLoopDelay' && value === Infinity);
+}
+
 export default fp(
   async function protection(app: FastifyInstance, { config }: { config: Config }) {
     await app.register(helmet, {
@@ -37,7 +48,8 @@ export default fp(
     await app.register(underPressure, {
       maxEventLoopDelay: config.MAX_EVENT_LOOP_DELAY_MS,
       retryAfter: 5,
-      pressureHandler: (_request, reply) => {
+      pressureHandler: (_request, reply, type, value) => {
+        if (!overloaded(type, value)) return;
         reply.header('retry-after', '5');
         throw new ProblemError('service_unavailable', 'The service is overloaded; retry after a few seconds');
       },
