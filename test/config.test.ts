@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import t from 'tap';
 import { loadCatalog } from '../src/catalog.js';
 import { ConfigError, loadConfig } from '../src/config.js';
@@ -27,6 +28,7 @@ t.test('a bad value is refused with one line naming the variable', async (t) => 
     [{ TRUST_PROXY: '1,2' }, 'TRUST_PROXY', /TRUST_PROXY must be a number of proxy hops/],
     [{ MAX_EVENT_LOOP_DELAY_MS: '5' }, 'MAX_EVENT_LOOP_DELAY_MS', /MAX_EVENT_LOOP_DELAY_MS must be 0 \(off\) or an integer number of milliseconds from 10 to 60000/],
     [{ DATABASE_URL: 'postgres://coinshop:hunter2@db/coinshop', DATABASE_POOL_SIZE: 'many' }, 'DATABASE_POOL_SIZE', /DATABASE_POOL_SIZE must be/],
+    [{ SQLITE_SYNCHRONOUS: 'OFF' }, 'SQLITE_SYNCHRONOUS', /^Invalid configuration: SQLITE_SYNCHRONOUS must be FULL \(every commit survives a power cut\) or NORMAL \(faster; a power cut can lose the last commits\) \(got "OFF"\)$/],
   ];
   for (const [env, variable, message] of cases) {
     t.throws(() => loadConfig(env), { name: 'ConfigError', variable, message }, JSON.stringify(env));
@@ -39,6 +41,21 @@ t.test('a bad value is refused with one line naming the variable', async (t) => 
     t.ok(err instanceof ConfigError);
     t.match((err as Error).message, /^Invalid configuration: STRIPE_SECRET_KEY must be a Stripe secret key/);
     t.notMatch((err as Error).message, secret, 'the value of a secret is never echoed');
+  }
+});
+
+t.test('SQLite syncs every commit to disk unless SQLITE_SYNCHRONOUS=NORMAL is chosen', async (t) => {
+  t.equal(loadConfig({}).SQLITE_SYNCHRONOUS, 'FULL', 'the durable setting is the default');
+  const dir = mkdtempSync(join(tmpdir(), 'coinshop-synchronous-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { buildApp } = await import('../src/app.js');
+  // PRAGMA synchronous: 2 is FULL, 1 is NORMAL.
+  for (const [setting, level] of [[undefined, 2], ['FULL', 2], ['NORMAL', 1]] as const) {
+    const env: Record<string, string> = { DATABASE_URL: join(dir, `${setting ?? 'default'}.db`), ...(setting ? { SQLITE_SYNCHRONOUS: setting } : {}) };
+    const app = await buildApp({ config: loadConfig(env) });
+    const { rows } = await sql<{ synchronous: number }>`pragma synchronous`.execute(app.store.db);
+    t.same(rows, [{ synchronous: level }], `SQLITE_SYNCHRONOUS=${setting ?? '(unset)'}`);
+    await app.close();
   }
 });
 
