@@ -80,12 +80,18 @@ async function measure(scenario: string, target: ChildProcess, options: autocann
   return result!;
 }
 
-async function api(url: string, path: string, body?: object) {
+/** A setup or check call; a 503 (load shedding, e.g. while a just-started server warms up on a busy machine) is retried as Retry-After says. */
+async function api(url: string, path: string, body?: object, attempts = 10): Promise<Record<string, unknown>> {
   const response = await fetch(url + path, {
     method: body ? 'POST' : 'GET',
     headers: { ...auth, ...(body ? { 'content-type': 'application/json' } : {}) },
     ...(body ? { body: JSON.stringify(body) } : {}),
   });
+  if (response.status === 503 && attempts > 1) {
+    await response.arrayBuffer();
+    await new Promise((resolve) => setTimeout(resolve, Number(response.headers.get('retry-after') ?? 1) * 1000));
+    return api(url, path, body, attempts - 1);
+  }
   const answer = (await response.json()) as Record<string, unknown>;
   if (!response.ok) throw new Error(`${path}: ${response.status} ${JSON.stringify(answer)}`);
   return answer;

@@ -16,6 +16,12 @@ export const ConfigSchema = Type.Object({
   ),
   /** `./data/coinshop.db` (a SQLite file), `sqlite:PATH`, `:memory:`, or `postgres://…` (PostgreSQL). */
   DATABASE_URL: Type.String({ minLength: 1, default: './data/coinshop.db' }),
+  /**
+   * SQLite only: FULL (default) syncs every commit to disk, so a credit survives a power cut; NORMAL
+   * (opt-in) syncs at checkpoints only: much faster, and a process crash still loses nothing, but a
+   * power cut or OS crash can lose the last commits.
+   */
+  SQLITE_SYNCHRONOUS: Type.Union([Type.Literal('FULL'), Type.Literal('NORMAL')], { default: 'FULL' }),
   /** PostgreSQL only: connections this process keeps open at most. */
   DATABASE_POOL_SIZE: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
   /** Share rate-limit counters between replicas through this Redis (`redis://host:6379`); unset = per process. */
@@ -66,6 +72,7 @@ const hints: Partial<Record<keyof Config, string>> = {
   NODE_ENV: 'one of development, production, test',
   PORT: 'an integer from 0 to 65535',
   DATABASE_POOL_SIZE: 'an integer from 1 to 1000',
+  SQLITE_SYNCHRONOUS: 'FULL (every commit survives a power cut) or NORMAL (faster; a power cut can lose the last commits)',
   REDIS_URL: 'a Redis URL such as redis://127.0.0.1:6379',
   REDIS_KEY_PREFIX: '1 to 64 characters of A-Z a-z 0-9 _ : . -',
   LOG_LEVEL: 'one of fatal, error, warn, info, debug, trace, silent',

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import t from 'tap';
 import { loadCatalog } from '../src/catalog.js';
 import { ConfigError, loadConfig } from '../src/config.js';
@@ -27,6 +28,7 @@ t.test('a bad value is refused with one line naming the variable', async (t) => 
     [{ TRUST_PROXY: '1,2' }, 'TRUST_PROXY', /TRUST_PROXY must be a number of proxy hops/],
     [{ MAX_EVENT_LOOP_DELAY_MS: '5' }, 'MAX_EVENT_LOOP_DELAY_MS', /MAX_EVENT_LOOP_DELAY_MS must be 0 \(off\) or an integer number of milliseconds from 10 to 60000/],
     [{ DATABASE_URL: 'postgres://coinshop:hunter2@db/coinshop', DATABASE_POOL_SIZE: 'many' }, 'DATABASE_POOL_SIZE', /DATABASE_POOL_SIZE must be/],
+    [{ SQLITE_SYNCHRONOUS: 'OFF' }, 'SQLITE_SYNCHRONOUS', /^Invalid configuration: SQLITE_SYNCHRONOUS must be FULL \(every commit survives a power cut\) or NORMAL \(faster; a power cut can lose the last commits\) \(got "OFF"\)$/],
   ];
   for (const [env, variable, message] of cases) {
     t.throws(() => loadConfig(env), { name: 'ConfigError', variable, message }, JSON.stringify(env));
@@ -64,6 +66,21 @@ t.test('STRIPE_PUBLISHABLE_KEY goes with a secret key of the same mode', async (
   }
 });
 
+t.test('SQLite syncs every commit to disk unless SQLITE_SYNCHRONOUS=NORMAL is chosen', async (t) => {
+  t.equal(loadConfig({}).SQLITE_SYNCHRONOUS, 'FULL', 'the durable setting is the default');
+  const dir = mkdtempSync(join(tmpdir(), 'coinshop-synchronous-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { buildApp } = await import('../src/app.js');
+  // PRAGMA synchronous: 2 is FULL, 1 is NORMAL.
+  for (const [setting, level] of [[undefined, 2], ['FULL', 2], ['NORMAL', 1]] as const) {
+    const env: Record<string, string> = { DATABASE_URL: join(dir, `${setting ?? 'default'}.db`), ...(setting ? { SQLITE_SYNCHRONOUS: setting } : {}) };
+    const app = await buildApp({ config: loadConfig(env) });
+    const { rows } = await sql<{ synchronous: number }>`pragma synchronous`.execute(app.store.db);
+    t.same(rows, [{ synchronous: level }], `SQLITE_SYNCHRONOUS=${setting ?? '(unset)'}`);
+    await app.close();
+  }
+});
+
 t.test('STRIPE_API_BASE without a key is a mistake, not a silent simulation', async (t) => {
   const config = loadConfig({ DATABASE_URL: ':memory:', STRIPE_API_BASE: 'http://127.0.0.1:12111' });
   const { buildApp } = await import('../src/app.js');
@@ -88,12 +105,19 @@ t.test('CATALOG_FILE replaces the seed packs, and a bad file stops the start', a
     }),
   );
   const app = await buildTestApp(t, { env: { CATALOG_FILE: good } });
-  t.same(json(await get(app, '/stripe/packages')), {
+  const packages = JSON.stringify({
     packages: [
       { package_id: 'gems_small', name: 'Pouch of Gems', price_cents: 199, price_dollars: 1.99, currency_amount: 20, currency: 'eur' },
       { package_id: 'gems_big', name: 'Chest of Gems', price_cents: 1999, price_dollars: 19.99, currency_amount: 250, currency: 'usd' },
     ],
   });
+  // The answer is serialised once and then sent as the same bytes: the second request checks that.
+  for (const time of ['first', 'second']) {
+    const answer = await get(app, '/stripe/packages');
+    t.equal(answer.statusCode, 200);
+    t.equal(answer.headers['content-type'], 'application/json; charset=utf-8', `${time}: content type`);
+    t.equal(answer.body, packages, `${time}: the exact body`);
+  }
   const { user_id } = await customerWithCard(app);
   expectProblem(t, await buy(app, user_id, 'package_1'), 400, 'invalid_package', 'Invalid package ID');
   const bought = await buy(app, user_id, 'gems_small');

@@ -2,6 +2,7 @@ import t, { type Test } from 'tap';
 import { createStripeClient, StripeGateway } from '../src/gateway/stripe.js';
 import type { ChargeOutcome, ChargeRequest } from '../src/gateway/types.js';
 import { reconcile } from '../src/services/reconcile.js';
+import { Store } from '../src/store/store.js';
 import { startFakeStripe, webhookRequest, type FakeStripe } from './support/fake-stripe.js';
 import { buildAppOnFakeStripe, buildTestApp, customerWithCard, createCustomer, expectProblem, get, json } from './support/helper.js';
 
@@ -157,4 +158,43 @@ t.test('keys are scoped to the caller and forgotten after their time to live', a
   t.match(rows, [{ scope: 'anonymous', key: 'k1', state: 'completed', response_status: 400 }], 'even a refusal is remembered');
   t.equal(await app.store.sweepKeys(new Date(Date.now() - 24 * 3_600_000).toISOString()), 0, 'a fresh key is kept');
   t.equal(await app.store.sweepKeys(new Date(Date.now() + 1000).toISOString()), 1, 'an expired key is forgotten');
+});
+
+t.test('a keyed purchase commits twice: the key with its pending purchase, then the outcome with the answer', async (t) => {
+  const { app, stripe } = await appOnFakeStripe(t);
+  const { user_id } = await customerWithCard(app);
+  // Each top-level transaction, and each write made outside one, is a commit (with SQLite FULL, an fsync).
+  const commits: string[] = [];
+  const { transaction, insertPendingPurchase } = Store.prototype;
+  Store.prototype.transaction = function <T>(this: Store, fn: (tx: Store) => Promise<T>): Promise<T> {
+    if (!this.db.isTransaction) commits.push('transaction');
+    return transaction.call(this, fn) as Promise<T>;
+  };
+  Store.prototype.insertPendingPurchase = function (this: Store, purchase) {
+    if (!this.db.isTransaction) commits.push('insertPendingPurchase');
+    return insertPendingPurchase.call(this, purchase);
+  };
+  t.teardown(() => {
+    Store.prototype.transaction = transaction;
+    Store.prototype.insertPendingPurchase = insertPendingPurchase;
+  });
+
+  const bought = await purchaseWithKey(app, 'two-commits', { user_id, package_id: 'package_1' });
+  t.equal(bought.statusCode, 200);
+  t.same(commits, ['transaction', 'transaction'], 'reserve the key and record the purchase; settle, credit and keep the answer');
+  t.equal(createdIntents(stripe).length, 1);
+
+  commits.length = 0;
+  const unkeyed = await app.inject({ method: 'POST', url: '/stripe/purchase-currency', payload: { user_id, package_id: 'package_1' } });
+  t.equal(unkeyed.statusCode, 200);
+  t.same(commits, ['insertPendingPurchase', 'transaction'], 'without a key: record the purchase; settle and credit');
+
+  commits.length = 0;
+  const unknown = await purchaseWithKey(app, 'no-such-customer', { user_id: 'nobody', package_id: 'package_1' });
+  expectProblem(t, unknown, 404, 'customer_not_found');
+  const replay = await purchaseWithKey(app, 'no-such-customer', { user_id: 'nobody', package_id: 'package_1' });
+  t.equal(replay.headers['idempotent-replayed'], 'true', 'a refused purchase still keeps its answer under the key');
+  t.same(json(replay), json(unknown));
+  t.equal(json(await get(app, `/stripe/customer/${user_id}`))['currency_balance'], 200);
+  t.equal(createdIntents(stripe).length, 2, 'nothing reached Stripe for the refused purchase');
 });

@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
+import helmet from '@fastify/helmet';
+import Fastify from 'fastify';
 import t from 'tap';
 import { parse } from 'yaml';
 import { loadConfig } from '../src/config.js';
-import { overloaded } from '../src/plugins/protection.js';
+import { helmetOptions, overloaded } from '../src/plugins/protection.js';
 import { buildTestApp, expectProblem, json } from './support/helper.js';
 
 const KEY = 'ck_live_0123456789abcdefghijklmnop';
@@ -124,6 +126,34 @@ t.test('a second with no event-loop sample (a stall that is over) does not shed;
   t.notOk(overloaded('eventLoopDelay', Infinity), 'no sample: the loop was stuck, and is running again');
   t.ok(overloaded('eventLoopDelay', 1500), 'a measured delay over the limit sheds');
   t.ok(overloaded('heapUsedBytes', 1e9), 'other readings shed as configured');
+});
+
+t.test("every security header is helmet's, on every kind of answer; Swagger UI keeps its own policy", async (t) => {
+  // What @fastify/helmet itself sends with coinshop's options, on a bare app.
+  const reference = Fastify();
+  t.teardown(() => reference.close());
+  await reference.register(helmet, helmetOptions);
+  reference.get('/', async () => ({}));
+  const helmetHeaders = (await reference.inject('/')).headers;
+  const securityNames = Object.keys(helmetHeaders).filter((name) => !['content-type', 'content-length', 'date', 'connection', 'keep-alive'].includes(name));
+  t.ok(securityNames.length >= 10, `helmet sets ${securityNames.join(', ')}`);
+  const expected = Object.fromEntries(securityNames.map((name) => [name, helmetHeaders[name]]));
+
+  const app = await buildTestApp(t, { env: { API_KEYS: KEY } });
+  const answers = {
+    ok: await app.inject({ method: 'GET', url: '/stripe/packages', headers: bearer(KEY) }),
+    unauthorized: await app.inject({ method: 'GET', url: '/stripe/packages' }),
+    notFound: await app.inject({ method: 'GET', url: '/nowhere', headers: bearer(KEY) }),
+    invalid: await app.inject({ method: 'POST', url: '/stripe/create-customer', headers: bearer(KEY), payload: {} }),
+    health: await app.inject({ method: 'GET', url: '/health' }),
+  };
+  for (const [what, response] of Object.entries(answers)) {
+    t.same(Object.fromEntries(securityNames.map((name) => [name, response.headers[name]])), expected, what);
+  }
+  const docs = await app.inject({ method: 'GET', url: '/docs/' });
+  t.notMatch(docs.headers['content-security-policy'] ?? '', /default-src 'none'/, 'Swagger UI gets a policy it can work under');
+  t.match(docs.headers['content-security-policy'], /script-src/);
+  for (const name of securityNames.filter((name) => name !== 'content-security-policy')) t.equal(docs.headers[name], expected[name], `docs: ${name}`);
 });
 
 t.test('under pressure the service sheds load with 503 and Retry-After', async (t) => {

@@ -16,6 +16,8 @@ declare module 'fastify' {
   }
 }
 
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
+
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
 /** The caller a key stands for: a short, stable, non-secret name (also the Idempotency-Key scope). */
@@ -31,15 +33,20 @@ export default fp(
   async function identity(app: FastifyInstance, options: { apiKeys: string | undefined }) {
     const keys = (options.apiKeys ?? '').split(',').filter((k) => k.length > 0).map((key) => ({ hash: digest(key), callerId: callerIdOf(key) }));
     app.decorate('authRequired', keys.length > 0);
+    // The rate limiter and the key check both ask; the key is hashed and compared once per request.
+    const identified = new WeakMap<FastifyRequest, string | undefined>();
     app.decorate('identifyCaller', (request: FastifyRequest) => {
+      if (identified.has(request)) return identified.get(request);
       const header = request.headers.authorization;
-      const presented = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
-      if (presented === undefined) return undefined;
-      const hash = digest(presented);
+      const presented = typeof header === 'string' ? BEARER.exec(header)?.[1] : undefined;
       let callerId: string | undefined;
-      for (const key of keys) {
-        if (timingSafeEqual(hash, key.hash) && callerId === undefined) callerId = key.callerId;
+      if (presented !== undefined) {
+        const hash = digest(presented);
+        for (const key of keys) {
+          if (timingSafeEqual(hash, key.hash) && callerId === undefined) callerId = key.callerId;
+        }
       }
+      identified.set(request, callerId);
       return callerId;
     });
   },

@@ -25,6 +25,11 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** POST routes that honour Idempotency-Key. */
     idempotent?: boolean;
+    /**
+     * The route's first write, run in the transaction that reserves a new key so both commit at once
+     * (it must not throw for a request the handler will refuse: the handler refuses it as usual).
+     */
+    onKeyReserved?: (tx: Store, request: FastifyRequest, resourceId: string) => Promise<void>;
   }
 }
 
@@ -84,13 +89,11 @@ export default fp(
       const hash = createHash('sha256')
         .update(`${request.method} ${request.url}\n${canonical(request.body)}`)
         .digest('hex');
-      const reservation = await app.store.reserveKey({
-        scope: request.callerId,
-        key: header,
-        hash,
-        resourceId: randomUUID(),
-        lockTimeoutMs: options.lockTimeoutMs,
-      });
+      const { onKeyReserved } = request.routeOptions.config;
+      const reservation = await app.store.reserveKey(
+        { scope: request.callerId, key: header, hash, resourceId: randomUUID(), lockTimeoutMs: options.lockTimeoutMs },
+        onKeyReserved && ((tx, resourceId) => onKeyReserved(tx, request, resourceId)),
+      );
       switch (reservation.kind) {
         case 'mismatch':
           throw new ProblemError(

@@ -2,22 +2,47 @@ import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import underPressure from '@fastify/under-pressure';
-import type { FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import { ProblemError } from '../errors.js';
 
+type HeaderValue = number | string | readonly string[];
+
+/** helmet's options: API responses are JSON, so the policy allows nothing. */
+export const helmetOptions = { contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } } };
+
 /**
- * What stands between the internet and the routes: security headers, CORS for the configured
- * origins, a rate limit per API key (per IP for callers without a valid key), and load shedding
- * (503 with Retry-After) when the event loop falls behind.
- *
- * Rate-limit counters live in the process, or with REDIS_URL in Redis, shared by every replica so
- * a key's limit holds however a load balancer spreads its requests. If Redis cannot be reached,
- * requests are let through (and the failure logged) rather than refused: the limit protects the
- * service, and an outage of the counter must not become an outage of the shop.
+ * The headers @fastify/helmet sets with `helmetOptions`, names cased as it sends them. They never
+ * change, so they are asked of helmet once here rather than rebuilt by its middleware chain on every
+ * request.
  */
+export async function securityHeaders(): Promise<[string, HeaderValue][]> {
+  const probe = Fastify();
+  const headers = new Map<string, [string, HeaderValue]>();
+  // Registered before helmet, so it sees every header helmet's hooks set, with the name as helmet
+  // spells it; it stops at the handler (Node sets the reply's own headers through setHeader too).
+  let recording = true;
+  probe.addHook('onRequest', (_request, reply, done) => {
+    const { raw } = reply;
+    const setHeader = raw.setHeader.bind(raw);
+    raw.setHeader = (name, value) => {
+      if (recording) headers.set(name.toLowerCase(), [name, value]);
+      return setHeader(name, value);
+    };
+    done();
+  });
+  await probe.register(helmet, helmetOptions);
+  probe.get('/', async () => {
+    recording = false;
+    return '';
+  });
+  await probe.inject('/');
+  await probe.close();
+  return [...headers.values()];
+}
+
 /**
  * Whether an under-pressure reading means "shed this request". A sampling interval in which the
  * event loop could not take a single sample (it was blocked for all of it: a slow start, a long GC
@@ -29,11 +54,23 @@ export function overloaded(type: string, value: number | undefined): boolean {
   return !(type === 'eventLoopDelay' && value === Infinity);
 }
 
+/**
+ * What stands between the internet and the routes: security headers, CORS for the configured
+ * origins, a rate limit per API key (per IP for callers without a valid key), and load shedding
+ * (503 with Retry-After) when the event loop falls behind.
+ *
+ * Rate-limit counters live in the process, or with REDIS_URL in Redis, shared by every replica so
+ * a key's limit holds however a load balancer spreads its requests. If Redis cannot be reached,
+ * requests are let through (and the failure logged) rather than refused: the limit protects the
+ * service, and an outage of the counter must not become an outage of the shop.
+ */
 export default fp(
   async function protection(app: FastifyInstance, { config }: { config: Config }) {
-    await app.register(helmet, {
-      // API responses are JSON; Swagger UI at /docs sends its own, looser policy.
-      contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    // Set on the raw response before routing, as helmet does; Swagger UI at /docs overrides the CSP.
+    const headers = await securityHeaders();
+    app.addHook('onRequest', (_request, reply, done) => {
+      for (const [name, value] of headers) reply.raw.setHeader(name, value);
+      done();
     });
 
     const origins = (config.CORS_ORIGINS ?? '').split(',').filter((o) => o.length > 0);

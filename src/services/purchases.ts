@@ -37,27 +37,13 @@ export async function purchaseCurrency(
   input: { user_id: string; package_id: string },
   context: RequestContext,
 ): Promise<PurchaseResult> {
-  let purchase = context.idempotency?.resumed ? await deps.store.findPurchase(context.transactionId) : undefined;
+  // With an Idempotency-Key the pending purchase was usually recorded with the key (recordPendingPurchase),
+  // or by the earlier request a retry takes over.
+  let purchase = context.idempotency ? await deps.store.findPurchase(context.transactionId) : undefined;
   if (!purchase) {
-    const customer = await deps.store.findCustomer(input.user_id);
-    if (!customer) throw customerNotFound();
-    const pack = deps.catalog.get(input.package_id);
-    if (!pack) throw new ProblemError('invalid_package', 'Invalid package ID');
-    if (!customer.payment_method_id) throw new ProblemError('no_payment_method', 'No payment method attached');
-    await deps.store.insertPendingPurchase({
-      transaction_id: context.transactionId,
-      user_id: customer.user_id,
-      package_id: pack.package_id,
-      package_name: pack.name,
-      amount_cents: pack.price_cents,
-      currency: pack.currency,
-      coins: pack.currency_amount,
-      payment_method_id: customer.payment_method_id,
-      payment_intent_id: null,
-      failure_code: null,
-    });
-    purchase = await deps.store.findPurchase(context.transactionId);
-    if (!purchase) throw new Error('the pending purchase was not recorded');
+    const recorded = await recordPendingPurchase(deps.store, deps.catalog, input, context.transactionId);
+    if (recorded instanceof ProblemError) throw recorded;
+    purchase = recorded;
   }
 
   const asked = UNFINISHED.includes(purchase.status) ? await askStripe(deps, purchase) : undefined;
@@ -74,6 +60,36 @@ export async function purchaseCurrency(
   });
   if ('error' in answer) throw answer.error;
   return answer.body;
+}
+
+/**
+ * Records the purchase as pending, before Stripe is called; or says why it cannot be made (unknown
+ * customer or package, no saved card), writing nothing. It also runs in the transaction that
+ * reserves the purchase's Idempotency-Key, so the two commit together.
+ */
+export async function recordPendingPurchase(
+  store: Store,
+  catalog: Catalog,
+  input: { user_id: string; package_id: string },
+  transactionId: string,
+): Promise<PurchaseRow | ProblemError> {
+  const customer = await store.findCustomer(input.user_id);
+  if (!customer) return customerNotFound();
+  const pack = catalog.get(input.package_id);
+  if (!pack) return new ProblemError('invalid_package', 'Invalid package ID');
+  if (!customer.payment_method_id) return new ProblemError('no_payment_method', 'No payment method attached');
+  return store.insertPendingPurchase({
+    transaction_id: transactionId,
+    user_id: customer.user_id,
+    package_id: pack.package_id,
+    package_name: pack.name,
+    amount_cents: pack.price_cents,
+    currency: pack.currency,
+    coins: pack.currency_amount,
+    payment_method_id: customer.payment_method_id,
+    payment_intent_id: null,
+    failure_code: null,
+  });
 }
 
 /**

@@ -15,6 +15,8 @@ export interface OpenedDatabase {
 export interface DatabaseOptions {
   /** PostgreSQL: connections kept open at most. */
   poolSize: number;
+  /** SQLite: FULL syncs every commit to disk; NORMAL only at checkpoints (see SQLITE_SYNCHRONOUS). */
+  sqliteSynchronous: 'FULL' | 'NORMAL';
   /** Told about a connection that broke while idle (the pool drops it and opens a new one when needed). */
   onConnectionError: (err: Error) => void;
 }
@@ -32,15 +34,16 @@ export function sqlitePath(databaseUrl: string): string {
 export function openDatabase(databaseUrl: string, options: DatabaseOptions): OpenedDatabase {
   return engineOf(databaseUrl) === 'postgres'
     ? { engine: 'postgres', db: openPostgres(databaseUrl, options) }
-    : { engine: 'sqlite', db: openSqlite(sqlitePath(databaseUrl)) };
+    : { engine: 'sqlite', db: openSqlite(sqlitePath(databaseUrl), options.sqliteSynchronous) };
 }
 
-function openSqlite(path: string): Kysely<Database> {
+function openSqlite(path: string, synchronous: DatabaseOptions['sqliteSynchronous']): Kysely<Database> {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const sqlite = new SQLite(path);
   sqlite.pragma('journal_mode = WAL');
-  // Money: a committed credit survives a power cut, not only a process crash.
-  sqlite.pragma('synchronous = FULL');
+  // Money: by default a committed credit survives a power cut, not only a process crash. NORMAL
+  // (opt-in) keeps the crash guarantee but not the power-cut one; it does not fsync each commit.
+  sqlite.pragma(synchronous === 'NORMAL' ? 'synchronous = NORMAL' : 'synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
   return new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });

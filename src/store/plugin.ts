@@ -12,9 +12,10 @@ declare module 'fastify' {
 
 /** Opens the database, migrates it to the newest version, and closes it with the app. */
 export default fp(
-  async function store(app: FastifyInstance, options: { databaseUrl: string; poolSize: number }) {
+  async function store(app: FastifyInstance, options: { databaseUrl: string; poolSize: number; sqliteSynchronous: 'FULL' | 'NORMAL' }) {
     const { db, engine } = openDatabase(options.databaseUrl, {
       poolSize: options.poolSize,
+      sqliteSynchronous: options.sqliteSynchronous,
       onConnectionError: (err) => app.log.warn({ err }, 'database connection lost; it will be reopened when needed'),
     });
     try {

@@ -93,13 +93,14 @@ export class Store {
 
   // Purchases
 
-  /** Records a purchase before the provider is called (money invariant 3). */
-  async insertPendingPurchase(purchase: Omit<NewPurchase, 'status' | 'created_at' | 'updated_at' | 'refunded_cents'>) {
+  /** Records a purchase before the provider is called (money invariant 3); returns the row. */
+  insertPendingPurchase(purchase: Omit<NewPurchase, 'status' | 'created_at' | 'updated_at' | 'refunded_cents'>): Promise<PurchaseRow> {
     const at = now();
-    await this.db
+    return this.db
       .insertInto('purchases')
       .values({ ...purchase, status: 'pending', refunded_cents: 0, created_at: at, updated_at: at })
-      .execute();
+      .returningAll()
+      .executeTakeFirstOrThrow();
   }
 
   findPurchase(transactionId: string): Promise<PurchaseRow | undefined> {
@@ -270,8 +271,13 @@ export class Store {
    * request finished is replayed; one still held by a live request is `in_use`; one whose request
    * died or gave up (unlocked, or locked longer than `lockTimeoutMs`) is taken over, with the
    * resource id the first request reserved, so the retry finishes that work instead of starting new.
+   * `onReserved` runs in the same transaction when a new key is reserved, so a route's first write
+   * (a pending purchase) commits with the key: one commit, one fsync, instead of two.
    */
-  async reserveKey(input: { scope: string; key: string; hash: string; resourceId: string; lockTimeoutMs: number }): Promise<Reservation> {
+  async reserveKey(
+    input: { scope: string; key: string; hash: string; resourceId: string; lockTimeoutMs: number },
+    onReserved?: (tx: Store, resourceId: string) => Promise<void>,
+  ): Promise<Reservation> {
     return this.transaction(async (tx) => {
       const at = now();
       const inserted = await tx.db
@@ -291,7 +297,10 @@ export class Store {
         .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
         .returning('resource_id')
         .executeTakeFirst();
-      if (inserted) return { kind: 'reserved', resourceId: inserted.resource_id, resumed: false };
+      if (inserted) {
+        await onReserved?.(tx, inserted.resource_id);
+        return { kind: 'reserved', resourceId: inserted.resource_id, resumed: false };
+      }
 
       const row = await tx.db
         .selectFrom('idempotency_keys')

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
 import { PackageList } from '../../../schemas/catalog.js';
 import { ref } from '../../../schemas/index.js';
 import { callerErrors } from '../problem-responses.js';
@@ -6,6 +7,7 @@ import { callerErrors } from '../problem-responses.js';
 const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // The catalog is fixed at start, so its answer is too.
   const body = { packages: app.catalog.packages.slice() };
+  let serialized: ReturnType<FastifyReply['serialize']> | undefined;
 
   app.get(
     '/stripe/packages',
@@ -18,7 +20,11 @@ const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: { ...ref(PackageList), description: 'The packages for sale.' }, ...callerErrors },
       },
     },
-    async () => body,
+    async (_request, reply) => {
+      // Serialised by the route's own schema on the first request, then sent as those bytes.
+      serialized ??= reply.serialize(body);
+      return reply.type('application/json; charset=utf-8').send(serialized);
+    },
   );
 };
 

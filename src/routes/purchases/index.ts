@@ -12,7 +12,7 @@ import {
 import { customerNotFound, ProblemError } from '../../errors.js';
 import { resourceIdFor } from '../../plugins/idempotency.js';
 import { FAILURE_DETAILS } from '../../services/declines.js';
-import { purchaseCurrency, purchaseView, refreshPurchase, transactionStatus } from '../../services/purchases.js';
+import { purchaseCurrency, purchaseView, recordPendingPurchase, refreshPurchase, transactionStatus } from '../../services/purchases.js';
 import { refundPurchase } from '../../services/refunds.js';
 import {
   authenticationRequired,
@@ -35,7 +35,14 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/stripe/purchase-currency',
     {
-      config: { idempotent: true },
+      config: {
+        idempotent: true,
+        // The body has passed its schema (validation runs before the key is reserved). A purchase
+        // that cannot be made records nothing here; the handler refuses it as usual.
+        onKeyReserved: async (tx, request, resourceId) => {
+          await recordPendingPurchase(tx, app.catalog, request.body as PurchaseCurrencyRequest, resourceId);
+        },
+      },
       schema: {
         operationId: 'purchaseCurrency',
         tags: ['Purchases'],
