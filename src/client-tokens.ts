@@ -28,7 +28,7 @@ export const looksLikeToken = (credential: string) => JWT_SHAPE.test(credential)
 export type TokenCheck = { ok: true; userId: string; scope: ReadonlySet<string> } | { ok: false; detail: string };
 
 /** The non-secret id (`kid`) of a signing secret, so a token names the secret that verifies it. */
-const keyIdOf = (secret: string) => createHash('sha256').update(`coinshop client token key\n${secret}`).digest('hex').slice(0, 16);
+export const keyIdOf = (secret: string) => createHash('sha256').update(`coinshop client token key\n${secret}`).digest('hex').slice(0, 16);
 
 /**
  * Short-lived HS256 JWTs that let a browser or app act for one player without the server API key.
