@@ -5,7 +5,8 @@ import t, { type Test } from 'tap';
 import { parse } from 'yaml';
 import { ClientTokens, keyIdOf, PLAYER_OPERATIONS, SPEND_OPERATION } from '../src/client-tokens.js';
 import { loadConfig } from '../src/config.js';
-import { buildTestApp, expectProblem, json } from './support/helper.js';
+import { buildApp } from '../src/app.js';
+import { buildTestApp, expectProblem, json, testConfig } from './support/helper.js';
 
 const KEY = 'ck_live_0123456789abcdefghijklmnop';
 const SECRET = 'client-token-secret-new-0123456789abcdefgh';
@@ -349,4 +350,22 @@ t.test('configuration: secrets are validated and never echoed; production requir
     () => loadConfig({ NODE_ENV: 'production', API_KEYS: KEY, STRIPE_SECRET_KEY: 'sk_live_abc', STRIPE_WEBHOOK_SECRET: 'whsec_abc' }),
     { variable: 'CLIENT_TOKEN_SECRETS', message: /^Invalid configuration: CLIENT_TOKEN_SECRETS is required when NODE_ENV=production \(.+\)$/ },
   );
+});
+
+t.test('without CLIENT_TOKEN_SECRETS (development) each process signs with its own random secret, and says so', async (t) => {
+  const start = async (env: Record<string, string>) => {
+    const lines: string[] = [];
+    const app = await buildApp({ config: await testConfig(env), logger: { level: 'warn', stream: { write: (line: string) => void lines.push(line) } } });
+    t.teardown(() => app.close());
+    await app.ready();
+    return { app, warned: lines.some((line) => line.includes('No CLIENT_TOKEN_SECRETS')) };
+  };
+  const one = await start({ API_KEYS: KEY });
+  const two = await start({ API_KEYS: KEY });
+  t.ok(one.warned, 'a warning that tokens do not survive restarts and replicas need a shared secret');
+  t.notOk((await start({ API_KEYS: KEY, CLIENT_TOKEN_SECRETS: SECRET })).warned, 'no warning with secrets set');
+  const userId = String(json(await operator(one.app, 'POST', '/stripe/create-customer', { email: 'r@example.com', name: 'R' }))['user_id']);
+  const token = await mint(one.app, userId);
+  t.equal((await one.app.inject({ method: 'GET', url: '/stripe/packages', headers: bearer(token) })).statusCode, 200);
+  expectProblem(t, await two.app.inject({ method: 'GET', url: '/stripe/packages', headers: bearer(token) }), 401, 'unauthorized', 'Invalid client token: not signed with a current key');
 });
