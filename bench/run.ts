@@ -106,6 +106,7 @@ async function coinshop(stripeUrl: string, databaseUrl: string) {
     API_KEYS: API_KEY,
     STRIPE_SECRET_KEY: 'sk_test_bench',
     STRIPE_WEBHOOK_SECRET: 'whsec_bench',
+    CLIENT_TOKEN_SECRETS: 'bench-client-token-secret-0123456789abcdef',
     STRIPE_API_BASE: stripeUrl,
     RATE_LIMIT_PER_MINUTE: '1000000',
   });

@@ -12,8 +12,23 @@ export const CheckoutSettings = Type.Object(
     publishable_key: Type.Union([Type.String(), Type.Null()], {
       description: 'Set: the page collects the card with Stripe.js Elements. Null: it offers the test tokens.',
     }),
-    auth_required: Type.Boolean({ description: 'Whether the API wants a credential the page does not have yet.' }),
+    auth_required: Type.Boolean({ description: 'Whether the API wants a credential (the page uses a client token, never an API key).' }),
+    dev_session: Type.Boolean({
+      description: 'Development only: POST /checkout/dev-session signs a player up and gives the page their client token.',
+    }),
   },
   { additionalProperties: false },
 );
 export type CheckoutSettings = Static<typeof CheckoutSettings>;
+
+/** What POST /checkout/dev-session answers (development only). */
+export const DevSession = Type.Object(
+  {
+    user_id: Type.String(),
+    stripe_customer_id: Type.String(),
+    token: Type.String({ description: "The new player's client token." }),
+    expires_at: Type.String({ format: 'date-time' }),
+  },
+  { additionalProperties: false },
+);
+export type DevSession = Static<typeof DevSession>;

@@ -14,6 +14,7 @@ import {
 import { LedgerEntry, LedgerPage, LedgerReason, SpendCurrencyRequest, SpendResult, StripeEvent, WebhookAck } from './ledger.js';
 import { SimulateAuthenticationRequest, SimulateDisputeClosedRequest, SimulationResult } from './simulator.js';
 import { Health, Readiness } from './operations.js';
+import { ClientToken, ClientTokenRequest } from './client-token.js';
 
 /** Every named schema, registered once with `app.addSchema`; each becomes a `components.schemas` entry. */
 export const namedSchemas = [
@@ -23,6 +24,8 @@ export const namedSchemas = [
   CreateCustomerRequest,
   CreateCustomerResponse,
   Customer,
+  ClientTokenRequest,
+  ClientToken,
   AttachPaymentMethodRequest,
   AttachPaymentMethodResponse,
   Package,

@@ -115,6 +115,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/stripe/client-tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mint a short-lived client token for one player
+         * @description For the shop's backend (API key only). The token lets the player's browser or app call the player operations (read the customer, save a card, buy, history, one purchase, the catalog; spending only with `CLIENT_TOKENS_MAY_SPEND=true`) for this player alone, until `expires_at`. It changes nothing: mint one whenever a page needs it.
+         */
+        post: operations["createClientToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/stripe/attach-payment-method": {
         parameters: {
             query?: never;
@@ -226,7 +246,7 @@ export interface paths {
         put?: never;
         /**
          * Spend coins on an in-game item
-         * @description Debits the balance. Never takes it below zero: with too few coins nothing is written and the answer is 400 `insufficient_balance`. Send an `Idempotency-Key` so a retry never spends twice.
+         * @description Debits the balance. Never takes it below zero: with too few coins nothing is written and the answer is 400 `insufficient_balance`. Send an `Idempotency-Key` so a retry never spends twice. A client token may spend only while the server has `CLIENT_TOKENS_MAY_SPEND=true` (otherwise 403).
          */
         post: operations["spendCurrency"];
         delete?: never;
@@ -513,6 +533,39 @@ export interface components {
              * @example 2024-01-01T00:00:00.000Z
              */
             created_at: string;
+        };
+        /**
+         * ClientTokenRequest
+         * @example {
+         *       "user_id": "3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70"
+         *     }
+         */
+        ClientTokenRequest: {
+            /**
+             * @description The `user_id` returned by createCustomer (a UUID). Any other value is simply not found (404).
+             * @example 3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70
+             */
+            user_id: string;
+        };
+        /**
+         * ClientToken
+         * @example {
+         *       "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6IjBhMWIyYzNkNGU1ZjZhN2IifQ.eyJzY29wZSI6ImdldEN1c3RvbWVyIiwic3ViIjoiM2YxYzJhOWUtNWI3ZC00YzhlLTlhMDEtMmIzYzRkNWU2ZjcwIn0.c2lnbmF0dXJlLW9mLXRoZS1leGFtcGxlLXRva2VuLW9ubHk",
+         *       "expires_at": "2026-01-01T12:15:00.000Z"
+         *     }
+         */
+        ClientToken: {
+            /**
+             * @description An HS256 JWT for this player only (`sub`), to send as `Authorization: Bearer <token>`. Hand it to the player’s browser or app; never hand out an API key.
+             * @example eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6IjBhMWIyYzNkNGU1ZjZhN2IifQ.eyJzY29wZSI6ImdldEN1c3RvbWVyIiwic3ViIjoiM2YxYzJhOWUtNWI3ZC00YzhlLTlhMDEtMmIzYzRkNWU2ZjcwIn0.c2lnbmF0dXJlLW9mLXRoZS1leGFtcGxlLXRva2VuLW9ubHk
+             */
+            token: string;
+            /**
+             * Format: date-time
+             * @description When it stops working (CLIENT_TOKEN_TTL_SECONDS after it was made).
+             * @example 2026-01-01T12:15:00.000Z
+             */
+            expires_at: string;
         };
         /**
          * AttachPaymentMethodRequest
@@ -1020,8 +1073,17 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description No API key, or a wrong one (`WWW-Authenticate: Bearer`). */
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1158,8 +1220,17 @@ export interface operations {
                     "application/json": components["schemas"]["PackageList"];
                 };
             };
-            /** @description No API key, or a wrong one (`WWW-Authenticate: Bearer`). */
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1235,8 +1306,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No API key, or a wrong one (`WWW-Authenticate: Bearer`). */
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1334,8 +1414,115 @@ export interface operations {
                     "application/json": components["schemas"]["Customer"];
                 };
             };
-            /** @description No API key, or a wrong one (`WWW-Authenticate: Bearer`). */
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No customer has this `user_id`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this API key (or IP); see `Retry-After`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; the body never shows its cause. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service is overloaded or its database cannot be reached; nothing was changed. Retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createClientToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "user_id": "3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70"
+                 *     }
+                 */
+                "application/json": components["schemas"]["ClientTokenRequest"];
+            };
+        };
+        responses: {
+            /** @description The token and when it expires. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6IjBhMWIyYzNkNGU1ZjZhN2IifQ.eyJzY29wZSI6ImdldEN1c3RvbWVyIiwic3ViIjoiM2YxYzJhOWUtNWI3ZC00YzhlLTlhMDEtMmIzYzRkNWU2ZjcwIn0.c2lnbmF0dXJlLW9mLXRoZS1leGFtcGxlLXRva2VuLW9ubHk",
+                     *       "expires_at": "2026-01-01T12:15:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ClientToken"];
+                };
+            };
+            /** @description The request is malformed; `errors` names each invalid field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1428,8 +1615,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No API key, or a wrong one (`WWW-Authenticate: Bearer`). */
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1551,7 +1747,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No API key, or a wrong one (`WWW-Authenticate: Bearer`). */
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1567,6 +1763,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["AuthenticationRequired"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No customer has this `user_id`. */
@@ -1675,8 +1880,17 @@ export interface operations {
                     "application/json": components["schemas"]["TransactionHistory"];
                 };
             };
-            /** @description No API key, or a wrong one (`WWW-Authenticate: Bearer`). */
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1759,8 +1973,17 @@ export interface operations {
                     "application/json": components["schemas"]["Purchase"];
                 };
             };
-            /** @description No API key, or a wrong one (`WWW-Authenticate: Bearer`). */
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1864,8 +2087,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No API key, or a wrong one (`WWW-Authenticate: Bearer`). */
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1988,8 +2220,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No API key, or a wrong one (`WWW-Authenticate: Bearer`). */
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2109,8 +2350,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No API key, or a wrong one (`WWW-Authenticate: Bearer`). */
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2279,8 +2529,17 @@ export interface operations {
                     "application/json": components["schemas"]["SimulationResult"];
                 };
             };
-            /** @description No API key, or a wrong one (`WWW-Authenticate: Bearer`). */
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2375,8 +2634,17 @@ export interface operations {
                     "application/json": components["schemas"]["SimulationResult"];
                 };
             };
-            /** @description No API key, or a wrong one (`WWW-Authenticate: Bearer`). */
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2480,8 +2748,17 @@ export interface operations {
                     "application/json": components["schemas"]["SimulationResult"];
                 };
             };
-            /** @description No API key, or a wrong one (`WWW-Authenticate: Bearer`). */
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

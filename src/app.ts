@@ -10,6 +10,7 @@ import errors from './plugins/errors.js';
 import openapi from './plugins/openapi.js';
 import catalogRoutes from './routes/catalog/index.js';
 import checkoutRoutes from './routes/checkout/index.js';
+import clientTokenRoutes from './routes/client-tokens/index.js';
 import customerRoutes from './routes/customers/index.js';
 import paymentMethodRoutes from './routes/payment-methods/index.js';
 import purchaseRoutes from './routes/purchases/index.js';
@@ -131,7 +132,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(errors);
   await app.register(openapi, { version: packageJson.version });
   await app.register(metrics);
-  await app.register(identity, { apiKeys: config.API_KEYS });
+  await app.register(identity, { config });
   await app.register(protection, { config });
   await app.register(requireApiKey);
   await app.register(storePlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, sqliteSynchronous: config.SQLITE_SYNCHRONOUS });
@@ -143,6 +144,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(healthRoutes);
   await app.register(catalogRoutes);
   await app.register(customerRoutes);
+  await app.register(clientTokenRoutes);
   await app.register(paymentMethodRoutes);
   await app.register(purchaseRoutes);
   await app.register(ledgerRoutes);

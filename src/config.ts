@@ -46,6 +46,15 @@ export const ConfigSchema = Type.Object({
   RECONCILE_AFTER_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
   /** Comma-separated API keys (several, so they can be rotated); unset in development = open. */
   API_KEYS: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.~-]{24,200}(,[A-Za-z0-9_.~-]{24,200})*$' })),
+  /**
+   * Comma-separated secrets (32+ characters each) for client tokens: the first signs, all verify, so
+   * a secret is rotated by putting the new one first and removing the old one once its tokens expired.
+   */
+  CLIENT_TOKEN_SECRETS: Type.Optional(Type.String({ pattern: '^[\\x21-\\x2b\\x2d-\\x7e]{32,512}(,[\\x21-\\x2b\\x2d-\\x7e]{32,512})*$' })),
+  /** How long a client token is valid. */
+  CLIENT_TOKEN_TTL_SECONDS: Type.Integer({ minimum: 30, maximum: 86_400, default: 900 }),
+  /** Whether a client token may spend its player's coins (otherwise only the shop's backend, with an API key). */
+  CLIENT_TOKENS_MAY_SPEND: Type.Boolean({ default: false }),
   /** Comma-separated origins a browser front end may call from, e.g. `https://shop.example.com`. */
   CORS_ORIGINS: Type.Optional(Type.String({ pattern: '^https?://[^,\\s]+(,https?://[^,\\s]+)*$' })),
   /**
@@ -66,7 +75,7 @@ export const ConfigSchema = Type.Object({
 export type Config = Static<typeof ConfigSchema>;
 
 /** Variables whose values must never be echoed back, even in an error. */
-const SECRET_VARIABLES = new Set(['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'API_KEYS', 'DATABASE_URL', 'REDIS_URL']);
+const SECRET_VARIABLES = new Set(['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'API_KEYS', 'CLIENT_TOKEN_SECRETS', 'DATABASE_URL', 'REDIS_URL']);
 
 const hints: Partial<Record<keyof Config, string>> = {
   NODE_ENV: 'one of development, production, test',
@@ -86,6 +95,9 @@ const hints: Partial<Record<keyof Config, string>> = {
   RECONCILE_INTERVAL_SECONDS: 'an integer number of seconds from 0 (off) to 86400',
   RECONCILE_AFTER_SECONDS: 'an integer number of seconds from 1 to 86400',
   API_KEYS: 'a comma-separated list of keys, each 24 to 200 characters of A-Z a-z 0-9 _ . ~ -',
+  CLIENT_TOKEN_SECRETS: 'a comma-separated list of secrets, each 32 to 512 printable ASCII characters without spaces or commas',
+  CLIENT_TOKEN_TTL_SECONDS: 'an integer number of seconds from 30 to 86400',
+  CLIENT_TOKENS_MAY_SPEND: 'true or false',
   CORS_ORIGINS: 'a comma-separated list of origins such as https://shop.example.com',
   RATE_LIMIT_PER_MINUTE: 'an integer from 1 to 1000000',
   TRUST_PROXY: 'a number of proxy hops (such as 1) or comma-separated proxy addresses or CIDRs',
@@ -99,6 +111,7 @@ const PRODUCTION_REQUIRES: [keyof Config, string][] = [
   ['API_KEYS', 'without it anyone who can reach the service could spend players\' money'],
   ['STRIPE_SECRET_KEY', 'the simulated gateway is for development'],
   ['STRIPE_WEBHOOK_SECRET', 'without it payments finished outside the API are never credited'],
+  ['CLIENT_TOKEN_SECRETS', 'without it each replica would sign client tokens with its own random secret, lost at every restart'],
 ];
 
 export class ConfigError extends Error {

@@ -5,6 +5,7 @@
 export const problemTypes = {
   validation_error: { status: 400, title: 'Invalid request' },
   unauthorized: { status: 401, title: 'Unauthorized' },
+  forbidden: { status: 403, title: 'Forbidden' },
   rate_limited: { status: 429, title: 'Too many requests' },
   customer_not_found: { status: 404, title: 'Customer not found' },
   invalid_package: { status: 400, title: 'Invalid package' },

@@ -14,13 +14,18 @@ async function listeningCoinshop(t: Test, env: Record<string, string> = {}) {
 }
 
 type Json = Record<string, unknown>;
-async function apiGet(url: string): Promise<Json> {
-  const response = await fetch(url);
+/** The server's own answer, with the shop backend's API key when the server has one. */
+async function apiGet(url: string, apiKey?: string): Promise<Json> {
+  const response = await fetch(url, apiKey === undefined ? {} : { headers: { authorization: `Bearer ${apiKey}` } });
   return (await response.json()) as Json;
 }
 
 /** A new tab on the checkout page, with what it logs: CSP violations, script errors, Authorization headers sent. */
-async function openCheckout(context: BrowserContext, base: string, options: { ready?: boolean; beforeLoad?: (page: Page) => Promise<unknown> } = {}) {
+async function openCheckout(
+  context: BrowserContext,
+  base: string,
+  options: { ready?: boolean; fragment?: string; beforeLoad?: (page: Page) => Promise<unknown> } = {},
+) {
   const page = await context.newPage();
   const cspViolations: string[] = [];
   const scriptErrors: string[] = [];
@@ -34,7 +39,7 @@ async function openCheckout(context: BrowserContext, base: string, options: { re
   });
   page.on('pageerror', (error) => scriptErrors.push(error.message));
   await options.beforeLoad?.(page);
-  await page.goto(`${base}/checkout`);
+  await page.goto(`${base}/checkout${options.fragment ?? ''}`);
   if (options.ready !== false) {
     await page
       .locator('body[data-ready="true"]')
@@ -79,6 +84,9 @@ async function saveTestCard(page: Page, token: string) {
 
 const balanceShows = (page: Page, text: string) => page.locator('#balance').filter({ hasText: new RegExp(`^${text}$`) }).waitFor();
 const historyLines = async (page: Page) => (await page.locator('#history li').allTextContents()).map((line) => line.replace(/, [^,]+, [^,]+$/, ''));
+
+/** The shop backend's key on the servers that have API_KEYS; the page must never send it. */
+const API_KEY = 'ck_test_browser_0123456789abcdef';
 
 const missing = chromiumMissing();
 if (missing !== undefined) {
@@ -316,18 +324,64 @@ if (missing !== undefined) {
     await signUp(page, 'Dorothy Vaughan', 'dorothy@example.com');
     await page.getByRole('button', { name: 'Save card' }).click();
     await statusSays(page, 'Card entry is unavailable: Stripe.js could not be loaded. Reload the page to try again.');
-    t.same(posted, ['/stripe/create-customer'], 'no card id is made up and attached without Stripe.js');
+    t.same(posted, ['/checkout/dev-session'], 'no card id is made up and attached without Stripe.js');
   });
 
-  t.test('with API_KEYS the page gets no key: it says so and shows the 401 problem', async (t) => {
-    const guarded = await listeningCoinshop(t, { API_KEYS: 'ck_test_browser_0123456789abcdef' });
+  t.test('with API_KEYS (development) the page signs up through /checkout/dev-session and buys with a client token alone', async (t) => {
+    const guarded = await listeningCoinshop(t, { API_KEYS: API_KEY });
+    const { page, cspViolations, scriptErrors, sentAuthorization } = await openCheckout(context, guarded);
+    t.teardown(() => page.close());
+    t.match(await page.locator('#mode').textContent(), /Sign up to see the coin packs\.$/);
+    const userId = await signUp(page, 'Margaret Hamilton', 'margaret@example.com');
+    await saveTestCard(page, 'pm_card_visa');
+    await page.getByRole('button', { name: 'Buy Popular Pack' }).click();
+    await statusSays(page, 'Payment complete: 300 coins added. Your balance is 300 coins.');
+    await balanceShows(page, '300 coins');
+    t.equal((await apiGet(`${guarded}/stripe/customer/${userId}`, API_KEY))['currency_balance'], 300, 'the server holds the balance the page shows');
+
+    t.ok(sentAuthorization.length >= 5, `${sentAuthorization.length} API calls carried a credential`);
+    t.notOk(sentAuthorization.some((header) => header.includes(API_KEY)), 'the page never sent the API key');
+    const tokens = new Set(sentAuthorization.map((header) => /^Bearer ([\w-]+\.[\w-]+\.[\w-]+)$/.exec(header)?.[1]));
+    t.equal(tokens.size, 1, 'one client token for every call');
+    const [token] = [...tokens];
+    t.match(JSON.parse(Buffer.from(String(token).split('.')[1] ?? '', 'base64url').toString('utf8')), { sub: userId, aud: 'coinshop' }, "it is this player's");
+    t.same(cspViolations, []);
+    t.same(scriptErrors, []);
+  });
+
+  t.test("outside development the shop's backend mints the token and hands it over in the URL fragment", async (t) => {
+    const guarded = await listeningCoinshop(t, { NODE_ENV: 'test', API_KEYS: API_KEY });
+    const backend = (path: string, body: object) =>
+      fetch(`${guarded}${path}`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const { user_id: userId } = (await (await backend('/stripe/create-customer', { email: 'mary@example.com', name: 'Mary' })).json()) as { user_id: string };
+    const { token } = (await (await backend('/stripe/client-tokens', { user_id: userId })).json()) as { token: string };
+    t.equal((await backend('/checkout/dev-session', { email: 'x@example.com', name: 'X' })).status, 404, 'no dev-session outside development');
+
+    const { page, cspViolations, scriptErrors, sentAuthorization } = await openCheckout(context, guarded, { fragment: `#token=${token}` });
+    t.teardown(() => page.close());
+    t.equal(page.url(), `${guarded}/checkout`, 'the token is taken out of the address bar');
+    t.equal(await page.locator('#player').textContent(), `Signed in by the shop. Player ID: ${userId}`);
+    t.ok(await page.getByLabel('Email').isDisabled(), 'no sign-up: the shop already knows the player');
+    await saveTestCard(page, 'pm_card_visa');
+    await page.getByRole('button', { name: 'Buy Starter Pack' }).click();
+    await statusSays(page, 'Payment complete: 100 coins added. Your balance is 100 coins.');
+    await balanceShows(page, '100 coins');
+    t.equal((await apiGet(`${guarded}/stripe/customer/${userId}`, API_KEY))['currency_balance'], 100);
+    t.ok(sentAuthorization.length >= 5);
+    t.same(new Set(sentAuthorization), new Set([`Bearer ${token}`]), 'only the client token, never the API key');
+    t.same(cspViolations, []);
+    t.same(scriptErrors, []);
+  });
+
+  t.test('with API_KEYS and no token (outside development) the page says what it needs and shows the 401 problem', async (t) => {
+    const guarded = await listeningCoinshop(t, { NODE_ENV: 'test', API_KEYS: API_KEY });
     const { page, cspViolations, sentAuthorization } = await openCheckout(context, guarded, { ready: false });
     t.teardown(() => page.close());
     t.equal(
       await statusSays(page, /refused/),
       'The shop refused the request: Missing API key: send Authorization: Bearer <key>',
     );
-    t.match(await page.locator('#mode').textContent(), /requires an API credential, which this page does not have yet/);
+    t.match(await page.locator('#mode').textContent(), /needs a client token from the shop's backend \(open it as \/checkout#token=…\)/);
     t.same(await page.locator('#packs li').count(), 0);
     t.same(sentAuthorization, [], 'no credential is sent');
     t.same(cspViolations, []);

@@ -30,6 +30,7 @@ t.test('the document names every shape and describes every operation', async (t)
     operations.map((op) => op['operationId']).sort(),
     [
       'attachPaymentMethod',
+      'createClientToken',
       'createCustomer',
       'getCustomer',
       'getHealth',

@@ -69,9 +69,15 @@ t.test('several keys at once, so they can be rotated; each is its own Idempotenc
 });
 
 t.test('production refuses to start without what it needs, naming it', async (t) => {
-  const complete = { NODE_ENV: 'production', API_KEYS: KEY, STRIPE_SECRET_KEY: 'sk_live_abc', STRIPE_WEBHOOK_SECRET: 'whsec_abc' };
+  const complete = {
+    NODE_ENV: 'production',
+    API_KEYS: KEY,
+    STRIPE_SECRET_KEY: 'sk_live_abc',
+    STRIPE_WEBHOOK_SECRET: 'whsec_abc',
+    CLIENT_TOKEN_SECRETS: 'client-token-secret-0123456789abcdef',
+  };
   t.equal(loadConfig(complete).NODE_ENV, 'production');
-  for (const missing of ['API_KEYS', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET'] as const) {
+  for (const missing of ['API_KEYS', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'CLIENT_TOKEN_SECRETS'] as const) {
     const env: Record<string, string> = { ...complete };
     delete env[missing];
     t.throws(() => loadConfig(env), { name: 'ConfigError', variable: missing, message: new RegExp(`^Invalid configuration: ${missing} is required when NODE_ENV=production`) });

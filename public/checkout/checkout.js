@@ -6,15 +6,15 @@
 const API_BASE = '';
 
 /**
- * The one credential every API call sends, as `Authorization: Bearer …`. There is none yet, so a
- * server with API_KEYS answers 401, which the page shows. Never put a server API key here: it would
- * be readable by anyone who opens the page. (#8: the server mints a short-lived client token for
- * the page; `loadCredential` is where the page will get it.)
+ * The one credential every API call sends, as `Authorization: Bearer …`: a short-lived client token
+ * for this one player, never a server API key (anyone who opens the page could read that). It comes
+ * from the shop's backend in the page's URL fragment (`/checkout#token=…`, see `loadCredential`),
+ * or, on a development server, from POST /checkout/dev-session when the player signs up.
  */
 let credential = null;
 
 /** Filled in from the server before anything else runs. */
-let settings = { gateway: 'simulated', publishable_key: null, auth_required: false };
+let settings = { gateway: 'simulated', publishable_key: null, auth_required: false, dev_session: false };
 
 const state = { userId: null, paymentMethodId: null, packages: [], buying: false };
 
@@ -78,8 +78,33 @@ function newIdempotencyKey() {
   return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-/** #8: fetch a short-lived client token from the server here and put it in `credential`. */
-async function loadCredential() {}
+/**
+ * A client token handed over by the shop's backend in the URL fragment (`#token=…`; a fragment is
+ * never sent to any server). It is taken out of the address bar at once, so it is not kept in the
+ * history or a bookmark, and the player it is for is read from its `sub` claim.
+ */
+async function loadCredential() {
+  const token = new URLSearchParams(location.hash.slice(1)).get('token');
+  if (token === null) return;
+  history.replaceState(null, '', location.pathname + location.search);
+  const userId = playerOf(token);
+  if (userId === null) {
+    announce('The link to this page is broken: its token cannot be read. Ask the shop for a new link.', 'error');
+    return;
+  }
+  credential = token;
+  state.userId = userId;
+}
+
+/** The player (`sub`) a client token is for, or null. The server checks the token; this only reads it. */
+function playerOf(token) {
+  try {
+    const payload = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+    return typeof payload.sub === 'string' && payload.sub !== '' ? payload.sub : null;
+  } catch {
+    return null;
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // What the player sees.
@@ -191,20 +216,41 @@ async function signUp(event) {
     return;
   }
   announce('Signing you up…');
-  const result = await postOnce('/stripe/create-customer', { email: email.value.trim(), name: name.value.trim() });
+  // A development server signs the player up and hands over their client token in one step.
+  const viaDevSession = credential === null && settings.dev_session;
+  const path = viaDevSession ? '/checkout/dev-session' : '/stripe/create-customer';
+  const result = await postOnce(path, { email: email.value.trim(), name: name.value.trim() });
   if (!result.ok) {
     announce(describeProblem(result.problem, result.status), 'error', result.unsettled ? () => signUp(event) : null);
     return;
   }
-  state.userId = result.data.user_id;
-  $('signup-fields').disabled = true;
-  const player = $('player');
-  player.textContent = `Signed up as ${name.value.trim()}. Player ID: ${state.userId}`;
-  player.hidden = false;
-  $('card-fields').disabled = false;
+  if (viaDevSession) credential = result.data.token;
+  signedIn(result.data.user_id, `Signed up as ${name.value.trim()}. Player ID: ${result.data.user_id}`);
   focusHeading('card-heading');
   announce(`Welcome, ${name.value.trim()}! Now save a card.`, 'success');
+  if (state.packages.length === 0) await loadPackages();
   await refreshAccount();
+}
+
+/** The player is known: the sign-up step is done, the card step opens. */
+function signedIn(userId, text) {
+  state.userId = userId;
+  $('signup-fields').disabled = true;
+  const player = $('player');
+  player.textContent = text;
+  player.hidden = false;
+  $('card-fields').disabled = false;
+}
+
+async function loadPackages() {
+  const packages = await api('GET', '/stripe/packages');
+  if (!packages.ok) {
+    announce(describeProblem(packages.problem, packages.status), 'error');
+    return false;
+  }
+  state.packages = packages.data.packages;
+  renderPackages();
+  return true;
 }
 
 /** Stripe.js and its card Element, when the server gave a publishable key. */
@@ -377,18 +423,19 @@ async function start() {
         : 'Stripe test mode with test cards (no publishable key is configured).';
     $('test-card-field').hidden = false;
   }
+  if (state.userId !== null) signedIn(state.userId, `Signed in by the shop. Player ID: ${state.userId}`);
   if (settings.auth_required && credential === null) {
-    $('mode').textContent += ' This server requires an API credential, which this page does not have yet: its requests will be refused.';
+    if (settings.dev_session) {
+      $('mode').textContent += ' Sign up to see the coin packs.';
+      document.body.dataset.ready = 'true';
+      return;
+    }
+    $('mode').textContent += " This page needs a client token from the shop's backend (open it as /checkout#token=…): its requests will be refused.";
   }
 
-  const packages = await api('GET', '/stripe/packages');
-  if (!packages.ok) {
-    announce(describeProblem(packages.problem, packages.status), 'error');
-    return;
-  }
-  state.packages = packages.data.packages;
-  renderPackages();
+  if (!(await loadPackages())) return;
   document.body.dataset.ready = 'true';
+  if (state.userId !== null) await refreshAccount();
 }
 
 start();

@@ -1,65 +1,143 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { ClientTokens, looksLikeToken } from '../client-tokens.js';
+import type { Config } from '../config.js';
 import { ProblemError } from '../errors.js';
+
+/** Who a request's credential says is calling. */
+export type Principal =
+  /** A server API key: may call everything. */
+  | { kind: 'operator'; callerId: string }
+  /** A valid client token: may call the player operations in its scope, for its own player only. */
+  | { kind: 'player'; callerId: string; userId: string; scope: ReadonlySet<string> }
+  /** A credential that is neither a key nor a valid token. */
+  | { kind: 'invalid'; token: boolean; detail: string }
+  /** No `Authorization: Bearer` at all. */
+  | { kind: 'none' };
+
+/**
+ * How a route treats a client token (routes without it are operator-only: a token gets 403):
+ * - `user_id`: the body's or path's `user_id` must be the token's player;
+ * - `spend`: the same, and only while CLIENT_TOKENS_MAY_SPEND is on;
+ * - `own`: the handler checks what it loads belongs to the token's player (`assertPlayerMayAct`);
+ * - `any`: nothing player-specific (the catalog).
+ */
+export type ClientTokenAccess = 'user_id' | 'spend' | 'own' | 'any';
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** The caller a request's API key names, or undefined for no or a wrong key (no side effects). */
     identifyCaller(request: FastifyRequest): string | undefined;
+    /** The request's principal (API key, client token, invalid, none), worked out once per request. */
+    authenticate(request: FastifyRequest): Promise<Principal>;
     /** Whether API keys are required (false only in development without API_KEYS). */
     authRequired: boolean;
+    clientTokens: ClientTokens;
+  }
+  interface FastifyRequest {
+    /** The player a client token acts for; undefined for API-key (and open development) callers. */
+    player: string | undefined;
   }
   interface FastifyContextConfig {
     /** Routes anyone may call: the webhook (Stripe signs it), health checks. */
     public?: boolean;
+    clientToken?: ClientTokenAccess;
   }
 }
-
-const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
 /** The caller a key stands for: a short, stable, non-secret name (also the Idempotency-Key scope). */
 export const callerIdOf = (key: string) => `key_${digest(key).toString('hex').slice(0, 12)}`;
 
+/** Idempotency-Key scope and rate-limit bucket of a client token's player. */
+export const playerCallerId = (userId: string) => `player:${userId}`;
+
+const forbidden = (detail: string) => new ProblemError('forbidden', detail);
+
+/** Refuses (403) a client-token caller acting on another player than its own. */
+export function assertPlayerMayAct(request: FastifyRequest, userId: string): void {
+  if (request.player !== undefined && request.player !== userId) {
+    throw forbidden('This client token is for another player');
+  }
+}
+
+const userIdIn = (value: unknown): string | undefined =>
+  typeof value === 'object' && value !== null && 'user_id' in value && typeof value.user_id === 'string' ? value.user_id : undefined;
+
 /**
- * `Authorization: Bearer <key>` on every route but the public ones, the docs and the checkout page. Keys come from
- * API_KEYS (several at once, for rotation) and are compared in constant time: each presented key is
- * hashed and compared against every configured key's hash, whatever matches first. Without keys
- * (development only — production refuses to start) the service is open, and says so loudly.
+ * `Authorization: Bearer <credential>`: an API key from API_KEYS (several at once, for rotation; each
+ * presented key is hashed and compared in constant time with every configured key's hash) or a
+ * client token (a JWT from POST /stripe/client-tokens). Without keys (development only — production
+ * refuses to start) the service is open, and says so loudly.
  */
 export default fp(
-  async function identity(app: FastifyInstance, options: { apiKeys: string | undefined }) {
-    const keys = (options.apiKeys ?? '').split(',').filter((k) => k.length > 0).map((key) => ({ hash: digest(key), callerId: callerIdOf(key) }));
+  async function identity(app: FastifyInstance, { config }: { config: Config }) {
+    const keys = (config.API_KEYS ?? '').split(',').filter((k) => k.length > 0).map((key) => ({ hash: digest(key), callerId: callerIdOf(key) }));
     app.decorate('authRequired', keys.length > 0);
-    // The rate limiter and the key check both ask; the key is hashed and compared once per request.
-    const identified = new WeakMap<FastifyRequest, string | undefined>();
-    app.decorate('identifyCaller', (request: FastifyRequest) => {
-      if (identified.has(request)) return identified.get(request);
-      const header = request.headers.authorization;
-      const presented = typeof header === 'string' ? BEARER.exec(header)?.[1] : undefined;
+
+    let secrets = (config.CLIENT_TOKEN_SECRETS ?? '').split(',').filter((s) => s.length > 0);
+    if (secrets.length === 0) {
+      // Production refuses to start without CLIENT_TOKEN_SECRETS (see config.ts).
+      secrets = [ClientTokens.randomSecret()];
+      app.log.warn(
+        'No CLIENT_TOKEN_SECRETS: client tokens are signed with a random secret made at start. They stop working at every restart, and replicas need one shared secret: set CLIENT_TOKEN_SECRETS.',
+      );
+    }
+    app.decorate('clientTokens', new ClientTokens(secrets, config.CLIENT_TOKEN_TTL_SECONDS, config.CLIENT_TOKENS_MAY_SPEND));
+
+    const identifyCaller = (request: FastifyRequest) => {
+      const presented = bearerOf(request);
+      if (presented === undefined) return undefined;
+      const hash = digest(presented);
       let callerId: string | undefined;
-      if (presented !== undefined) {
-        const hash = digest(presented);
-        for (const key of keys) {
-          if (timingSafeEqual(hash, key.hash) && callerId === undefined) callerId = key.callerId;
-        }
+      for (const key of keys) {
+        if (timingSafeEqual(hash, key.hash) && callerId === undefined) callerId = key.callerId;
       }
-      identified.set(request, callerId);
       return callerId;
+    };
+    app.decorate('identifyCaller', identifyCaller);
+
+    const principals = new WeakMap<FastifyRequest, Promise<Principal>>();
+    const principalOf = async (request: FastifyRequest): Promise<Principal> => {
+      const presented = bearerOf(request);
+      if (presented === undefined) return { kind: 'none' };
+      const callerId = identifyCaller(request);
+      if (callerId !== undefined) return { kind: 'operator', callerId };
+      if (!looksLikeToken(presented)) return { kind: 'invalid', token: false, detail: 'Invalid API key' };
+      const checked = await app.clientTokens.verify(presented);
+      if (!checked.ok) return { kind: 'invalid', token: true, detail: checked.detail };
+      return { kind: 'player', callerId: playerCallerId(checked.userId), userId: checked.userId, scope: checked.scope };
+    };
+    app.decorate('authenticate', (request: FastifyRequest) => {
+      let principal = principals.get(request);
+      if (principal === undefined) {
+        principal = principalOf(request);
+        principals.set(request, principal);
+      }
+      return principal;
     });
   },
   { name: 'identity' },
 );
 
-/** Refuses (401) every request to a non-public route without a valid API key. Registered after the rate limiter, so wrong keys are counted too. */
+function bearerOf(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  return typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
+}
+
+/**
+ * Refuses (401) every request to a non-public route without a valid credential, and (403) a client
+ * token on an operation it does not cover or for another player. Registered after the rate limiter,
+ * so wrong keys are counted too, and before the Idempotency-Key hook, so a refusal records nothing.
+ */
 export const requireApiKey = fp(
   async function requireApiKey(app: FastifyInstance) {
     if (!app.authRequired) {
       app.log.warn('No API_KEYS: every endpoint is OPEN to anyone who can reach this server. Set API_KEYS before exposing it.');
-      return;
     }
+    app.decorateRequest('player', undefined);
     const isPublic = (request: FastifyRequest) =>
       request.routeOptions.config.public === true ||
       request.routeOptions.url === '/openapi.json' ||
@@ -69,15 +147,37 @@ export const requireApiKey = fp(
 
     app.addHook('onRequest', async (request, reply) => {
       if (isPublic(request)) return;
-      const callerId = app.identifyCaller(request);
-      if (callerId === undefined) {
-        reply.header('www-authenticate', 'Bearer realm="coinshop"');
-        throw new ProblemError(
-          'unauthorized',
-          request.headers.authorization === undefined ? 'Missing API key: send Authorization: Bearer <key>' : 'Invalid API key',
-        );
+      const principal = await app.authenticate(request);
+      if (principal.kind === 'operator') {
+        request.callerId = principal.callerId;
+        return;
       }
-      request.callerId = callerId;
+      if (principal.kind === 'none' || principal.kind === 'invalid') {
+        // Open development server: anything but a bad client token goes through, as before.
+        if (!app.authRequired && !(principal.kind === 'invalid' && principal.token)) return;
+        reply.header('www-authenticate', 'Bearer realm="coinshop"');
+        throw new ProblemError('unauthorized', principal.kind === 'none' ? 'Missing API key: send Authorization: Bearer <key>' : principal.detail);
+      }
+      const access = request.routeOptions.config.clientToken;
+      const operationId = request.routeOptions.schema?.operationId;
+      if (access === 'spend' && !app.config.CLIENT_TOKENS_MAY_SPEND) {
+        throw forbidden('Client tokens may not spend coins on this server (CLIENT_TOKENS_MAY_SPEND is off): spend through your backend with its API key');
+      }
+      if (access === undefined || operationId === undefined || !principal.scope.has(operationId)) {
+        throw forbidden('A client token cannot call this operation: it needs an API key');
+      }
+      request.callerId = principal.callerId;
+      request.player = principal.userId;
+    });
+
+    // After validation, before the Idempotency-Key is reserved: another player's user_id changes nothing.
+    app.addHook('preHandler', async (request) => {
+      if (request.player === undefined) return;
+      const access = request.routeOptions.config.clientToken;
+      if (access !== 'user_id' && access !== 'spend') return;
+      const userId = userIdIn(request.params) ?? userIdIn(request.body);
+      if (userId === undefined) throw forbidden('This operation names no player');
+      assertPlayerMayAct(request, userId);
     });
   },
   { name: 'require-api-key', dependencies: ['identity'] },

@@ -7,6 +7,7 @@ import { namedSchemas } from '../../schemas/index.js';
 export const apiTags = [
   { name: 'Catalog', description: 'The coin packages for sale.' },
   { name: 'Customers', description: 'Players registered as Stripe customers, and their balances.' },
+  { name: 'Client tokens', description: 'Short-lived tokens that let a browser or app act for one player without the server API key.' },
   { name: 'Payment methods', description: 'Saving a card (a Stripe PaymentMethod or a test token).' },
   { name: 'Purchases', description: 'Buying coin packages, purchase history, refunds.' },
   { name: 'Ledger', description: 'Spending coins, and the append-only ledger behind every balance.' },
@@ -70,6 +71,15 @@ export default fp(
               type: 'http',
               scheme: 'bearer',
               description: 'One of the keys in API_KEYS, as `Authorization: Bearer <key>`. (Unset in development: open.)',
+            },
+            clientToken: {
+              type: 'http',
+              scheme: 'bearer',
+              bearerFormat: 'JWT',
+              description:
+                'A short-lived client token from createClientToken, as `Authorization: Bearer <token>`: for a browser or ' +
+                'app acting for one player. It may call only the operations that list it, for its own player (another ' +
+                "player's → 403); operator-only operations refuse it with 403.",
             },
           },
         },

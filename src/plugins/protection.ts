@@ -56,8 +56,8 @@ export function overloaded(type: string, value: number | undefined): boolean {
 
 /**
  * What stands between the internet and the routes: security headers, CORS for the configured
- * origins, a rate limit per API key (per IP for callers without a valid key), and load shedding
- * (503 with Retry-After) when the event loop falls behind.
+ * origins, a rate limit per API key or client token's player (per IP for callers without a valid
+ * credential), and load shedding (503 with Retry-After) when the event loop falls behind.
  *
  * Rate-limit counters live in the process, or with REDIS_URL in Redis, shared by every replica so
  * a key's limit holds however a load balancer spreads its requests. If Redis cannot be reached,
@@ -114,9 +114,12 @@ export default fp(
       ...(redis ? { redis, nameSpace: `${config.REDIS_KEY_PREFIX}rate-limit:`, skipOnError: true } : {}),
       max: config.RATE_LIMIT_PER_MINUTE,
       timeWindow: 60_000,
-      keyGenerator: (request) => {
-        const caller = app.identifyCaller(request);
-        return caller ? `key:${caller}` : `ip:${request.ip}`;
+      // Per API key, per client token's player (all its tokens share one budget), else per IP.
+      keyGenerator: async (request) => {
+        const principal = await app.authenticate(request);
+        if (principal.kind === 'operator') return `key:${principal.callerId}`;
+        if (principal.kind === 'player') return principal.callerId;
+        return `ip:${request.ip}`;
       },
       // Stripe's webhook retries and health probes are never limited.
       allowList: (request) => request.routeOptions.config.public === true,

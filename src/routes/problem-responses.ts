@@ -80,11 +80,19 @@ export const idempotencyConflicts = {
   }),
 };
 
+/** Operations a client token may call too (for its own player): either credential will do. */
+export const playerSecurity: { [scheme: string]: string[] }[] = [{ apiKey: [] }, { clientToken: [] }];
+
 /** What any operation that needs an API key can answer before it runs. */
 export const callerErrors = {
-  401: problemResponse('No API key, or a wrong one (`WWW-Authenticate: Bearer`).', {
-    unauthorized: 'Missing API key: send Authorization: Bearer <key>',
-  }),
+  401: problemResponse(
+    'No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`).',
+    { unauthorized: 'Missing API key: send Authorization: Bearer <key>' },
+  ),
+  403: problemResponse(
+    'A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed.',
+    { forbidden: 'This client token is for another player' },
+  ),
   429: problemResponse('Too many requests from this API key (or IP); see `Retry-After`.', {
     rate_limited: 'Too many requests: at most 1200 a minute; retry in 1 minute',
   }),

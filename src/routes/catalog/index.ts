@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { PackageList } from '../../../schemas/catalog.js';
 import { ref } from '../../../schemas/index.js';
-import { callerErrors } from '../problem-responses.js';
+import { callerErrors, playerSecurity } from '../problem-responses.js';
 
 const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // The catalog is fixed at start, so its answer is too.
@@ -12,7 +12,9 @@ const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/stripe/packages',
     {
+      config: { clientToken: 'any' },
       schema: {
+        security: playerSecurity,
         operationId: 'listPackages',
         tags: ['Catalog'],
         summary: 'List the coin packages for sale',

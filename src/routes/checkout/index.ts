@@ -1,8 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { CheckoutSettings } from '../../../schemas/checkout.js';
+import { CheckoutSettings, DevSession } from '../../../schemas/checkout.js';
+import { CreateCustomerRequest } from '../../../schemas/customer.js';
+import { ref } from '../../../schemas/index.js';
 
 const PAGE_FOLDER = join('public', 'checkout');
 
@@ -62,13 +65,33 @@ const checkoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
     reply.header('cache-control', 'no-cache').type('text/css; charset=utf-8').send(files.style),
   );
 
-  // The page's mode. #8 will add a short-lived client token here (or beside it) for the page to use.
+  // DEVELOPMENT ONLY (NODE_ENV=development): anyone who can reach the server may sign a player up here
+  // and gets that player's client token, with no API key. It does not exist in production or test
+  // mode, where the shop's backend mints the token (POST /stripe/client-tokens) and hands it to the
+  // page in its URL fragment (/checkout#token=…).
+  const devSession = app.config.NODE_ENV === 'development';
+  if (devSession) {
+    app.log.warn('NODE_ENV=development: POST /checkout/dev-session lets anyone sign a player up and get their client token without an API key.');
+    app.post(
+      '/checkout/dev-session',
+      { schema: { ...hidden, body: ref(CreateCustomerRequest), response: { 200: DevSession } } },
+      async (request): Promise<DevSession> => {
+        const userId = randomUUID();
+        const { email, name } = request.body;
+        const stripeCustomer = await app.payments.createCustomer({ email, name, userId }, `create-customer-${userId}`);
+        await app.store.insertCustomer({ user_id: userId, email, name, stripe_customer_id: stripeCustomer.id });
+        return { user_id: userId, stripe_customer_id: stripeCustomer.id, ...(await app.clientTokens.mint(userId)) };
+      },
+    );
+  }
+
+  // The page's mode.
   app.get(
     '/checkout/settings',
     { schema: { ...hidden, response: { 200: CheckoutSettings } } },
     async (_request, reply): Promise<CheckoutSettings> => {
       reply.header('cache-control', 'no-store');
-      return { gateway: app.payments.kind, publishable_key: publishableKey, auth_required: app.authRequired };
+      return { gateway: app.payments.kind, publishable_key: publishableKey, auth_required: app.authRequired, dev_session: devSession };
     },
   );
 };

@@ -11,6 +11,7 @@ import {
   paymentProviderFailed,
   validationFailed,
   callerErrors,
+  playerSecurity,
 } from '../problem-responses.js';
 
 const customerRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -59,7 +60,9 @@ const customerRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/stripe/customer/:user_id',
     {
+      config: { clientToken: 'user_id' },
       schema: {
+        security: playerSecurity,
         operationId: 'getCustomer',
         tags: ['Customers'],
         summary: "Get a customer and their coin balance",

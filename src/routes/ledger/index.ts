@@ -12,20 +12,23 @@ import {
   internalError,
   problemResponse,
   callerErrors,
+  playerSecurity,
 } from '../problem-responses.js';
 
 const ledgerRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/stripe/spend-currency',
     {
-      config: { idempotent: true },
+      config: { idempotent: true, clientToken: 'spend' },
       schema: {
+        security: playerSecurity,
         operationId: 'spendCurrency',
         tags: ['Ledger'],
         summary: 'Spend coins on an in-game item',
         description:
           'Debits the balance. Never takes it below zero: with too few coins nothing is written and the answer ' +
-          'is 400 `insufficient_balance`. Send an `Idempotency-Key` so a retry never spends twice.',
+          'is 400 `insufficient_balance`. Send an `Idempotency-Key` so a retry never spends twice. A client token ' +
+          'may spend only while the server has `CLIENT_TOKENS_MAY_SPEND=true` (otherwise 403).',
         headers: idempotencyKeyHeader,
         body: ref(SpendCurrencyRequest),
         response: {

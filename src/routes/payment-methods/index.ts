@@ -12,14 +12,16 @@ import {
   paymentProviderFailed,
   problemResponse,
   callerErrors,
+  playerSecurity,
 } from '../problem-responses.js';
 
 const paymentMethodRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/stripe/attach-payment-method',
     {
-      config: { idempotent: true },
+      config: { idempotent: true, clientToken: 'user_id' },
       schema: {
+        security: playerSecurity,
         operationId: 'attachPaymentMethod',
         tags: ['Payment methods'],
         summary: "Save a card as the customer's payment method",

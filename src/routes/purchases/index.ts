@@ -10,6 +10,7 @@ import {
   TransactionIdParams,
 } from '../../../schemas/purchase.js';
 import { customerNotFound, ProblemError } from '../../errors.js';
+import { assertPlayerMayAct } from '../../plugins/auth.js';
 import { resourceIdFor } from '../../plugins/idempotency.js';
 import { FAILURE_DETAILS } from '../../services/declines.js';
 import { purchaseCurrency, purchaseView, recordPendingPurchase, refreshPurchase, transactionStatus } from '../../services/purchases.js';
@@ -23,6 +24,7 @@ import {
   paymentProviderFailed,
   problemResponse,
   callerErrors,
+  playerSecurity,
 } from '../problem-responses.js';
 
 const purchaseNotFound = problemResponse('No purchase has this `transaction_id`.', { purchase_not_found: 'Purchase not found' });
@@ -37,6 +39,7 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       config: {
         idempotent: true,
+        clientToken: 'user_id',
         // The body has passed its schema (validation runs before the key is reserved). A purchase
         // that cannot be made records nothing here; the handler refuses it as usual.
         onKeyReserved: async (tx, request, resourceId) => {
@@ -44,6 +47,7 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
       schema: {
+        security: playerSecurity,
         operationId: 'purchaseCurrency',
         tags: ['Purchases'],
         summary: 'Buy a coin package with the saved card',
@@ -103,7 +107,9 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/stripe/transactions/:user_id',
     {
+      config: { clientToken: 'user_id' },
       schema: {
+        security: playerSecurity,
         operationId: 'listTransactions',
         tags: ['Purchases'],
         summary: "List a customer's purchases, newest first",
@@ -142,7 +148,9 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/stripe/purchases/:transaction_id',
     {
+      config: { clientToken: 'own' },
       schema: {
+        security: playerSecurity,
         operationId: 'getPurchase',
         tags: ['Purchases'],
         summary: 'Get one purchase, brought up to date from Stripe while unfinished',
@@ -162,6 +170,7 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => {
       const found = await app.store.findPurchase(request.params.transaction_id);
       if (!found) throw new ProblemError('purchase_not_found', 'Purchase not found');
+      assertPlayerMayAct(request, found.user_id);
       const { purchase, clientSecret } = await refreshPurchase(deps(request.log), found, { reissueAfterMs });
       return purchaseView(purchase, clientSecret);
     },

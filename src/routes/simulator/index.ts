@@ -3,8 +3,9 @@ import { ref } from '../../../schemas/index.js';
 import { DisputeParams, PaymentIntentParams, SimulateAuthenticationRequest, SimulateDisputeClosedRequest, SimulationResult } from '../../../schemas/simulator.js';
 import { ProblemError } from '../../errors.js';
 import { SimulatedGateway, SimulationRefused } from '../../gateway/simulated.js';
+import { assertPlayerMayAct } from '../../plugins/auth.js';
 import { purchaseView } from '../../services/purchases.js';
-import { callerErrors, internalError, problemResponse } from '../problem-responses.js';
+import { callerErrors, internalError, playerSecurity, problemResponse } from '../problem-responses.js';
 
 const notHere = problemResponse('The simulator only exists while payments are simulated (no STRIPE_SECRET_KEY).', {
   not_found: 'The simulator is only available with the simulated gateway',
@@ -47,7 +48,10 @@ const simulatorRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/simulator/payment-intents/:payment_intent_id/authenticate',
     {
+      // The customer's own step (Stripe.js in the real world), so the checkout page can play it with its token.
+      config: { clientToken: 'own' },
       schema: {
+        security: playerSecurity,
         operationId: 'simulateAuthentication',
         tags: ['Simulator'],
         summary: 'Simulate the customer completing (or failing) 3-D Secure',
@@ -58,6 +62,9 @@ const simulatorRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const { payment_intent_id } = request.params;
+      const owned = await app.store.findPurchaseByPaymentIntent(payment_intent_id);
+      if (owned) assertPlayerMayAct(request, owned.user_id);
+      else if (request.player !== undefined) throw new ProblemError('purchase_not_found', 'Purchase not found');
       await simulate(() => simulator().authenticate(payment_intent_id, request.body.outcome));
       return { purchase: await purchaseOf(payment_intent_id) };
     },
