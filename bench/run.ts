@@ -145,19 +145,30 @@ function purchaseLoad(users: string[], tag: string): Pick<autocannon.Options, 'm
 }
 
 /**
- * Purchases still in flight when autocannon stops finish on the server: let them, then compare the
- * coins credited with the purchases recorded as completed.
+ * Purchases still in flight when autocannon stops finish on the server: wait until none is pending
+ * (up to a minute), then compare the coins credited with the purchases recorded as completed. A
+ * purchase's status and its credit commit together, so once nothing moves the two must agree.
  */
 async function creditedOnce(url: string, users: string[]): Promise<string> {
-  await new Promise((resolve) => setTimeout(resolve, 5000));
-  let coins = 0;
-  let completed = 0;
-  for (const id of users) {
-    coins += Number((await api(url, `/stripe/customer/${id}`))['currency_balance']);
-    const history = (await api(url, `/stripe/transactions/${id}`))['transactions'] as { status: string }[];
-    completed += history.filter((tx) => tx.status === 'completed').length;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    let coins = 0;
+    let completed = 0;
+    let pending = 0;
+    for (const id of users) {
+      const history = (await api(url, `/stripe/transactions/${id}`))['transactions'] as { status: string }[];
+      completed += history.filter((tx) => tx.status === 'completed').length;
+      pending += history.filter((tx) => tx.status === 'pending').length;
+      coins += Number((await api(url, `/stripe/customer/${id}`))['currency_balance']);
+    }
+    if (pending === 0 || Date.now() > deadline) {
+      const unsettled = pending > 0 ? ` (${pending} still pending after a minute)` : '';
+      return coins === completed * 100
+        ? `${completed} completed, each credited once${unsettled}`
+        : `MISMATCH: ${completed} completed, ${coins / 100} credited${unsettled}`;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
   }
-  return coins === completed * 100 ? `${completed} completed, each credited once` : `MISMATCH: ${completed} completed, ${coins / 100} credited`;
 }
 
 /** A new schema on BENCH_PG_URL and the DATABASE_URL that uses it. */
