@@ -6,7 +6,7 @@ import { parse } from 'yaml';
 import { ClientTokens, keyIdOf, PLAYER_OPERATIONS, SPEND_OPERATION } from '../src/client-tokens.js';
 import { loadConfig } from '../src/config.js';
 import { buildApp } from '../src/app.js';
-import { buildTestApp, expectProblem, json, testConfig } from './support/helper.js';
+import { buildTestApp, expectProblem, json, storeCounts, testConfig } from './support/helper.js';
 
 const KEY = 'ck_live_0123456789abcdefghijklmnop';
 const SECRET = 'client-token-secret-new-0123456789abcdefgh';
@@ -86,8 +86,6 @@ async function mint(app: FastifyInstance, userId: string): Promise<string> {
 
 /** Everything a refused request must leave as it was: row counts, and each player as the API key sees them. */
 async function snapshot(app: FastifyInstance, players: Player[]) {
-  const count = async (table: 'customers' | 'purchases' | 'ledger_entries' | 'idempotency_keys' | 'webhook_events') =>
-    Number((await app.store.db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
   const views = [];
   for (const p of players) {
     views.push({
@@ -96,14 +94,7 @@ async function snapshot(app: FastifyInstance, players: Player[]) {
       ledger: json(await operator(app, 'GET', `/stripe/ledger/${p.userId}`)),
     });
   }
-  return {
-    customers: await count('customers'),
-    purchases: await count('purchases'),
-    ledger: await count('ledger_entries'),
-    keys: await count('idempotency_keys'),
-    events: await count('webhook_events'),
-    views,
-  };
+  return { ...(await storeCounts(app)), views };
 }
 
 const tokenEnv = { API_KEYS: KEY, CLIENT_TOKEN_SECRETS: `${SECRET},${OLD_SECRET}`, CLIENT_TOKENS_MAY_SPEND: 'true' };

@@ -5,7 +5,7 @@ import t from 'tap';
 import { parse } from 'yaml';
 import { loadConfig } from '../src/config.js';
 import { helmetOptions, overloaded } from '../src/plugins/protection.js';
-import { buildTestApp, expectProblem, json } from './support/helper.js';
+import { buildTestApp, expectProblem, json, storeCounts } from './support/helper.js';
 
 const KEY = 'ck_live_0123456789abcdefghijklmnop';
 const OLD_KEY = 'ck_live_retiring_0123456789abcdefghij';
@@ -19,25 +19,13 @@ const operations: Operation[] = Object.entries(document.paths).flatMap(([path, i
   Object.entries(item).map(([method, op]) => ({ method: method.toUpperCase(), path, security: op.security })),
 );
 
-async function fingerprint(app: Awaited<ReturnType<typeof buildTestApp>>) {
-  const count = async (table: 'customers' | 'purchases' | 'ledger_entries' | 'idempotency_keys' | 'webhook_events') =>
-    Number((await app.store.db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
-  return {
-    customers: await count('customers'),
-    purchases: await count('purchases'),
-    ledger: await count('ledger_entries'),
-    keys: await count('idempotency_keys'),
-    events: await count('webhook_events'),
-  };
-}
-
 t.test('every operation that needs a key refuses no key and a wrong key with 401, and changes nothing', async (t) => {
   const app = await buildTestApp(t, { env: { API_KEYS: KEY } });
   const created = await app.inject({ method: 'POST', url: '/stripe/create-customer', headers: bearer(KEY), payload: { email: 'a@example.com', name: 'A' } });
   const userId = String(json(created)['user_id']);
   const guarded = operations.filter((op) => !(Array.isArray(op.security) && op.security.length === 0));
   t.ok(guarded.length >= 14, `${guarded.length} guarded operations`);
-  const before = await fingerprint(app);
+  const before = await storeCounts(app);
   for (const op of guarded) {
     const url = op.path.replace('{user_id}', userId).replace(/\{[a-z_]+\}/g, 'x1');
     const payload = op.method === 'POST' ? { user_id: userId, package_id: 'package_1', email: 'b@example.com', name: 'B', payment_method_id: 'pm_card_visa', amount: 1, item_id: 'x' } : undefined;
@@ -47,7 +35,7 @@ t.test('every operation that needs a key refuses no key and a wrong key with 401
       t.equal(response.headers['www-authenticate'], 'Bearer realm="coinshop"', `${op.method} ${op.path}`);
     }
   }
-  t.same(await fingerprint(app), before, 'no refused request changed the store');
+  t.same(await storeCounts(app), before, 'no refused request changed the store');
 
   for (const op of operations.filter((o) => Array.isArray(o.security) && o.security.length === 0)) {
     t.not((await app.inject({ method: op.method as 'GET' | 'POST', url: op.path })).statusCode, 401, `${op.path} is public`);

@@ -92,3 +92,16 @@ export function expectProblem(t: Test, response: LightMyRequestResponse, status:
   if (detail !== undefined) t.equal(body['detail'], detail);
   return body;
 }
+
+/** Row counts of the tables a refused request must leave alone. */
+export async function storeCounts(app: FastifyInstance) {
+  const count = async (table: 'customers' | 'purchases' | 'ledger_entries' | 'idempotency_keys' | 'webhook_events') =>
+    Number((await app.store.db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+  return {
+    customers: await count('customers'),
+    purchases: await count('purchases'),
+    ledger: await count('ledger_entries'),
+    keys: await count('idempotency_keys'),
+    events: await count('webhook_events'),
+  };
+}
