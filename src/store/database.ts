@@ -1,8 +1,6 @@
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import SQLite from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
+import type { Kysely } from 'kysely';
 import { openPostgres } from './postgres.js';
+import { openSqlite, type GroupSync, type SqliteOptions } from './sqlite.js';
 import type { Database } from './schema.js';
 
 export type Engine = 'sqlite' | 'postgres';
@@ -10,13 +8,17 @@ export type Engine = 'sqlite' | 'postgres';
 export interface OpenedDatabase {
   db: Kysely<Database>;
   engine: Engine;
+  /** SQLite with coinshop's group commit: its commit and sync counts. */
+  sync?: GroupSync | undefined;
 }
 
 export interface DatabaseOptions {
   /** PostgreSQL: connections kept open at most. */
   poolSize: number;
-  /** SQLite: FULL syncs every commit to disk; NORMAL only at checkpoints (see SQLITE_SYNCHRONOUS). */
-  sqliteSynchronous: 'FULL' | 'NORMAL';
+  /** SQLite: FULL has every commit on disk before it is acknowledged; NORMAL syncs at checkpoints only (see SQLITE_SYNCHRONOUS). */
+  sqliteSynchronous: SqliteOptions['synchronous'];
+  /** SQLite: how the WAL is synced (tests watch it); fdatasync by default. */
+  syncFile?: SqliteOptions['syncFile'];
   /** Told about a connection that broke while idle (the pool drops it and opens a new one when needed). */
   onConnectionError: (err: Error) => void;
 }
@@ -34,17 +36,5 @@ export function sqlitePath(databaseUrl: string): string {
 export function openDatabase(databaseUrl: string, options: DatabaseOptions): OpenedDatabase {
   return engineOf(databaseUrl) === 'postgres'
     ? { engine: 'postgres', db: openPostgres(databaseUrl, options) }
-    : { engine: 'sqlite', db: openSqlite(sqlitePath(databaseUrl), options.sqliteSynchronous) };
-}
-
-function openSqlite(path: string, synchronous: DatabaseOptions['sqliteSynchronous']): Kysely<Database> {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-  const sqlite = new SQLite(path);
-  sqlite.pragma('journal_mode = WAL');
-  // Money: by default a committed credit survives a power cut, not only a process crash. NORMAL
-  // (opt-in) keeps the crash guarantee but not the power-cut one; it does not fsync each commit.
-  sqlite.pragma(synchronous === 'NORMAL' ? 'synchronous = NORMAL' : 'synchronous = FULL');
-  sqlite.pragma('foreign_keys = ON');
-  sqlite.pragma('busy_timeout = 5000');
-  return new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    : { engine: 'sqlite', ...openSqlite(sqlitePath(databaseUrl), { synchronous: options.sqliteSynchronous, syncFile: options.syncFile }) };
 }

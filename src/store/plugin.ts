@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import { Counter } from 'prom-client';
 import { openDatabase } from './database.js';
 import { migrateToLatest } from './migrations.js';
 import { Store } from './store.js';
@@ -13,7 +14,7 @@ declare module 'fastify' {
 /** Opens the database, migrates it to the newest version, and closes it with the app. */
 export default fp(
   async function store(app: FastifyInstance, options: { databaseUrl: string; poolSize: number; sqliteSynchronous: 'FULL' | 'NORMAL' }) {
-    const { db, engine } = openDatabase(options.databaseUrl, {
+    const { db, engine, sync } = openDatabase(options.databaseUrl, {
       poolSize: options.poolSize,
       sqliteSynchronous: options.sqliteSynchronous,
       onConnectionError: (err) => app.log.warn({ err }, 'database connection lost; it will be reopened when needed'),
@@ -24,9 +25,15 @@ export default fp(
       await db.destroy();
       throw err;
     }
+    if (sync) {
+      // How many commits each fsync carries: group commit at work (commits ÷ syncs).
+      const registers = [app.metrics.registry];
+      new Counter({ name: 'coinshop_sqlite_commits_total', help: 'SQLite commits that wrote', registers, collect() { this.reset(); this.inc(sync.commits); } });
+      new Counter({ name: 'coinshop_sqlite_syncs_total', help: 'fsyncs of the SQLite WAL, each covering every commit before it', registers, collect() { this.reset(); this.inc(sync.syncs); } });
+    }
     const store = new Store(db, engine);
     app.decorate('store', store);
     app.addHook('onClose', () => store.close());
   },
-  { name: 'store' },
+  { name: 'store', dependencies: ['metrics'] },
 );

@@ -1,0 +1,164 @@
+import { fdatasync, fstatSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { sql, type Kysely } from 'kysely';
+import t, { type Test } from 'tap';
+import { GroupSync, openSqlite, type OpenedSqlite } from '../src/store/sqlite.js';
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+function tempDir(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'coinshop-sqlite-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+type Db = Kysely<{ t: { id: number } }>;
+const asTestDb = (opened: OpenedSqlite) => opened.db as unknown as Db;
+
+t.test('group commit: a flush waits for a sync begun after its write; one sync serves every write made while the last one ran', async (t) => {
+  const started: (() => void)[] = [];
+  const sync = new GroupSync(() => new Promise<void>((resolve) => started.push(resolve)));
+  await sync.flush();
+  t.equal(started.length, 0, 'nothing written: nothing to sync');
+
+  sync.wrote();
+  let firstDone = false;
+  const first = sync.flush().then(() => (firstDone = true));
+  await tick();
+  t.equal(started.length, 1, 'the first write starts a sync');
+  sync.wrote();
+  sync.wrote();
+  sync.wrote();
+  let laterDone = false;
+  const later = Promise.all([sync.flush(), sync.flush(), sync.flush()]).then(() => (laterDone = true));
+  await tick();
+  t.equal(started.length, 1, 'writes made during a sync do not start their own');
+
+  started[0]!();
+  await first;
+  t.ok(firstDone);
+  await tick();
+  t.notOk(laterDone, 'the first sync began before the later writes, so it cannot vouch for them');
+  t.equal(started.length, 2, 'one more sync, for all three');
+  started[1]!();
+  await later;
+  t.same({ syncs: sync.syncs, commits: sync.commits, behind: sync.behind }, { syncs: 2, commits: 4, behind: false });
+});
+
+t.test('a failed sync fails its writers and every later flush: the disk can no longer be trusted', async (t) => {
+  const sync = new GroupSync(() => Promise.reject(new Error('EIO: i/o error, fdatasync')));
+  sync.wrote();
+  await t.rejects(sync.flush(), { message: /^SQLite: syncing the database to disk failed; restart the process \(Error: EIO/ });
+  sync.wrote();
+  await t.rejects(sync.flush(), { message: /restart the process/ }, 'a later write is refused too');
+  t.ok(sync.behind);
+  t.equal(sync.syncs, 0);
+});
+
+t.test('FULL on a WAL file: each write is acknowledged only after an fdatasync of the WAL that began once it was committed', async (t) => {
+  const path = join(tempDir(t), 'shop.db');
+  // Rows another connection can see when a sync starts are committed, so that sync covers them.
+  let reader: SQLite.Database | undefined;
+  const covered = new Set<number>();
+  const syncedFiles = new Set<number>();
+  const opened = openSqlite(path, {
+    synchronous: 'FULL',
+    syncFile: async (fd) => {
+      syncedFiles.add(fstatSync(fd).ino);
+      reader ??= new SQLite(path, { readonly: true });
+      const visible = reader.prepare('select id from t').all() as { id: number }[];
+      await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+      for (const row of visible) covered.add(row.id);
+    },
+  });
+  const db = asTestDb(opened);
+  t.teardown(async () => {
+    reader?.close();
+    await db.destroy();
+  });
+  await sql`create table t (id integer primary key)`.execute(db);
+  t.same(await sql`pragma synchronous`.execute(db).then((r) => r.rows), [{ synchronous: 1 }], 'SQLite itself does not sync commits: coinshop does');
+
+  const uncovered: number[] = [];
+  const writes: Promise<void>[] = [];
+  for (let id = 1; id <= 50; id++) {
+    writes.push(db.insertInto('t').values({ id }).execute().then(() => void (covered.has(id) || uncovered.push(id))));
+  }
+  for (let id = 51; id <= 70; id += 2) {
+    writes.push(
+      db
+        .transaction()
+        .execute(async (trx) => {
+          await trx.insertInto('t').values({ id }).execute();
+          await trx.insertInto('t').values({ id: id + 1 }).execute();
+        })
+        .then(() => void [id, id + 1].forEach((x) => covered.has(x) || uncovered.push(x))),
+    );
+  }
+  await Promise.all(writes);
+  t.same(uncovered, [], 'no write was acknowledged before a sync covering it completed');
+  t.same([...syncedFiles], [statSync(`${path}-wal`).ino], 'the file synced is the WAL');
+  const { syncs, commits } = opened.sync!;
+  t.equal(commits, 61, 'one commit per insert outside a transaction, one per transaction');
+  t.ok(syncs >= 1 && syncs <= 5, `60 concurrent commits took ${syncs} syncs, not 60`);
+
+  const before = opened.sync!.commits;
+  await t.rejects(
+    db.transaction().execute(async (trx) => {
+      await trx.insertInto('t').values({ id: 1000 }).execute();
+      throw new Error('changed my mind');
+    }),
+    { message: 'changed my mind' },
+  );
+  t.equal(opened.sync!.commits, before, 'a rolled-back transaction is not a commit');
+  t.same(await db.selectFrom('t').select('id').where('id', '=', 1000).execute(), []);
+});
+
+t.test('NORMAL, and databases without a WAL, leave syncing to SQLite', async (t) => {
+  const dir = tempDir(t);
+  const syncs: number[] = [];
+  for (const [path, synchronous, level] of [
+    [join(dir, 'normal.db'), 'NORMAL', 1],
+    [':memory:', 'FULL', 2],
+  ] as const) {
+    const opened = openSqlite(path, { synchronous, syncFile: async (fd) => void syncs.push(fd) });
+    const db = asTestDb(opened);
+    await sql`create table t (id integer primary key)`.execute(db);
+    await db.insertInto('t').values({ id: 1 }).execute();
+    t.equal(opened.sync, undefined, `${path} ${synchronous}: no group commit`);
+    t.same(await sql`pragma synchronous`.execute(db).then((r) => r.rows), [{ synchronous: level }], `${path} ${synchronous}: SQLite's own setting`);
+    await db.destroy();
+  }
+  t.same(syncs, []);
+});
+
+t.test('prepared statements are reused, and a query past the cache size is still answered right', async (t) => {
+  const db = asTestDb(openSqlite(':memory:', { synchronous: 'FULL' }));
+  t.teardown(() => db.destroy());
+  const answers: unknown[] = [];
+  for (let round = 0; round < 2; round++) {
+    for (let i = 0; i < 300; i++) answers.push((await sql<{ n: number }>`select ${sql.lit(i)} as n, ${round} as r`.execute(db)).rows[0]);
+  }
+  t.same(answers.slice(0, 3), [{ n: 0, r: 0 }, { n: 1, r: 0 }, { n: 2, r: 0 }]);
+  t.same(answers.slice(300, 303), [{ n: 0, r: 1 }, { n: 1, r: 1 }, { n: 2, r: 1 }], '300 distinct statements, then the first again');
+  t.equal(answers.length, 600);
+});
+
+t.test('callers take the connection in the order they asked for it', async (t) => {
+  const db = asTestDb(openSqlite(':memory:', { synchronous: 'FULL' }));
+  t.teardown(() => db.destroy());
+  await sql`create table t (id integer primary key)`.execute(db);
+  const order: number[] = [];
+  await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      db.transaction().execute(async (trx) => {
+        order.push(i);
+        await trx.insertInto('t').values({ id: i }).execute();
+        await tick();
+      }),
+    ),
+  );
+  t.same(order, Array.from({ length: 20 }, (_, i) => i));
+});
