@@ -116,6 +116,20 @@ t.test('security headers, CORS for the configured origins only', async (t) => {
   t.notMatch(docs.headers['content-security-policy'] ?? '', /default-src 'none'/, 'Swagger UI gets a policy it can work under');
 });
 
+t.test('without CORS_ORIGINS no origin is allowed, and a preflight is not answered as one', async (t) => {
+  const app = await buildTestApp(t);
+  const response = await app.inject({ method: 'GET', url: '/stripe/packages', headers: { origin: 'https://shop.example.com' } });
+  t.equal(response.statusCode, 200);
+  t.same(Object.keys(response.headers).filter((name) => name.startsWith('access-control-')), []);
+  const preflight = await app.inject({
+    method: 'OPTIONS',
+    url: '/stripe/purchase-currency',
+    headers: { origin: 'https://shop.example.com', 'access-control-request-method': 'POST' },
+  });
+  t.equal(preflight.statusCode, 404);
+  t.same(Object.keys(preflight.headers).filter((name) => name.startsWith('access-control-')), []);
+});
+
 t.test('a second with no event-loop sample (a stall that is over) does not shed; a measured lag does', async (t) => {
   t.notOk(overloaded('eventLoopDelay', Infinity), 'no sample: the loop was stuck, and is running again');
   t.ok(overloaded('eventLoopDelay', 1500), 'a measured delay over the limit sheds');

@@ -73,14 +73,18 @@ export default fp(
       done();
     });
 
+    // Without configured origins there is nothing to allow: no CORS hook runs at all (a browser on
+    // another origin gets no Access-Control-* header, so it may not read any answer).
     const origins = (config.CORS_ORIGINS ?? '').split(',').filter((o) => o.length > 0);
-    await app.register(cors, {
-      origin: origins.length > 0 ? origins : false,
-      allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'x-request-id'],
-      exposedHeaders: ['x-request-id', 'idempotent-replayed', 'retry-after'],
-      methods: ['GET', 'POST'],
-      maxAge: 600,
-    });
+    if (origins.length > 0) {
+      await app.register(cors, {
+        origin: origins,
+        allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'x-request-id'],
+        exposedHeaders: ['x-request-id', 'idempotent-replayed', 'retry-after'],
+        methods: ['GET', 'POST'],
+        maxAge: 600,
+      });
+    }
 
     await app.register(underPressure, {
       maxEventLoopDelay: config.MAX_EVENT_LOOP_DELAY_MS,
