@@ -211,14 +211,16 @@ async function measureMany(scenario: string, targets: { child: ChildProcess; opt
 
 async function main() {
   execFileSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' });
-  const tsx = join(root, 'node_modules/.bin/tsx');
+  // One process each (`node --import tsx`, not the tsx launcher that forks another).
+  const node = process.execPath;
+  const ts = (script: string, ...args: string[]) => ['--import', 'tsx', script, ...args];
   const dir = mkdtempSync(join(tmpdir(), 'coinshop-bench-'));
   try {
     if (scenarios.includes('packages') || scenarios.includes('customer')) {
-      const stripe = await start(tsx, ['bench/fake-stripe-server.ts', '0'], {});
+      const stripe = await start(node, ts('bench/fake-stripe-server.ts', '0'), {});
       const shop = await coinshop(stripe.url, join(dir, 'bench.db'));
       if (scenarios.includes('packages')) {
-        const bare = await start(tsx, ['bench/bare-fastify.ts'], {});
+        const bare = await start(node, ts('bench/bare-fastify.ts'), {});
         const baseline = await measure('GET /stripe/packages: bare Fastify', bare.child, { url: `${bare.url}/stripe/packages`, connections: 50 });
         const ours = await measure('GET /stripe/packages: coinshop', shop.child, { url: `${shop.url}/stripe/packages`, connections: 50, headers: auth });
         rows.at(-1)!.note = `${(ours.requests.average / baseline.requests.average).toFixed(2)}× bare Fastify`;
@@ -243,7 +245,7 @@ async function main() {
       for (const latency of [0, 300]) {
         for (const connections of [50, 200, 1000]) {
           rmSync(join(dir, 'bench.db'), { force: true });
-          const stripe = await start(tsx, ['bench/fake-stripe-server.ts', String(latency)], {});
+          const stripe = await start(node, ts('bench/fake-stripe-server.ts', String(latency)), {});
           const shop = await coinshop(stripe.url, join(dir, 'bench.db'));
           const users = await buyers(shop.url, 200);
           const result = await measure(`purchase, Stripe +${latency} ms, ${connections} connections`, shop.child, {
@@ -258,6 +260,9 @@ async function main() {
           const metrics = await fetch(`${shop.url}/metrics`, { headers: auth }).then((r) => r.text());
           const lag = /^nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(metrics)?.[1];
           if (lag) row.note += `; event-loop delay p99 ${(Number(lag) * 1000).toFixed(1)} ms`;
+          const commits = Number(/^coinshop_sqlite_commits_total (\S+)$/m.exec(metrics)?.[1]);
+          const syncs = Number(/^coinshop_sqlite_syncs_total (\S+)$/m.exec(metrics)?.[1]);
+          if (syncs > 0) row.note += `; ${(commits / syncs).toFixed(1)} commits per fsync`;
           console.log(row.note);
           await stop(shop.child);
           await stop(stripe.child);
@@ -269,7 +274,7 @@ async function main() {
       for (const engine of ['sqlite', 'postgres'] as const) {
         for (const count of [1, 2]) {
           const database = engine === 'sqlite' ? { url: join(dir, `replicas-${count}.db`), drop: async () => undefined } : await postgresSchema();
-          const stripe = await start(tsx, ['bench/fake-stripe-server.ts', String(replicaLatency)], {});
+          const stripe = await start(node, ts('bench/fake-stripe-server.ts', String(replicaLatency)), {});
           // One at a time: the first migrates the new database, the others find it done.
           const shops = [];
           for (let i = 0; i < count; i++) shops.push(await coinshop(stripe.url, database.url));
