@@ -116,6 +116,28 @@ t.test('FULL on a WAL file: each write is acknowledged only after an fdatasync o
   t.same(await db.selectFrom('t').select('id').where('id', '=', 1000).execute(), []);
 });
 
+t.test('a read does not wait for a sync; the write it reads is answered only when its sync completes', async (t) => {
+  let finishSync: (() => void) | undefined;
+  const opened = openSqlite(join(tempDir(t), 'shop.db'), {
+    synchronous: 'FULL',
+    syncFile: () => new Promise<void>((resolve) => (finishSync = resolve)),
+  });
+  const db = asTestDb(opened);
+  t.teardown(() => db.destroy());
+  const created = sql`create table t (id integer primary key)`.execute(db);
+  await tick();
+  finishSync!();
+  await created;
+  let written = false;
+  const write = db.insertInto('t').values({ id: 7 }).execute().then(() => (written = true));
+  await tick();
+  t.same(await db.selectFrom('t').select('id').execute(), [{ id: 7 }], 'the read is answered while the sync runs');
+  t.notOk(written, 'the write is not');
+  finishSync!();
+  await write;
+  t.ok(written);
+});
+
 t.test('NORMAL, and databases without a WAL, leave syncing to SQLite', async (t) => {
   const dir = tempDir(t);
   const syncs: number[] = [];

@@ -17,7 +17,7 @@ import type { Database } from './schema.js';
 
 export interface SqliteOptions {
   /**
-   * FULL: nothing is acknowledged (no query's promise resolves) until every commit before it is on
+   * FULL: no write is acknowledged (its query's or transaction's promise resolves) until it is on
    * disk; one fsync of the WAL covers all commits made while the previous one ran (group commit),
    * off the event loop. NORMAL: commits are synced at checkpoints only (a power cut can lose the
    * last ones; a process crash cannot).
@@ -90,6 +90,8 @@ export class GroupSync {
 class Connection implements DatabaseConnection {
   readonly #statements = new Map<string, SQLite.Statement>();
   #wroteInTransaction = false;
+  /** Whether the current holder of the connection committed a write (it then waits for the sync). */
+  committed = false;
 
   constructor(
     private readonly sqlite: SQLite.Database,
@@ -123,6 +125,7 @@ class Connection implements DatabaseConnection {
     // A write outside a transaction, or the COMMIT of one that wrote, is a commit to make durable.
     if (this.#wroteInTransaction && !this.sqlite.inTransaction) {
       this.#wroteInTransaction = false;
+      this.committed = true;
       this.sync?.wrote();
     }
     return Promise.resolve(result);
@@ -139,8 +142,10 @@ class Connection implements DatabaseConnection {
 
 /**
  * Kysely's driver for the one SQLite connection. Callers take turns in arrival order; a caller's
- * turn ends when its query or transaction does, and it then waits — without holding the connection
- * — until what it wrote or read is on disk (FULL), so the next caller's commit joins the same sync.
+ * turn ends when its query or transaction does, and a caller that committed a write then waits —
+ * without holding the connection — until it is on disk (FULL), so the next caller's commit joins the
+ * same sync. Reads do not wait: a read may see a commit whose sync is still running (its writer has
+ * not been answered yet).
  * Transactions are BEGIN IMMEDIATE: another process on the same file waits for the write lock
  * (busy_timeout) instead of failing at its first write.
  */
@@ -179,10 +184,12 @@ class SqliteDriver implements Driver {
   }
 
   async releaseConnection(): Promise<void> {
+    const committed = this.connection.committed;
+    this.connection.committed = false;
     const next = this.#waiting.shift();
     if (next) next();
     else this.#busy = false;
-    if (this.sync?.behind) await this.sync.flush();
+    if (committed && this.sync) await this.sync.flush();
   }
 
   async destroy(): Promise<void> {
