@@ -21,6 +21,8 @@ export interface RequestContext {
   idempotency: IdempotencyContext | undefined;
   /** The id a new purchase gets (the Idempotency-Key's reserved id when there is one). */
   transactionId: string;
+  /** The pending purchase this request recorded with its new Idempotency-Key, when it did. */
+  recorded?: PurchaseRow | undefined;
 }
 
 /** What asking Stripe about a purchase told us; `unknown` when Stripe could not say. */
@@ -39,7 +41,7 @@ export async function purchaseCurrency(
 ): Promise<PurchaseResult> {
   // With an Idempotency-Key the pending purchase was usually recorded with the key (recordPendingPurchase),
   // or by the earlier request a retry takes over.
-  let purchase = context.idempotency ? await deps.store.findPurchase(context.transactionId) : undefined;
+  let purchase = context.recorded ?? (context.idempotency ? await deps.store.findPurchase(context.transactionId) : undefined);
   if (!purchase) {
     const recorded = await recordPendingPurchase(deps.store, deps.catalog, input, context.transactionId);
     if (recorded instanceof ProblemError) throw recorded;

@@ -108,13 +108,14 @@ export class Store {
   }
 
   /**
-   * Reads a purchase and, on PostgreSQL, locks its row until the transaction ends, so two replicas
-   * settling the same purchase (a webhook and a lookup, a refund and a dispute) take turns: each
-   * reads what the last one wrote. SQLite runs one write transaction at a time, which is the same.
+   * Holds a purchase's row until the transaction ends, so two replicas settling the same purchase
+   * (a webhook and a lookup, a refund and a dispute) take turns: each reads what the last one wrote.
+   * PostgreSQL locks the row (SELECT … FOR UPDATE); a SQLite transaction holds the database's write
+   * lock from its start (BEGIN IMMEDIATE), so there is nothing more to take.
    */
-  lockPurchase(transactionId: string): Promise<PurchaseRow | undefined> {
-    const query = this.db.selectFrom('purchases').selectAll().where('transaction_id', '=', transactionId);
-    return (this.engine === 'postgres' ? query.forUpdate() : query).executeTakeFirst();
+  async lockPurchase(transactionId: string): Promise<void> {
+    if (this.engine !== 'postgres') return;
+    await this.db.selectFrom('purchases').select('id').where('transaction_id', '=', transactionId).forUpdate().execute();
   }
 
   findPurchaseByPaymentIntent(paymentIntentId: string): Promise<PurchaseRow | undefined> {

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
 import { UserIdParams } from '../../../schemas/customer.js';
 import { ref } from '../../../schemas/index.js';
 import {
@@ -15,6 +16,7 @@ import { resourceIdFor } from '../../plugins/idempotency.js';
 import { FAILURE_DETAILS } from '../../services/declines.js';
 import { purchaseCurrency, purchaseView, recordPendingPurchase, refreshPurchase, transactionStatus } from '../../services/purchases.js';
 import { refundPurchase } from '../../services/refunds.js';
+import type { PurchaseRow } from '../../store/schema.js';
 import {
   authenticationRequired,
   customerNotFound as customerNotFoundResponse,
@@ -30,6 +32,8 @@ import {
 const purchaseNotFound = problemResponse('No purchase has this `transaction_id`.', { purchase_not_found: 'Purchase not found' });
 
 const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  // The pending purchase a request recorded with its new Idempotency-Key, so the handler need not read it back.
+  const recordedWithKey = new WeakMap<FastifyRequest, PurchaseRow>();
   const deps = (log = app.log) => ({ store: app.store, payments: app.payments, catalog: app.catalog, log });
   // A purchase whose Stripe call never answered is asked again once its request must have ended.
   const reissueAfterMs = app.config.STRIPE_TIMEOUT_MS * (app.config.STRIPE_MAX_NETWORK_RETRIES + 1) + 5_000;
@@ -43,7 +47,8 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
         // The body has passed its schema (validation runs before the key is reserved). A purchase
         // that cannot be made records nothing here; the handler refuses it as usual.
         onKeyReserved: async (tx, request, resourceId) => {
-          await recordPendingPurchase(tx, app.catalog, request.body as PurchaseCurrencyRequest, resourceId);
+          const recorded = await recordPendingPurchase(tx, app.catalog, request.body as PurchaseCurrencyRequest, resourceId);
+          if (!(recorded instanceof ProblemError)) recordedWithKey.set(request, recorded);
         },
       },
       schema: {
@@ -94,6 +99,7 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
           requestId: request.id,
           idempotency: request.idempotency,
           transactionId: resourceIdFor(request),
+          recorded: recordedWithKey.get(request),
         });
         app.metrics.purchases.inc({ outcome: 'succeeded' });
         return result;
