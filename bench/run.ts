@@ -8,22 +8,19 @@
  *   (BENCH_PG_URL, default the local `test` database; each run in a new schema, dropped after),
  *   BENCH_REPLICA_CONNECTIONS (default 200) in all, Stripe latency BENCH_REPLICA_LATENCY_MS (default 50).
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
+import { api, auth, buyers, coinshop, fakeStripe, purchaseLoad, root, start, stop, ts } from './processes.js';
 
-const root = new URL('..', import.meta.url).pathname;
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 5);
 const scenarios = (process.env['BENCH_SCENARIOS'] ?? 'packages,customer,purchases,replicas').split(',');
 const PG_URL = process.env['BENCH_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const replicaConnections = Number(process.env['BENCH_REPLICA_CONNECTIONS'] ?? 200);
 const replicaLatency = Number(process.env['BENCH_REPLICA_LATENCY_MS'] ?? 50);
-const API_KEY = 'bench_key_0123456789abcdefghijklmnop';
-const auth = { authorization: `Bearer ${API_KEY}` };
-
 interface Row {
   scenario: string;
   requestsPerSecond: number;
@@ -35,35 +32,6 @@ interface Row {
   note?: string;
 }
 const rows: Row[] = [];
-
-const children = new Set<ChildProcess>();
-process.on('exit', () => children.forEach((child) => child.kill('SIGKILL')));
-
-function start(command: string, args: string[], env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /(?:listening|Server listening at) (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (match?.[1]) {
-        child.stdout?.removeAllListeners('data');
-        child.stdout?.resume();
-        resolve({ child, url: match[1] });
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${out}`)));
-  });
-}
-
-const stop = async (child: ChildProcess) => {
-  child.removeAllListeners('exit');
-  const done = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await done;
-};
 
 function rssMB(pid: number | undefined): number {
   if (!pid) return 0;
@@ -78,70 +46,6 @@ function rssMB(pid: number | undefined): number {
 async function measure(scenario: string, target: ChildProcess, options: autocannon.Options): Promise<autocannon.Result> {
   const [result] = await measureMany(scenario, [{ child: target, options }]);
   return result!;
-}
-
-/** A setup or check call; a 503 (load shedding, e.g. while a just-started server warms up on a busy machine) is retried as Retry-After says. */
-async function api(url: string, path: string, body?: object, attempts = 10): Promise<Record<string, unknown>> {
-  const response = await fetch(url + path, {
-    method: body ? 'POST' : 'GET',
-    headers: { ...auth, ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  if (response.status === 503 && attempts > 1) {
-    await response.arrayBuffer();
-    await new Promise((resolve) => setTimeout(resolve, Number(response.headers.get('retry-after') ?? 1) * 1000));
-    return api(url, path, body, attempts - 1);
-  }
-  const answer = (await response.json()) as Record<string, unknown>;
-  if (!response.ok) throw new Error(`${path}: ${response.status} ${JSON.stringify(answer)}`);
-  return answer;
-}
-
-async function coinshop(stripeUrl: string, databaseUrl: string) {
-  return start(process.execPath, ['dist/src/server.js'], {
-    NODE_ENV: 'production',
-    PORT: '0',
-    LOG_LEVEL: 'info',
-    DATABASE_URL: databaseUrl,
-    API_KEYS: API_KEY,
-    STRIPE_SECRET_KEY: 'sk_test_bench',
-    STRIPE_WEBHOOK_SECRET: 'whsec_bench',
-    CLIENT_TOKEN_SECRETS: 'bench-client-token-secret-0123456789abcdef',
-    STRIPE_API_BASE: stripeUrl,
-    RATE_LIMIT_PER_MINUTE: '1000000',
-  });
-}
-
-/** Makes `count` customers with a saved card, through the API. */
-async function buyers(url: string, count: number): Promise<string[]> {
-  const users: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const id = String((await api(url, '/stripe/create-customer', { email: `b${i}@example.com`, name: `Buyer ${i}` }))['user_id']);
-    await api(url, '/stripe/attach-payment-method', { user_id: id, payment_method_id: 'pm_card_visa' });
-    users.push(id);
-  }
-  return users;
-}
-
-/** autocannon options for purchases of package_1 by `users` in turn, each with its own Idempotency-Key. */
-function purchaseLoad(users: string[], tag: string): Pick<autocannon.Options, 'method' | 'headers' | 'requests'> {
-  let n = 0;
-  return {
-    method: 'POST',
-    headers: { ...auth, 'content-type': 'application/json' },
-    requests: [
-      {
-        setupRequest: (request) => {
-          n += 1;
-          return {
-            ...request,
-            headers: { ...request.headers, 'idempotency-key': `bench-${tag}-${n}` },
-            body: JSON.stringify({ user_id: users[n % users.length], package_id: 'package_1' }),
-          };
-        },
-      },
-    ],
-  };
 }
 
 /**
@@ -211,16 +115,13 @@ async function measureMany(scenario: string, targets: { child: ChildProcess; opt
 
 async function main() {
   execFileSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' });
-  // One process each (`node --import tsx`, not the tsx launcher that forks another).
-  const node = process.execPath;
-  const ts = (script: string, ...args: string[]) => ['--import', 'tsx', script, ...args];
   const dir = mkdtempSync(join(tmpdir(), 'coinshop-bench-'));
   try {
     if (scenarios.includes('packages') || scenarios.includes('customer')) {
-      const stripe = await start(node, ts('bench/fake-stripe-server.ts', '0'), {});
+      const stripe = await fakeStripe(0);
       const shop = await coinshop(stripe.url, join(dir, 'bench.db'));
       if (scenarios.includes('packages')) {
-        const bare = await start(node, ts('bench/bare-fastify.ts'), {});
+        const bare = await start(process.execPath, ts('bench/bare-fastify.ts'), {});
         const baseline = await measure('GET /stripe/packages: bare Fastify', bare.child, { url: `${bare.url}/stripe/packages`, connections: 50 });
         const ours = await measure('GET /stripe/packages: coinshop', shop.child, { url: `${shop.url}/stripe/packages`, connections: 50, headers: auth });
         rows.at(-1)!.note = `${(ours.requests.average / baseline.requests.average).toFixed(2)}× bare Fastify`;
@@ -245,7 +146,7 @@ async function main() {
       for (const latency of [0, 300]) {
         for (const connections of [50, 200, 1000]) {
           rmSync(join(dir, 'bench.db'), { force: true });
-          const stripe = await start(node, ts('bench/fake-stripe-server.ts', String(latency)), {});
+          const stripe = await fakeStripe(latency);
           const shop = await coinshop(stripe.url, join(dir, 'bench.db'));
           const users = await buyers(shop.url, 200);
           const result = await measure(`purchase, Stripe +${latency} ms, ${connections} connections`, shop.child, {
@@ -274,7 +175,7 @@ async function main() {
       for (const engine of ['sqlite', 'postgres'] as const) {
         for (const count of [1, 2]) {
           const database = engine === 'sqlite' ? { url: join(dir, `replicas-${count}.db`), drop: async () => undefined } : await postgresSchema();
-          const stripe = await start(node, ts('bench/fake-stripe-server.ts', String(replicaLatency)), {});
+          const stripe = await fakeStripe(replicaLatency);
           // One at a time: the first migrates the new database, the others find it done.
           const shops = [];
           for (let i = 0; i < count; i++) shops.push(await coinshop(stripe.url, database.url));

@@ -1,0 +1,107 @@
+/** What the benchmark and the profiler share: starting coinshop and the fake Stripe, and driving purchases. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import type autocannon from 'autocannon';
+
+export const root = new URL('..', import.meta.url).pathname;
+export const API_KEY = 'bench_key_0123456789abcdefghijklmnop';
+export const auth = { authorization: `Bearer ${API_KEY}` };
+
+/** A TypeScript script run by one node process (`node --import tsx`, not the tsx launcher that forks another). */
+export const ts = (script: string, ...args: string[]) => ['--import', 'tsx', script, ...args];
+
+const children = new Set<ChildProcess>();
+process.on('exit', () => children.forEach((child) => child.kill('SIGKILL')));
+
+export function start(command: string, args: string[], env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /(?:listening|Server listening at) (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (match?.[1]) {
+        child.stdout?.removeAllListeners('data');
+        child.stdout?.resume();
+        resolve({ child, url: match[1] });
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${out}`)));
+  });
+}
+
+export const stop = async (child: ChildProcess) => {
+  child.removeAllListeners('exit');
+  const done = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await done;
+};
+
+/** A setup or check call; a 503 (load shedding, e.g. while a just-started server warms up on a busy machine) is retried as Retry-After says. */
+export async function api(url: string, path: string, body?: object, attempts = 10): Promise<Record<string, unknown>> {
+  const response = await fetch(url + path, {
+    method: body ? 'POST' : 'GET',
+    headers: { ...auth, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  if (response.status === 503 && attempts > 1) {
+    await response.arrayBuffer();
+    await new Promise((resolve) => setTimeout(resolve, Number(response.headers.get('retry-after') ?? 1) * 1000));
+    return api(url, path, body, attempts - 1);
+  }
+  const answer = (await response.json()) as Record<string, unknown>;
+  if (!response.ok) throw new Error(`${path}: ${response.status} ${JSON.stringify(answer)}`);
+  return answer;
+}
+
+/** The built server as in production (JSON logs at info, API keys, the real StripeGateway); `nodeArgs` such as --cpu-prof. */
+export async function coinshop(stripeUrl: string, databaseUrl: string, nodeArgs: string[] = []) {
+  return start(process.execPath, [...nodeArgs, 'dist/src/server.js'], {
+    NODE_ENV: 'production',
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    DATABASE_URL: databaseUrl,
+    API_KEYS: API_KEY,
+    STRIPE_SECRET_KEY: 'sk_test_bench',
+    STRIPE_WEBHOOK_SECRET: 'whsec_bench',
+    CLIENT_TOKEN_SECRETS: 'bench-client-token-secret-0123456789abcdef',
+    STRIPE_API_BASE: stripeUrl,
+    RATE_LIMIT_PER_MINUTE: '1000000',
+  });
+}
+
+/** Makes `count` customers with a saved card, through the API. */
+export async function buyers(url: string, count: number): Promise<string[]> {
+  const users: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const id = String((await api(url, '/stripe/create-customer', { email: `b${i}@example.com`, name: `Buyer ${i}` }))['user_id']);
+    await api(url, '/stripe/attach-payment-method', { user_id: id, payment_method_id: 'pm_card_visa' });
+    users.push(id);
+  }
+  return users;
+}
+
+/** autocannon options for purchases of package_1 by `users` in turn, each with its own Idempotency-Key. */
+export function purchaseLoad(users: string[], tag: string): Pick<autocannon.Options, 'method' | 'headers' | 'requests'> {
+  let n = 0;
+  return {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    requests: [
+      {
+        setupRequest: (request) => {
+          n += 1;
+          return {
+            ...request,
+            headers: { ...request.headers, 'idempotency-key': `bench-${tag}-${n}` },
+            body: JSON.stringify({ user_id: users[n % users.length], package_id: 'package_1' }),
+          };
+        },
+      },
+    ],
+  };
+}
+
+/** The Stripe-compatible server on loopback, answering after `latencyMs`. */
+export const fakeStripe = (latencyMs: number) => start(process.execPath, ts('bench/fake-stripe-server.ts', String(latencyMs)), {});
