@@ -1,5 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs';
 import openapiTS, { astToString, COMMENT_HEADER } from 'openapi-typescript';
+import { writeOrCheck } from '../src/cli/generated-file.js';
 
 const spec = new URL('../openapi.yaml', import.meta.url);
 const output = new URL('./schema.ts', import.meta.url);
@@ -14,14 +14,5 @@ export async function renderSdkSchema(): Promise<string> {
 
 /** `npm run sdk` writes sdk/schema.ts; `-- --check` fails when the committed file has drifted. */
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const schema = await renderSdkSchema();
-  if (process.argv.includes('--check')) {
-    if (readFileSync(output, 'utf8') !== schema) {
-      console.error('sdk/schema.ts differs from openapi.yaml: run `npm run sdk` and commit it.');
-      process.exit(1);
-    }
-  } else {
-    writeFileSync(output, schema);
-    console.log('wrote sdk/schema.ts');
-  }
+  writeOrCheck(output, await renderSdkSchema(), { source: 'openapi.yaml', command: 'npm run sdk' });
 }

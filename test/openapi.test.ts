@@ -1,6 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import { parse } from 'yaml';
+import { writeOrCheck } from '../src/cli/generated-file.js';
 import { renderOpenapi } from '../src/cli/openapi.js';
 import { buildTestApp, get, json } from './support/helper.js';
 
@@ -76,4 +80,30 @@ t.test('Swagger UI is served at /docs and points "Try it out" at the server it c
   t.match(page.body, /swagger-ui/i);
   const spec = await app.inject({ method: 'GET', url: '/docs/json', headers: { host: 'shop.internal:9001' } });
   t.same(json(spec)['servers'], [{ url: 'http://shop.internal:9001', description: 'This server' }]);
+});
+
+t.test('a generator writes its file, and --check fails (exit code 1) only when the committed file drifted', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'coinshop-generated-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = pathToFileURL(join(dir, 'spec.yaml'));
+  const options = { source: 'what the app serves', command: 'npm run openapi' };
+  const exitCode = process.exitCode;
+  t.teardown(() => void (process.exitCode = exitCode));
+  const errors: string[] = [];
+  const error = console.error;
+  const log = console.log;
+  console.error = (line: string) => void errors.push(line);
+  console.log = () => undefined;
+  t.teardown(() => {
+    console.error = error;
+    console.log = log;
+  });
+  t.ok(writeOrCheck(file, 'a: 1\n', { ...options, check: false }));
+  t.equal(readFileSync(file, 'utf8'), 'a: 1\n', 'written');
+  t.ok(writeOrCheck(file, 'a: 1\n', { ...options, check: true }), 'unchanged: the check passes');
+  t.equal(process.exitCode, exitCode);
+  t.notOk(writeOrCheck(file, 'a: 2\n', { ...options, check: true }), 'drifted: the check fails');
+  t.equal(process.exitCode, 1);
+  t.same(errors, ['spec.yaml differs from what the app serves: run `npm run openapi` and commit it.']);
+  t.equal(readFileSync(file, 'utf8'), 'a: 1\n', 'a check writes nothing');
 });
