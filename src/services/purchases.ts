@@ -4,10 +4,10 @@ import type { Catalog } from '../catalog.js';
 import { customerNotFound, ProblemError, problemDocument } from '../errors.js';
 import { GatewayError, PaymentMethodRejected, type ChargeOutcome, type PaymentsGateway } from '../gateway/types.js';
 import { completeIdempotency, type IdempotencyContext } from '../plugins/idempotency.js';
-import { UNFINISHED, type PurchaseRow } from '../store/schema.js';
+import { UNFINISHED, type CustomerRow, type PurchaseRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { declineCode, failureProblem } from './declines.js';
-import { settleFailed, settleRequiresAction, settleSucceeded } from './settlement.js';
+import { creditPurchase, settleFailed, settleRequiresAction } from './settlement.js';
 
 export interface PurchaseDeps {
   store: Store;
@@ -22,7 +22,13 @@ export interface RequestContext {
   /** The id a new purchase gets (the Idempotency-Key's reserved id when there is one). */
   transactionId: string;
   /** The pending purchase this request recorded with its new Idempotency-Key, when it did. */
-  recorded?: PurchaseRow | undefined;
+  recorded?: PendingPurchase | undefined;
+}
+
+/** A purchase just recorded as pending, with the customer read to record it (Stripe needs their id). */
+export interface PendingPurchase {
+  purchase: PurchaseRow;
+  customer: CustomerRow;
 }
 
 /** What asking Stripe about a purchase told us; `unknown` when Stripe could not say. */
@@ -41,17 +47,19 @@ export async function purchaseCurrency(
 ): Promise<PurchaseResult> {
   // With an Idempotency-Key the pending purchase was usually recorded with the key (recordPendingPurchase),
   // or by the earlier request a retry takes over.
-  let purchase = context.recorded ?? (context.idempotency ? await deps.store.findPurchase(context.transactionId) : undefined);
-  if (!purchase) {
-    const recorded = await recordPendingPurchase(deps.store, deps.catalog, input, context.transactionId);
-    if (recorded instanceof ProblemError) throw recorded;
-    purchase = recorded;
+  let recorded = context.recorded;
+  const found = recorded ? undefined : context.idempotency ? await deps.store.findPurchase(context.transactionId) : undefined;
+  if (!recorded && !found) {
+    const made = await recordPendingPurchase(deps.store, deps.catalog, input, context.transactionId);
+    if (made instanceof ProblemError) throw made;
+    recorded = made;
   }
+  const purchase = recorded?.purchase ?? found!;
 
-  const asked = UNFINISHED.includes(purchase.status) ? await askStripe(deps, purchase) : undefined;
+  const asked = UNFINISHED.includes(purchase.status) ? await askStripe(deps, purchase, recorded?.customer) : undefined;
   const answer = await deps.store.transaction(async (tx) => {
-    const settled = asked ? await apply(tx, purchase, asked) : purchase;
-    const response = await respond(tx, settled, asked);
+    const settled = asked ? await applyCrediting(tx, purchase, asked) : { purchase, balance: undefined };
+    const response = await respond(tx, settled.purchase, asked, settled.balance);
     if (response.status < 500) {
       await completeIdempotency(tx, context.idempotency, {
         status: response.status,
@@ -74,13 +82,13 @@ export async function recordPendingPurchase(
   catalog: Catalog,
   input: { user_id: string; package_id: string },
   transactionId: string,
-): Promise<PurchaseRow | ProblemError> {
+): Promise<PendingPurchase | ProblemError> {
   const customer = await store.findCustomer(input.user_id);
   if (!customer) return customerNotFound();
   const pack = catalog.get(input.package_id);
   if (!pack) return new ProblemError('invalid_package', 'Invalid package ID');
   if (!customer.payment_method_id) return new ProblemError('no_payment_method', 'No payment method attached');
-  return store.insertPendingPurchase({
+  const purchase = await store.insertPendingPurchase({
     transaction_id: transactionId,
     user_id: customer.user_id,
     package_id: pack.package_id,
@@ -92,6 +100,7 @@ export async function recordPendingPurchase(
     payment_intent_id: null,
     failure_code: null,
   });
+  return { purchase, customer };
 }
 
 /**
@@ -117,11 +126,18 @@ export async function refreshPurchase(
 
 const REISSUE_WINDOW_MS = 23 * 60 * 60 * 1000;
 
-/** The PaymentIntent's state when we know its id; otherwise the (idempotent) charge call. */
-async function askStripe(deps: Pick<PurchaseDeps, 'store' | 'payments' | 'log'>, purchase: PurchaseRow): Promise<Asked> {
+/**
+ * The PaymentIntent's state when we know its id; otherwise the (idempotent) charge call. `known` is
+ * the purchase's customer when the caller has just read it.
+ */
+async function askStripe(
+  deps: Pick<PurchaseDeps, 'store' | 'payments' | 'log'>,
+  purchase: PurchaseRow,
+  known?: CustomerRow,
+): Promise<Asked> {
   try {
     if (purchase.payment_intent_id) return await deps.payments.retrievePayment(purchase.payment_intent_id);
-    const customer = await deps.store.findCustomer(purchase.user_id);
+    const customer = known ?? (await deps.store.findCustomer(purchase.user_id));
     if (!customer) throw new Error(`purchase ${purchase.transaction_id} has no customer`);
     // Exactly the first request's parameters, so Stripe's idempotency replays rather than refuses.
     return await deps.payments.chargeSavedCard({
@@ -151,21 +167,26 @@ async function askStripe(deps: Pick<PurchaseDeps, 'store' | 'payments' | 'log'>,
 
 /** Writes what Stripe said into the purchase (and the ledger), in the caller's transaction. */
 async function apply(tx: Store, purchase: PurchaseRow, asked: Asked): Promise<PurchaseRow> {
+  return (await applyCrediting(tx, purchase, asked)).purchase;
+}
+
+/** apply, also telling the player's balance when it credited the coins. */
+async function applyCrediting(tx: Store, purchase: PurchaseRow, asked: Asked): Promise<{ purchase: PurchaseRow; balance?: number | undefined }> {
   const id = purchase.transaction_id;
   switch (asked.status) {
     case 'succeeded':
-      return settleSucceeded(tx, id, asked.paymentIntentId);
+      return creditPurchase(tx, id, asked.paymentIntentId);
     case 'requires_action':
-      return settleRequiresAction(tx, id, asked.paymentIntentId);
+      return { purchase: await settleRequiresAction(tx, id, asked.paymentIntentId) };
     case 'declined':
-      return settleFailed(tx, id, declineCode(asked.code, asked.declineCode), asked.paymentIntentId);
+      return { purchase: await settleFailed(tx, id, declineCode(asked.code, asked.declineCode), asked.paymentIntentId) };
     case 'rejected':
-      return settleFailed(tx, id, 'invalid_payment_method', undefined);
+      return { purchase: await settleFailed(tx, id, 'invalid_payment_method', undefined) };
     case 'refused':
-      return settleFailed(tx, id, 'payment_provider_error', undefined);
+      return { purchase: await settleFailed(tx, id, 'payment_provider_error', undefined) };
     case 'processing':
     case 'unknown':
-      return (await tx.findPurchase(id)) ?? purchase;
+      return { purchase: (await tx.findPurchase(id)) ?? purchase };
   }
 }
 
@@ -173,8 +194,8 @@ type Response = { status: 200; body: PurchaseResult } | { status: number; error:
 
 const asProblem = (error: ProblemError): Response => ({ status: error.status, error });
 
-/** The answer for a purchase in its current state. */
-async function respond(tx: Store, purchase: PurchaseRow, asked: Asked | undefined): Promise<Response> {
+/** The answer for a purchase in its current state; `balance` is the player's, when the caller just credited them. */
+async function respond(tx: Store, purchase: PurchaseRow, asked: Asked | undefined, balance: number | undefined): Promise<Response> {
   const id = purchase.transaction_id;
   switch (purchase.status) {
     case 'requires_action':
@@ -196,14 +217,14 @@ async function respond(tx: Store, purchase: PurchaseRow, asked: Asked | undefine
       }
       return asProblem(failureProblem(purchase.failure_code, id));
     default: {
-      const customer = await tx.findCustomer(purchase.user_id);
+      const newBalance = balance ?? (await tx.findCustomer(purchase.user_id))?.currency_balance ?? 0;
       return {
         status: 200,
         body: {
           status: 'success',
           transaction_id: id,
           currency_purchased: purchase.coins,
-          new_balance: customer?.currency_balance ?? 0,
+          new_balance: newBalance,
           message: 'Currency purchase successful',
         },
       };

@@ -23,12 +23,24 @@ async function current(tx: Store, transactionId: string): Promise<PurchaseRow> {
 
 /** The payment succeeded: the purchase is succeeded and its coins credited, exactly once. */
 export async function settleSucceeded(tx: Store, transactionId: string, paymentIntentId: string): Promise<PurchaseRow> {
+  return (await creditPurchase(tx, transactionId, paymentIntentId)).purchase;
+}
+
+/**
+ * settleSucceeded, also telling the player's balance after the credit when this call made it
+ * (undefined when the purchase had been settled before).
+ */
+export async function creditPurchase(
+  tx: Store,
+  transactionId: string,
+  paymentIntentId: string,
+): Promise<{ purchase: PurchaseRow; balance: number | undefined }> {
   // Every settlement path (refunds and disputes start here too) holds the purchase's row until it
   // commits, so the ledger it reads cannot change under it on another replica.
   await tx.lockPurchase(transactionId);
   const moved = await tx.movePurchase(transactionId, 'succeeded', { payment_intent_id: paymentIntentId, failure_code: null });
-  if (!moved) return current(tx, transactionId);
-  await tx.postJournal({
+  if (!moved) return { purchase: await current(tx, transactionId), balance: undefined };
+  const balance = await tx.postJournal({
     kind: 'purchase',
     reference: paymentIntentId,
     userId: moved.user_id,
@@ -37,7 +49,7 @@ export async function settleSucceeded(tx: Store, transactionId: string, paymentI
     amount: moved.coins,
     counterAccount: COUNTER_ACCOUNTS.sales,
   });
-  return moved;
+  return { purchase: moved, balance };
 }
 
 export async function settleRequiresAction(tx: Store, transactionId: string, paymentIntentId: string): Promise<PurchaseRow> {

@@ -1,5 +1,6 @@
-import type { Kysely } from 'kysely';
+import type { Compilable, Kysely } from 'kysely';
 import type { Engine } from './database.js';
+import { runPrepared } from './prepared.js';
 import {
   PURCHASE_TRANSITIONS,
   UNFINISHED,
@@ -71,6 +72,11 @@ export class Store {
     return this.db.transaction().execute((trx) => fn(new Store(trx, this.engine)));
   }
 
+  /** A hot statement, compiled once (see runPrepared): `key` names it and whatever varies its SQL. */
+  #prepared<A extends Record<string, unknown>, R>(key: string, args: A, build: (db: Kysely<Database>, args: A) => Compilable<R>) {
+    return runPrepared(this.db, this.engine, key, args, build);
+  }
+
   close(): Promise<void> {
     return this.db.destroy();
   }
@@ -83,8 +89,11 @@ export class Store {
     return row;
   }
 
-  findCustomer(userId: string): Promise<CustomerRow | undefined> {
-    return this.db.selectFrom('customers').selectAll().where('user_id', '=', userId).executeTakeFirst();
+  async findCustomer(userId: string): Promise<CustomerRow | undefined> {
+    const { rows } = await this.#prepared('findCustomer', { userId }, (db, a) =>
+      db.selectFrom('customers').selectAll().where('user_id', '=', a.userId),
+    );
+    return rows[0];
   }
 
   async setPaymentMethod(userId: string, paymentMethodId: string): Promise<void> {
@@ -94,13 +103,11 @@ export class Store {
   // Purchases
 
   /** Records a purchase before the provider is called (money invariant 3); returns the row. */
-  insertPendingPurchase(purchase: Omit<NewPurchase, 'status' | 'created_at' | 'updated_at' | 'refunded_cents'>): Promise<PurchaseRow> {
+  async insertPendingPurchase(purchase: Omit<NewPurchase, 'status' | 'created_at' | 'updated_at' | 'refunded_cents'>): Promise<PurchaseRow> {
     const at = now();
-    return this.db
-      .insertInto('purchases')
-      .values({ ...purchase, status: 'pending', refunded_cents: 0, created_at: at, updated_at: at })
-      .returningAll()
-      .executeTakeFirstOrThrow();
+    const row = { ...purchase, status: 'pending' as const, refunded_cents: 0, created_at: at, updated_at: at };
+    const { rows } = await this.#prepared('insertPendingPurchase', row, (db, a) => db.insertInto('purchases').values(a).returningAll());
+    return rows[0]!;
   }
 
   findPurchase(transactionId: string): Promise<PurchaseRow | undefined> {
@@ -145,18 +152,22 @@ export class Store {
    * given columns too. Returns the updated row, or undefined when the move is not allowed (the
    * purchase is already there or further on): callers never regress a purchase.
    */
-  movePurchase(
+  async movePurchase(
     transactionId: string,
     to: PurchaseStatus,
     set: Partial<Pick<PurchaseRow, 'payment_intent_id' | 'failure_code' | 'refunded_cents'>> = {},
   ): Promise<PurchaseRow | undefined> {
-    return this.db
-      .updateTable('purchases')
-      .set({ ...set, status: to, updated_at: now() })
-      .where('transaction_id', '=', transactionId)
-      .where('status', 'in', PURCHASE_TRANSITIONS[to])
-      .returningAll()
-      .executeTakeFirst();
+    // The statement's shape depends on the target status and on which columns are set.
+    const key = `movePurchase:${to}:${Object.keys(set).join(',')}`;
+    const { rows } = await this.#prepared(key, { ...set, transactionId, updated_at: now() }, (db, { transactionId: id, ...columns }) =>
+      db
+        .updateTable('purchases')
+        .set({ ...columns, status: to })
+        .where('transaction_id', '=', id)
+        .where('status', 'in', PURCHASE_TRANSITIONS[to])
+        .returningAll(),
+    );
+    return rows[0];
   }
 
   // Ledger
@@ -168,39 +179,64 @@ export class Store {
    */
   async postJournal(input: JournalInput): Promise<number | undefined> {
     const at = now();
-    const journal = await this.db
-      .insertInto('ledger_journals')
-      .values({
-        kind: input.kind,
-        reference: input.reference,
-        user_id: input.userId,
-        transaction_id: input.transactionId,
-        memo: input.memo ?? null,
-        created_at: at,
-      })
-      .onConflict((oc) => oc.columns(['kind', 'reference']).doNothing())
-      .returning('id')
-      .executeTakeFirst();
+    const journalRow = {
+      kind: input.kind,
+      reference: input.reference,
+      user_id: input.userId,
+      transaction_id: input.transactionId,
+      memo: input.memo ?? null,
+      created_at: at,
+    };
+    const {
+      rows: [journal],
+    } = await this.#prepared('postJournal:journal', journalRow, (db, a) =>
+      db
+        .insertInto('ledger_journals')
+        .values(a)
+        .onConflict((oc) => oc.columns(['kind', 'reference']).doNothing())
+        .returning('id'),
+    );
     if (!journal) return undefined;
 
-    let update = this.db
-      .updateTable('customers')
-      .set((eb) => ({ currency_balance: eb('currency_balance', '+', input.amount) }))
-      .where('user_id', '=', input.userId);
-    if (input.mustNotOverdraw) update = update.where('currency_balance', '>=', -input.amount);
-    const updated = await update.returning('currency_balance').executeTakeFirst();
+    const credit = { amount: input.amount, userId: input.userId };
+    const {
+      rows: [updated],
+    } = input.mustNotOverdraw
+      ? await this.#prepared('postJournal:debit', { ...credit, atLeast: -input.amount }, (db, a) =>
+          db
+            .updateTable('customers')
+            .set((eb) => ({ currency_balance: eb('currency_balance', '+', a.amount) }))
+            .where('user_id', '=', a.userId)
+            .where('currency_balance', '>=', a.atLeast)
+            .returning('currency_balance'),
+        )
+      : await this.#prepared('postJournal:credit', credit, (db, a) =>
+          db
+            .updateTable('customers')
+            .set((eb) => ({ currency_balance: eb('currency_balance', '+', a.amount) }))
+            .where('user_id', '=', a.userId)
+            .returning('currency_balance'),
+        );
     if (!updated) {
       const customer = await this.findCustomer(input.userId);
       if (!customer) throw new Error(`ledger: no customer ${input.userId}`);
       throw new InsufficientBalance(customer.currency_balance);
     }
-    await this.db
-      .insertInto('ledger_entries')
-      .values([
-        { journal_id: journal.id, account: playerAccount(input.userId), amount: input.amount, balance_after: updated.currency_balance, created_at: at },
-        { journal_id: journal.id, account: input.counterAccount, amount: -input.amount, balance_after: null, created_at: at },
-      ])
-      .execute();
+    const entries = {
+      journal: journal.id,
+      player: playerAccount(input.userId),
+      amount: input.amount,
+      balance: updated.currency_balance,
+      counterAccount: input.counterAccount,
+      counterAmount: -input.amount,
+      at,
+    };
+    await this.#prepared('postJournal:entries', entries, (db, a) =>
+      db.insertInto('ledger_entries').values([
+        { journal_id: a.journal, account: a.player, amount: a.amount, balance_after: a.balance, created_at: a.at },
+        { journal_id: a.journal, account: a.counterAccount, amount: a.counterAmount, balance_after: null, created_at: a.at },
+      ]),
+    );
     return updated.currency_balance;
   }
 
@@ -281,23 +317,16 @@ export class Store {
   ): Promise<Reservation> {
     return this.transaction(async (tx) => {
       const at = now();
-      const inserted = await tx.db
-        .insertInto('idempotency_keys')
-        .values({
-          scope: input.scope,
-          key: input.key,
-          request_hash: input.hash,
-          resource_id: input.resourceId,
-          state: 'in_progress',
-          locked_at: at,
-          response_status: null,
-          response_type: null,
-          response_body: null,
-          created_at: at,
-        })
-        .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
-        .returning('resource_id')
-        .executeTakeFirst();
+      const key = { scope: input.scope, key: input.key, request_hash: input.hash, resource_id: input.resourceId, locked_at: at, created_at: at };
+      const {
+        rows: [inserted],
+      } = await tx.#prepared('reserveKey', key, (db, a) =>
+        db
+          .insertInto('idempotency_keys')
+          .values({ ...a, state: 'in_progress', response_status: null, response_type: null, response_body: null })
+          .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
+          .returning('resource_id'),
+      );
       if (inserted) {
         await onReserved?.(tx, inserted.resource_id);
         return { kind: 'reserved', resourceId: inserted.resource_id, resumed: false };
@@ -327,13 +356,14 @@ export class Store {
 
   /** Records the response a key replays. Only the request holding the key can complete it. */
   async completeKey(scope: string, key: string, response: { status: number; type: string; body: string }): Promise<void> {
-    await this.db
-      .updateTable('idempotency_keys')
-      .set({ state: 'completed', locked_at: null, response_status: response.status, response_type: response.type, response_body: response.body })
-      .where('scope', '=', scope)
-      .where('key', '=', key)
-      .where('state', '=', 'in_progress')
-      .execute();
+    await this.#prepared('completeKey', { scope, key, ...response }, (db, a) =>
+      db
+        .updateTable('idempotency_keys')
+        .set({ state: 'completed', locked_at: null, response_status: a.status, response_type: a.type, response_body: a.body })
+        .where('scope', '=', a.scope)
+        .where('key', '=', a.key)
+        .where('state', '=', 'in_progress'),
+    );
   }
 
   /** Lets go of a key without an answer (the outcome is not known yet): a retry takes it over. */

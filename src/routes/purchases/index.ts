@@ -14,9 +14,15 @@ import { customerNotFound, ProblemError } from '../../errors.js';
 import { assertPlayerMayAct } from '../../plugins/auth.js';
 import { resourceIdFor } from '../../plugins/idempotency.js';
 import { FAILURE_DETAILS } from '../../services/declines.js';
-import { purchaseCurrency, purchaseView, recordPendingPurchase, refreshPurchase, transactionStatus } from '../../services/purchases.js';
+import {
+  purchaseCurrency,
+  purchaseView,
+  recordPendingPurchase,
+  refreshPurchase,
+  transactionStatus,
+  type PendingPurchase,
+} from '../../services/purchases.js';
 import { refundPurchase } from '../../services/refunds.js';
-import type { PurchaseRow } from '../../store/schema.js';
 import {
   authenticationRequired,
   customerNotFound as customerNotFoundResponse,
@@ -33,7 +39,7 @@ const purchaseNotFound = problemResponse('No purchase has this `transaction_id`.
 
 const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // The pending purchase a request recorded with its new Idempotency-Key, so the handler need not read it back.
-  const recordedWithKey = new WeakMap<FastifyRequest, PurchaseRow>();
+  const recordedWithKey = new WeakMap<FastifyRequest, PendingPurchase>();
   const deps = (log = app.log) => ({ store: app.store, payments: app.payments, catalog: app.catalog, log });
   // A purchase whose Stripe call never answered is asked again once its request must have ended.
   const reissueAfterMs = app.config.STRIPE_TIMEOUT_MS * (app.config.STRIPE_MAX_NETWORK_RETRIES + 1) + 5_000;

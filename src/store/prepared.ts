@@ -1,0 +1,61 @@
+import type { Compilable, CompiledQuery, Kysely, QueryResult } from 'kysely';
+import type { Engine } from './database.js';
+import type { Database } from './schema.js';
+
+/** Where a compiled statement's parameter comes from: a call's argument, or a value fixed in the query. */
+type Slot = { arg: string } | { value: unknown };
+
+interface Template {
+  compiled: CompiledQuery;
+  slots: Slot[];
+}
+
+const MARK = '\u0000coinshop-arg:';
+const templates = new Map<string, Template>();
+
+/**
+ * Runs a query that is built and compiled once per engine and `key`, not on every call: the hot
+ * statements of a purchase are the same SQL every time, and building and compiling them through
+ * Kysely cost more than SQLite spends running them. The first call builds the query with a marker
+ * in place of each argument and learns which parameter is which; later calls only fill the
+ * parameters. `build` must use each argument as a value only (never to decide the query's shape):
+ * what varies the SQL belongs in `key`. An argument found in the SQL text, or not found at all, is
+ * refused when the template is made.
+ */
+export async function runPrepared<A extends Record<string, unknown>, R>(
+  db: Kysely<Database>,
+  engine: Engine,
+  key: string,
+  args: A,
+  build: (db: Kysely<Database>, args: A) => Compilable<R>,
+): Promise<QueryResult<R>> {
+  const cacheKey = `${engine}:${key}`;
+  let template = templates.get(cacheKey);
+  if (!template) {
+    template = makeTemplate(db, key, Object.keys(args), build);
+    templates.set(cacheKey, template);
+  }
+  const { compiled, slots } = template;
+  const parameters = slots.map((slot) => ('arg' in slot ? args[slot.arg] : slot.value));
+  return db.executeQuery<R>({ query: compiled.query, queryId: compiled.queryId, sql: compiled.sql, parameters });
+}
+
+function makeTemplate<A extends Record<string, unknown>, R>(
+  db: Kysely<Database>,
+  key: string,
+  names: string[],
+  build: (db: Kysely<Database>, args: A) => Compilable<R>,
+): Template {
+  // Markers stand in for the arguments only while the query is compiled; they never reach the database.
+  const marked = Object.fromEntries(names.map((name) => [name, MARK + name])) as unknown as A;
+  const compiled = build(db, marked).compile();
+  if (compiled.sql.includes(MARK)) throw new Error(`prepared query ${key}: an argument ended up in the SQL text`);
+  const slots: Slot[] = compiled.parameters.map((p) =>
+    typeof p === 'string' && p.startsWith(MARK) ? { arg: p.slice(MARK.length) } : { value: p },
+  );
+  // Arithmetic on a marker (say `-amount`) makes NaN, a value no real call means: compute it outside `build`.
+  if (slots.some((slot) => 'value' in slot && Number.isNaN(slot.value))) throw new Error(`prepared query ${key}: an argument was computed on`);
+  const unused = names.filter((name) => !slots.some((slot) => 'arg' in slot && slot.arg === name));
+  if (unused.length > 0) throw new Error(`prepared query ${key}: arguments ${unused.join(', ')} are not parameters`);
+  return { compiled, slots };
+}

@@ -1,0 +1,78 @@
+import { randomUUID } from 'node:crypto';
+import t, { type Test } from 'tap';
+import { openDatabase } from '../src/store/database.js';
+import { migrateToLatest } from '../src/store/migrations.js';
+import { runPrepared } from '../src/store/prepared.js';
+import { Store } from '../src/store/store.js';
+import { freshDatabaseUrl, TEST_ENGINE } from './support/database.js';
+
+async function openStore(t: Test) {
+  const { db, engine } = openDatabase(await freshDatabaseUrl(), {
+    poolSize: 2,
+    sqliteSynchronous: 'FULL',
+    onConnectionError: () => undefined,
+  });
+  t.teardown(() => db.destroy());
+  await migrateToLatest(db, engine);
+  return new Store(db, engine);
+}
+
+t.test('a prepared query fills its parameters per call: constants stay, arguments change, on either engine', async (t) => {
+  const store = await openStore(t);
+  const prefix = randomUUID().slice(0, 8);
+  for (const n of [1, 2, 3]) {
+    await store.insertCustomer({ user_id: `${prefix}_${n}`, email: `${n}@example.com`, name: `P ${n}`, stripe_customer_id: `cus_${prefix}_${n}` });
+  }
+  // `key` is new per run so the template is made here; the fixed '@example.com' suffix is a constant parameter.
+  const key = `test:${prefix}`;
+  const byId = (userId: string) =>
+    runPrepared(store.db, store.engine, key, { userId }, (db, a) =>
+      db.selectFrom('customers').select(['user_id', 'name']).where('user_id', '=', a.userId).where('email', 'like', '%@example.com'),
+    );
+  t.same((await byId(`${prefix}_2`)).rows, [{ user_id: `${prefix}_2`, name: 'P 2' }]);
+  t.same((await byId(`${prefix}_3`)).rows, [{ user_id: `${prefix}_3`, name: 'P 3' }], 'the second call runs with its own argument');
+  t.same((await byId('nobody')).rows, []);
+
+  const credited = await store.postJournal({
+    kind: 'purchase',
+    reference: `pi_${prefix}`,
+    userId: `${prefix}_1`,
+    transactionId: null,
+    amount: 70,
+    counterAccount: 'coinshop:sales',
+  });
+  t.equal(credited, 70);
+  const debited = await store.transaction((tx) =>
+    tx.postJournal({ kind: 'spend', reference: `s_${prefix}`, userId: `${prefix}_1`, transactionId: null, amount: -50, counterAccount: 'coinshop:spent', mustNotOverdraw: true }),
+  );
+  t.equal(debited, 20, 'the debit statement (its own template) runs inside a transaction too');
+  await t.rejects(
+    store.postJournal({ kind: 'spend', reference: `s2_${prefix}`, userId: `${prefix}_1`, transactionId: null, amount: -21, counterAccount: 'coinshop:spent', mustNotOverdraw: true }),
+    { name: 'InsufficientBalance' },
+  );
+  t.equal((await store.findCustomer(`${prefix}_1`))?.currency_balance, 20);
+  t.same(await store.balanceMismatches(), [], 'the ledger entries written through templates match the balances');
+  t.equal(TEST_ENGINE, store.engine);
+});
+
+t.test('a query that would bake an argument in is refused when its template is made', async (t) => {
+  const store = await openStore(t);
+  await t.rejects(
+    runPrepared(store.db, store.engine, 'test:in-sql-text', { column: 'name' }, (db, a) =>
+      db.selectFrom('customers').select('user_id').where(a.column as 'name', '=', 'x'),
+    ),
+    /prepared query test:in-sql-text: an argument ended up in the SQL text/,
+  );
+  await t.rejects(
+    runPrepared(store.db, store.engine, 'test:computed', { amount: 5 }, (db, a) =>
+      db.selectFrom('customers').select('user_id').where('currency_balance', '>=', -a.amount),
+    ),
+    /prepared query test:computed: an argument was computed on/,
+  );
+  await t.rejects(
+    runPrepared(store.db, store.engine, 'test:unused', { userId: 'u', limit: 3 }, (db, a) =>
+      db.selectFrom('customers').select('user_id').where('user_id', '=', a.userId),
+    ),
+    /prepared query test:unused: arguments limit are not parameters/,
+  );
+});
