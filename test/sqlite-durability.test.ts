@@ -184,3 +184,42 @@ t.test('callers take the connection in the order they asked for it', async (t) =
   );
   t.same(order, Array.from({ length: 20 }, (_, i) => i));
 });
+
+t.test('checkpoints run in a worker thread, not in commits: the WAL is copied into the database file and started over', async (t) => {
+  const path = join(tempDir(t), 'shop.db');
+  const opened = openSqlite(path, { synchronous: 'FULL', checkpointEvery: 20 });
+  const db = asTestDb(opened) as unknown as Kysely<{ t: { id: number; body: Buffer } }>;
+  t.teardown(() => db.destroy());
+  t.same((await sql`pragma wal_autocheckpoint`.execute(db)).rows, [{ wal_autocheckpoint: 0 }], 'no commit checkpoints on the event loop');
+  await sql`create table t (id integer primary key, body blob)`.execute(db);
+  const rows = 400;
+  for (let id = 0; id < rows; id++) await db.insertInto('t').values({ id, body: Buffer.alloc(3000, id % 256) }).execute();
+  await opened.checkpointer!.idle;
+  t.ok(opened.checkpointer!.checkpoints >= 10, `checkpoints made: ${opened.checkpointer!.checkpoints}`);
+  // Without checkpoints the WAL would hold a frame for every commit and more; started over, it holds the last few.
+  const other = new SQLite(path);
+  const [{ log }] = other.pragma('wal_checkpoint(PASSIVE)') as [{ log: number }];
+  other.close();
+  t.ok(log < rows / 4, `${log} frames in the WAL after ${rows} commits`);
+  t.ok(statSync(path).size > rows * 3000 * 0.9, `database file ${statSync(path).size} bytes: the rows were copied into it`);
+  t.same((await db.selectFrom('t').select((eb) => eb.fn.countAll<number>().as('n')).execute())[0], { n: rows });
+});
+
+t.test('a checkpoint worker that dies hands checkpoints back to SQLite, and says so', async (t) => {
+  const path = join(tempDir(t), 'shop.db');
+  const errors: Error[] = [];
+  const opened = openSqlite(path, { synchronous: 'FULL', checkpointEvery: 5, onCheckpointError: (err) => errors.push(err) });
+  const db = asTestDb(opened);
+  t.teardown(() => db.destroy());
+  await sql`create table t (id integer primary key)`.execute(db);
+  for (let id = 0; id < 10; id++) await db.insertInto('t').values({ id }).execute();
+  await opened.checkpointer!.idle;
+  t.ok(opened.checkpointer!.worker, 'the worker was started by the first checkpoint');
+  await opened.checkpointer!.worker!.terminate();
+  for (let i = 0; i < 50 && errors.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  t.match(errors.map(String), [/SQLite checkpoint worker exited/]);
+  t.same((await sql`pragma wal_autocheckpoint`.execute(db)).rows, [{ wal_autocheckpoint: 1000 }], "SQLite's own checkpoints are back on");
+  for (let id = 10; id < 20; id++) await db.insertInto('t').values({ id }).execute();
+  t.same((await db.selectFrom('t').select((eb) => eb.fn.countAll<number>().as('n')).execute())[0], { n: 20 }, 'writes go on');
+  t.equal(errors.length, 1, 'told once');
+});

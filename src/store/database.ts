@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { openPostgres } from './postgres.js';
-import { openSqlite, type GroupSync, type SqliteOptions } from './sqlite.js';
+import { openSqlite, type Checkpointer, type GroupSync, type SqliteOptions } from './sqlite.js';
 import type { Database } from './schema.js';
 
 export type Engine = 'sqlite' | 'postgres';
@@ -10,6 +10,8 @@ export interface OpenedDatabase {
   engine: Engine;
   /** SQLite with coinshop's group commit: its commit and sync counts. */
   sync?: GroupSync | undefined;
+  /** SQLite file: the checkpoints made off the event loop. */
+  checkpointer?: Checkpointer | undefined;
 }
 
 export interface DatabaseOptions {
@@ -21,6 +23,10 @@ export interface DatabaseOptions {
   syncFile?: SqliteOptions['syncFile'];
   /** Told about a connection that broke while idle (the pool drops it and opens a new one when needed). */
   onConnectionError: (err: Error) => void;
+  /** SQLite: told when background checkpoints failed and SQLite's own took over. */
+  onCheckpointError?: SqliteOptions['onCheckpointError'];
+  /** SQLite: commits between checkpoints (tests ask for fewer). */
+  checkpointEvery?: SqliteOptions['checkpointEvery'];
 }
 
 const POSTGRES_URL = /^postgres(ql)?:\/\//;
@@ -36,5 +42,13 @@ export function sqlitePath(databaseUrl: string): string {
 export function openDatabase(databaseUrl: string, options: DatabaseOptions): OpenedDatabase {
   return engineOf(databaseUrl) === 'postgres'
     ? { engine: 'postgres', db: openPostgres(databaseUrl, options) }
-    : { engine: 'sqlite', ...openSqlite(sqlitePath(databaseUrl), { synchronous: options.sqliteSynchronous, syncFile: options.syncFile }) };
+    : {
+        engine: 'sqlite',
+        ...openSqlite(sqlitePath(databaseUrl), {
+          synchronous: options.sqliteSynchronous,
+          syncFile: options.syncFile,
+          onCheckpointError: options.onCheckpointError,
+          checkpointEvery: options.checkpointEvery,
+        }),
+      };
 }

@@ -14,10 +14,11 @@ declare module 'fastify' {
 /** Opens the database, migrates it to the newest version, and closes it with the app. */
 export default fp(
   async function store(app: FastifyInstance, options: { databaseUrl: string; poolSize: number; sqliteSynchronous: 'FULL' | 'NORMAL' }) {
-    const { db, engine, sync } = openDatabase(options.databaseUrl, {
+    const { db, engine, sync, checkpointer } = openDatabase(options.databaseUrl, {
       poolSize: options.poolSize,
       sqliteSynchronous: options.sqliteSynchronous,
       onConnectionError: (err) => app.log.warn({ err }, 'database connection lost; it will be reopened when needed'),
+      onCheckpointError: (err) => app.log.error({ err }, 'SQLite checkpoints in the background failed; SQLite checkpoints on commit from now on'),
     });
     try {
       await migrateToLatest(db, engine);
@@ -30,6 +31,10 @@ export default fp(
       const registers = [app.metrics.registry];
       new Counter({ name: 'coinshop_sqlite_commits_total', help: 'SQLite commits that wrote', registers, collect() { this.reset(); this.inc(sync.commits); } });
       new Counter({ name: 'coinshop_sqlite_syncs_total', help: 'fsyncs of the SQLite WAL, each covering every commit before it', registers, collect() { this.reset(); this.inc(sync.syncs); } });
+    }
+    if (checkpointer) {
+      const registers = [app.metrics.registry];
+      new Counter({ name: 'coinshop_sqlite_checkpoints_total', help: 'WAL checkpoints made by the background worker', registers, collect() { this.reset(); this.inc(checkpointer.checkpoints); } });
     }
     const store = new Store(db, engine);
     app.decorate('store', store);

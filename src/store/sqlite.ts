@@ -1,5 +1,7 @@
 import { fdatasync, mkdirSync, openSync, closeSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
 import {
   CompiledQuery,
@@ -25,7 +27,17 @@ export interface SqliteOptions {
   synchronous: 'FULL' | 'NORMAL';
   /** How a file is synced; fdatasync unless a test watches it. */
   syncFile?: (fd: number) => Promise<void>;
+  /** Commits between two checkpoints of the WAL (CHECKPOINT_EVERY_COMMITS unless a test asks for fewer). */
+  checkpointEvery?: number;
+  /** Told when checkpoints in the background failed and SQLite's own (on the event loop) took over. */
+  onCheckpointError?: (err: Error) => void;
 }
+
+/**
+ * A purchase's commits write 10–15 pages each to the WAL: 100 commits keep it to a few MB between
+ * checkpoints, near SQLite's own default (1,000 pages).
+ */
+export const CHECKPOINT_EVERY_COMMITS = 100;
 
 /** Statements kept prepared, most recent first to survive (coinshop issues a few dozen distinct ones). */
 const STATEMENT_CACHE_SIZE = 256;
@@ -86,6 +98,134 @@ export class GroupSync {
   }
 }
 
+/**
+ * The worker thread's side of Checkpointer: its own connection to the file, one PASSIVE checkpoint
+ * per message. With synchronous=NORMAL a checkpoint syncs the WAL before copying it and the database
+ * file after, so the WAL is reused only once its pages are safely in the database file.
+ */
+const CHECKPOINT_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const SQLite = require(workerData.module);
+const db = new SQLite(workerData.path);
+db.pragma('synchronous = NORMAL');
+parentPort.on('message', (message) => {
+  if (message === 'close') {
+    db.close();
+    parentPort.close();
+    return;
+  }
+  try {
+    parentPort.postMessage({ done: db.pragma('wal_checkpoint(PASSIVE)')[0] });
+  } catch (err) {
+    parentPort.postMessage({ error: String(err) });
+  }
+});
+`;
+
+const sqliteModule = createRequire(import.meta.url).resolve('better-sqlite3');
+
+/**
+ * Checkpoints off the event loop. SQLite's own checkpoint runs inside the commit that crosses its
+ * threshold: copying the WAL into the database file and an fsync, on the event loop, several
+ * milliseconds every few hundred commits. Instead the connection's auto-checkpoint is off and,
+ * every `every` commits, a worker thread checkpoints on a connection of its own: first while
+ * commits go on (the bulk of the copying and the fsync), then once more with this process's
+ * connection held for the moment it takes to copy what was written meanwhile, so the WAL is fully
+ * copied and the next commit starts it over from the beginning (it does not grow). Should the
+ * worker fail, SQLite's own checkpoints are switched back on.
+ */
+export class Checkpointer {
+  #worker: Worker | undefined;
+  #reply: ((outcome: { done?: unknown; error?: string }) => void) | undefined;
+  #running: Promise<void> | undefined;
+  #commits = 0;
+  #stopped = false;
+  /** Checkpoints completed. */
+  checkpoints = 0;
+
+  constructor(
+    private readonly path: string,
+    private readonly every: number,
+    /** Runs `fn` while no query or transaction of this process holds the connection. */
+    private readonly exclusive: (fn: () => Promise<void>) => Promise<void>,
+    /** Switches SQLite's own checkpoints back on, once the worker cannot do them. */
+    private readonly fallBack: (err: Error) => void,
+  ) {}
+
+  committed(): void {
+    // Started with the first write, so it is ready by the first checkpoint.
+    if (!this.#stopped) this.#worker ??= this.#start();
+    this.#commits += 1;
+    if (this.#commits < this.every || this.#running || this.#stopped) return;
+    this.#commits = 0;
+    this.#running = this.#checkpoint().finally(() => (this.#running = undefined));
+  }
+
+  async #checkpoint(): Promise<void> {
+    try {
+      await this.#ask();
+      await this.exclusive(() => this.#ask());
+      this.checkpoints += 1;
+    } catch (err) {
+      this.#stop(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  #ask(): Promise<void> {
+    const worker = (this.#worker ??= this.#start());
+    return new Promise((resolve, reject) => {
+      this.#reply = (outcome) => {
+        this.#reply = undefined;
+        if (outcome.error !== undefined) reject(new Error(`SQLite checkpoint failed: ${outcome.error}`));
+        else resolve();
+      };
+      worker.postMessage('checkpoint');
+    });
+  }
+
+  #start(): Worker {
+    const worker = new Worker(CHECKPOINT_WORKER, { eval: true, workerData: { module: sqliteModule, path: this.path }, execArgv: [] });
+    worker.unref();
+    worker.on('message', (outcome: { done?: unknown; error?: string }) => this.#reply?.(outcome));
+    worker.on('error', (err) => this.#reply?.({ error: String(err) }));
+    worker.on('exit', (code) => {
+      if (this.#worker === worker && !this.#stopped) this.#stop(new Error(`SQLite checkpoint worker exited (${code})`));
+      this.#reply?.({ error: `worker exited (${code})` });
+    });
+    return worker;
+  }
+
+  #stop(err: Error): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.fallBack(err);
+    void this.#worker?.terminate();
+  }
+
+  /** Settles once no checkpoint is under way. */
+  get idle(): Promise<void> {
+    return this.#running ?? Promise.resolve();
+  }
+
+  /** Waits for a checkpoint under way and closes the worker's connection. */
+  async close(): Promise<void> {
+    await this.idle;
+    const worker = this.#worker;
+    if (!worker || this.#stopped) return;
+    this.#stopped = true;
+    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    // Unreferenced, the worker would not keep the process alive until it has closed its connection.
+    worker.ref();
+    worker.postMessage('close');
+    await exited;
+  }
+
+  /** For tests: the worker, to see it fail. */
+  get worker(): Worker | undefined {
+    return this.#worker;
+  }
+}
+
 /** The one better-sqlite3 connection: statements prepared once, and told to GroupSync when a write commits. */
 class Connection implements DatabaseConnection {
   readonly #statements = new Map<string, SQLite.Statement>();
@@ -97,6 +237,9 @@ class Connection implements DatabaseConnection {
     private readonly sqlite: SQLite.Database,
     private readonly sync: GroupSync | undefined,
   ) {}
+
+  /** Counts commits toward the next checkpoint, when coinshop makes them. */
+  checkpointer: Checkpointer | undefined;
 
   #prepare(sql: string): SQLite.Statement {
     let statement = this.#statements.get(sql);
@@ -127,6 +270,7 @@ class Connection implements DatabaseConnection {
       this.#wroteInTransaction = false;
       this.committed = true;
       this.sync?.wrote();
+      this.checkpointer?.committed();
     }
     return Promise.resolve(result);
   }
@@ -186,13 +330,28 @@ class SqliteDriver implements Driver {
   async releaseConnection(): Promise<void> {
     const committed = this.connection.committed;
     this.connection.committed = false;
-    const next = this.#waiting.shift();
-    if (next) next();
-    else this.#busy = false;
+    this.#handOn();
     if (committed && this.sync) await this.sync.flush();
   }
 
+  #handOn(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#busy = false;
+  }
+
+  /** Runs `fn` holding the connection (in turn, like any caller), without using it. */
+  async exclusive(fn: () => Promise<void>): Promise<void> {
+    await this.acquireConnection();
+    try {
+      await fn();
+    } finally {
+      this.#handOn();
+    }
+  }
+
   async destroy(): Promise<void> {
+    await this.connection.checkpointer?.close();
     if (this.sync?.behind) await this.sync.flush().catch(() => undefined);
     this.sqlite.close();
     this.onClose();
@@ -219,6 +378,8 @@ export interface OpenedSqlite {
   db: Kysely<Database>;
   /** Group-commit figures when FULL durability is coinshop's (a file in WAL mode); otherwise undefined. */
   sync: GroupSync | undefined;
+  /** Checkpoints in a worker thread, for a file in WAL mode; otherwise undefined. */
+  checkpointer: Checkpointer | undefined;
 }
 
 /** Opens a SQLite file (or `:memory:`) in WAL mode with the durability `options.synchronous` asks for. */
@@ -242,8 +403,19 @@ export function openSqlite(path: string, options: SqliteOptions): OpenedSqlite {
         return syncFile(walFile);
       })
     : undefined;
-  const driver = new SqliteDriver(sqlite, new Connection(sqlite, sync), sync, () => {
+  const connection = new Connection(sqlite, sync);
+  const driver = new SqliteDriver(sqlite, connection, sync, () => {
     if (walFile !== undefined) closeSync(walFile);
   });
-  return { db: new Kysely<Database>({ dialect: new CoinshopSqliteDialect(driver) }), sync };
+  let checkpointer: Checkpointer | undefined;
+  if (wal) {
+    const autoCheckpoint = sqlite.pragma('wal_autocheckpoint', { simple: true });
+    sqlite.pragma('wal_autocheckpoint = 0');
+    checkpointer = new Checkpointer(path, options.checkpointEvery ?? CHECKPOINT_EVERY_COMMITS, (fn) => driver.exclusive(fn), (err) => {
+      sqlite.pragma(`wal_autocheckpoint = ${Number(autoCheckpoint)}`);
+      options.onCheckpointError?.(err);
+    });
+    connection.checkpointer = checkpointer;
+  }
+  return { db: new Kysely<Database>({ dialect: new CoinshopSqliteDialect(driver) }), sync, checkpointer };
 }
