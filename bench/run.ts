@@ -2,7 +2,8 @@
  * `npm run bench`: coinshop as in production (built, JSON logs, API keys, SQLite file with
  * synchronous=FULL, the real StripeGateway) against a Stripe-compatible server on loopback with an
  * added latency, driven by autocannon. Prints a table and writes bench/results.json.
- *   BENCH_SECONDS (default 5) per scenario;
+ *   BENCH_SECONDS (default 5) per scenario, after BENCH_WARMUP_SECONDS (default 2) of the same load that
+ *   is not measured (a service is measured warm: its code compiled, its caches and connections made);
  *   BENCH_SCENARIOS=packages,customer,purchases,replicas (default all);
  *   replicas: purchases with one and two coinshop processes on SQLite (one file) and on PostgreSQL
  *   (BENCH_PG_URL, default the local `test` database; each run in a new schema, dropped after),
@@ -17,6 +18,7 @@ import pg from 'pg';
 import { api, auth, buyers, coinshop, fakeStripe, purchaseLoad, root, start, stop, ts } from './processes.js';
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 5);
+const warmUpSeconds = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2);
 const scenarios = (process.env['BENCH_SCENARIOS'] ?? 'packages,customer,purchases,replicas').split(',');
 const PG_URL = process.env['BENCH_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const replicaConnections = Number(process.env['BENCH_REPLICA_CONNECTIONS'] ?? 200);
@@ -42,9 +44,9 @@ function rssMB(pid: number | undefined): number {
   }
 }
 
-/** One autocannon run against `target`; its row in the table. */
-async function measure(scenario: string, target: ChildProcess, options: autocannon.Options): Promise<autocannon.Result> {
-  const [result] = await measureMany(scenario, [{ child: target, options }]);
+/** One autocannon run against `target`; its row in the table. `warm` runs between warm-up and measurement. */
+async function measure(scenario: string, target: ChildProcess, options: autocannon.Options, warm?: () => Promise<unknown>): Promise<autocannon.Result> {
+  const [result] = await measureMany(scenario, [{ child: target, options }], warm);
   return result!;
 }
 
@@ -93,7 +95,13 @@ async function postgresSchema(): Promise<{ url: string; drop: () => Promise<void
 }
 
 /** Autocannon runs at once, one per replica; one row with their sum (req/s, errors) and their worst (latency). */
-async function measureMany(scenario: string, targets: { child: ChildProcess; options: autocannon.Options }[]): Promise<autocannon.Result[]> {
+async function measureMany(
+  scenario: string,
+  targets: { child: ChildProcess; options: autocannon.Options }[],
+  warm?: () => Promise<unknown>,
+): Promise<autocannon.Result[]> {
+  if (warmUpSeconds > 0) await Promise.all(targets.map((target) => autocannon({ ...target.options, duration: warmUpSeconds })));
+  await warm?.();
   let peak = 0;
   const sample = () => targets.forEach((target) => (peak = Math.max(peak, rssMB(target.child.pid))));
   sample();
@@ -150,12 +158,13 @@ async function main() {
           const shop = await coinshop(stripe.url, join(dir, 'bench.db'));
           const users = await buyers(shop.url, 200);
           // Each scrape resets the event-loop delay histogram: the figure read after the load is the load's alone.
-          await fetch(`${shop.url}/metrics`, { headers: auth }).then((r) => r.text());
-          const result = await measure(`purchase, Stripe +${latency} ms, ${connections} connections`, shop.child, {
-            url: `${shop.url}/stripe/purchase-currency`,
-            connections,
-            ...purchaseLoad(users, `${latency}-${connections}`),
-          });
+          const scrape = () => fetch(`${shop.url}/metrics`, { headers: auth }).then((r) => r.text());
+          const result = await measure(
+            `purchase, Stripe +${latency} ms, ${connections} connections`,
+            shop.child,
+            { url: `${shop.url}/stripe/purchase-currency`, connections, ...purchaseLoad(users, `${latency}-${connections}`) },
+            scrape,
+          );
           const row = rows.at(-1)!;
           row.note =
             (await creditedOnce(shop.url, users)) +
@@ -203,11 +212,11 @@ async function main() {
   }
 
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
-  console.log(`\n${machine}, ${seconds} s per scenario\n`);
+  console.log(`\n${machine}, ${seconds} s per scenario after ${warmUpSeconds} s of warm-up\n`);
   console.log('| scenario | req/s | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | note |');
   console.log('|---|---|---|---|---|---|---|---|');
   for (const r of rows) console.log(`| ${r.scenario} | ${r.requestsPerSecond} | ${r.p50ms} | ${r.p99ms} | ${r.errors} | ${r.non2xx} | ${r.peakRssMB} | ${r.note ?? ''} |`);
-  writeFileSync(join(root, 'bench', 'results.json'), JSON.stringify({ machine, seconds, rows }, null, 2) + '\n');
+  writeFileSync(join(root, 'bench', 'results.json'), JSON.stringify({ machine, seconds, warmUpSeconds, rows }, null, 2) + '\n');
 }
 
 await main();
