@@ -47,16 +47,16 @@ export async function purchaseCurrency(
 ): Promise<PurchaseResult> {
   // With an Idempotency-Key the pending purchase was usually recorded with the key (recordPendingPurchase),
   // or by the earlier request a retry takes over.
-  let recorded = context.recorded;
-  const found = recorded ? undefined : context.idempotency ? await deps.store.findPurchase(context.transactionId) : undefined;
-  if (!recorded && !found) {
-    const made = await recordPendingPurchase(deps.store, deps.catalog, input, context.transactionId);
-    if (made instanceof ProblemError) throw made;
-    recorded = made;
+  let purchase = context.recorded?.purchase;
+  let customer = context.recorded?.customer;
+  if (!purchase && context.idempotency) purchase = await deps.store.findPurchase(context.transactionId);
+  if (!purchase) {
+    const recorded = await recordPendingPurchase(deps.store, deps.catalog, input, context.transactionId);
+    if (recorded instanceof ProblemError) throw recorded;
+    ({ purchase, customer } = recorded);
   }
-  const purchase = recorded?.purchase ?? found!;
 
-  const asked = UNFINISHED.includes(purchase.status) ? await askStripe(deps, purchase, recorded?.customer) : undefined;
+  const asked = UNFINISHED.includes(purchase.status) ? await askStripe(deps, purchase, customer) : undefined;
   const answer = await deps.store.transaction(async (tx) => {
     const settled = asked ? await applyCrediting(tx, purchase, asked) : { purchase, balance: undefined };
     const response = await respond(tx, settled.purchase, asked, settled.balance);
