@@ -5,6 +5,7 @@
  *   BENCH_SECONDS (default 5) per scenario, after BENCH_WARMUP_SECONDS (default 2) of the same load that
  *   is not measured (a service is measured warm: its code compiled, its caches and connections made);
  *   BENCH_SCENARIOS=packages,customer,purchases,replicas (default all);
+ *   BENCH_NODE_ARGS: node options for coinshop's processes (say --max-old-space-size=128);
  *   replicas: purchases with one and two coinshop processes on SQLite (one file) and on PostgreSQL
  *   (BENCH_PG_URL, default the local `test` database; each run in a new schema, dropped after),
  *   BENCH_REPLICA_CONNECTIONS (default 200) in all, Stripe latency BENCH_REPLICA_LATENCY_MS (default 50).
@@ -19,6 +20,7 @@ import { api, auth, buyers, coinshop, fakeStripe, purchaseLoad, root, start, sto
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 5);
 const warmUpSeconds = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2);
+const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg.length > 0);
 const scenarios = (process.env['BENCH_SCENARIOS'] ?? 'packages,customer,purchases,replicas').split(',');
 const PG_URL = process.env['BENCH_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const replicaConnections = Number(process.env['BENCH_REPLICA_CONNECTIONS'] ?? 200);
@@ -127,7 +129,7 @@ async function main() {
   try {
     if (scenarios.includes('packages') || scenarios.includes('customer')) {
       const stripe = await fakeStripe(0);
-      const shop = await coinshop(stripe.url, join(dir, 'bench.db'));
+      const shop = await coinshop(stripe.url, join(dir, 'bench.db'), nodeArgs);
       if (scenarios.includes('packages')) {
         const bare = await start(process.execPath, ts('bench/bare-fastify.ts'), {});
         const baseline = await measure('GET /stripe/packages: bare Fastify', bare.child, { url: `${bare.url}/stripe/packages`, connections: 50 });
@@ -155,26 +157,31 @@ async function main() {
         for (const connections of [50, 200, 1000]) {
           rmSync(join(dir, 'bench.db'), { force: true });
           const stripe = await fakeStripe(latency);
-          const shop = await coinshop(stripe.url, join(dir, 'bench.db'));
+          const shop = await coinshop(stripe.url, join(dir, 'bench.db'), nodeArgs);
           const users = await buyers(shop.url, 200);
           // Each scrape resets the event-loop delay histogram: the figure read after the load is the load's alone.
+          // The counters are read before and after it, so their figures are the measured load's too.
           const scrape = () => fetch(`${shop.url}/metrics`, { headers: auth }).then((r) => r.text());
+          let before = '';
           const result = await measure(
             `purchase, Stripe +${latency} ms, ${connections} connections`,
             shop.child,
             { url: `${shop.url}/stripe/purchase-currency`, connections, ...purchaseLoad(users, `${latency}-${connections}`) },
-            scrape,
+            async () => (before = await scrape()),
           );
           const row = rows.at(-1)!;
           row.note =
             (await creditedOnce(shop.url, users)) +
             (latency > 0 ? `; ${((result.requests.average / (connections / (latency / 1000))) * 100).toFixed(0)}% of connections ÷ latency` : '');
-          const metrics = await fetch(`${shop.url}/metrics`, { headers: auth }).then((r) => r.text());
-          const lag = /^nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(metrics)?.[1];
-          if (lag) row.note += `; event-loop delay p99 ${(Number(lag) * 1000).toFixed(1)} ms`;
-          const commits = Number(/^coinshop_sqlite_commits_total (\S+)$/m.exec(metrics)?.[1]);
-          const syncs = Number(/^coinshop_sqlite_syncs_total (\S+)$/m.exec(metrics)?.[1]);
-          if (syncs > 0) row.note += `; ${(commits / syncs).toFixed(1)} commits per fsync`;
+          const after = await scrape();
+          const figure = (metrics: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1]);
+          const grew = (name: string) => figure(after, name) - figure(before, name);
+          const lag = figure(after, 'nodejs_eventloop_lag_p99_seconds');
+          if (lag) row.note += `; event-loop delay p99 ${(lag * 1000).toFixed(1)} ms`;
+          const commits = grew('coinshop_sqlite_commits_total');
+          const syncs = grew('coinshop_sqlite_syncs_total');
+          const waited = grew('coinshop_sqlite_commit_wait_seconds_total');
+          if (syncs > 0) row.note += `; ${(commits / syncs).toFixed(1)} commits per fsync, ${((waited / commits) * 1000).toFixed(1)} ms mean wait for it`;
           console.log(row.note);
           await stop(shop.child);
           await stop(stripe.child);
@@ -189,7 +196,7 @@ async function main() {
           const stripe = await fakeStripe(replicaLatency);
           // One at a time: the first migrates the new database, the others find it done.
           const shops = [];
-          for (let i = 0; i < count; i++) shops.push(await coinshop(stripe.url, database.url));
+          for (let i = 0; i < count; i++) shops.push(await coinshop(stripe.url, database.url, nodeArgs));
           const users = await buyers(shops[0]!.url, 200);
           await measureMany(
             `purchase on ${engine === 'sqlite' ? 'SQLite (one file)' : 'PostgreSQL'}, ${count} replica${count > 1 ? 's' : ''}, Stripe +${replicaLatency} ms, ${replicaConnections} connections`,
@@ -212,11 +219,12 @@ async function main() {
   }
 
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
-  console.log(`\n${machine}, ${seconds} s per scenario after ${warmUpSeconds} s of warm-up\n`);
+  const options = nodeArgs.length > 0 ? `, coinshop run with ${nodeArgs.join(' ')}` : '';
+  console.log(`\n${machine}, ${seconds} s per scenario after ${warmUpSeconds} s of warm-up${options}\n`);
   console.log('| scenario | req/s | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | note |');
   console.log('|---|---|---|---|---|---|---|---|');
   for (const r of rows) console.log(`| ${r.scenario} | ${r.requestsPerSecond} | ${r.p50ms} | ${r.p99ms} | ${r.errors} | ${r.non2xx} | ${r.peakRssMB} | ${r.note ?? ''} |`);
-  writeFileSync(join(root, 'bench', 'results.json'), JSON.stringify({ machine, seconds, warmUpSeconds, rows }, null, 2) + '\n');
+  writeFileSync(join(root, 'bench', 'results.json'), JSON.stringify({ machine, seconds, warmUpSeconds, nodeArgs, rows }, null, 2) + '\n');
 }
 
 await main();

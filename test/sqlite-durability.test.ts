@@ -36,14 +36,18 @@ t.test('group commit: a flush waits for a sync begun after its write; one sync s
   await tick();
   t.equal(started.length, 1, 'writes made during a sync do not start their own');
 
+  await new Promise((resolve) => setTimeout(resolve, 20));
   started[0]!();
   await first;
   t.ok(firstDone);
+  // Four writers have each waited at least the 20 ms the first sync was held (the last three wait on).
+  t.ok(sync.waitedSeconds >= 0.02, `waited ${sync.waitedSeconds} s in all`);
   await tick();
   t.notOk(laterDone, 'the first sync began before the later writes, so it cannot vouch for them');
   t.equal(started.length, 2, 'one more sync, for all three');
   started[1]!();
   await later;
+  t.ok(sync.waitedSeconds >= 4 * 0.02, `waited ${sync.waitedSeconds} s in all: each of four writers at least 20 ms`);
   t.same({ syncs: sync.syncs, commits: sync.commits, behind: sync.behind }, { syncs: 2, commits: 4, behind: false });
 });
 

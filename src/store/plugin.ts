@@ -31,6 +31,15 @@ export default fp(
       const registers = [app.metrics.registry];
       new Counter({ name: 'coinshop_sqlite_commits_total', help: 'SQLite commits that wrote', registers, collect() { this.reset(); this.inc(sync.commits); } });
       new Counter({ name: 'coinshop_sqlite_syncs_total', help: 'fsyncs of the SQLite WAL, each covering every commit before it', registers, collect() { this.reset(); this.inc(sync.syncs); } });
+      new Counter({
+        name: 'coinshop_sqlite_commit_wait_seconds_total',
+        help: 'Time writers waited for their commits to be on disk (÷ commits: the mean wait)',
+        registers,
+        collect() {
+          this.reset();
+          this.inc(sync.waitedSeconds);
+        },
+      });
     }
     if (checkpointer) {
       const registers = [app.metrics.registry];

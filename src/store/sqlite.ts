@@ -60,6 +60,8 @@ export class GroupSync {
   /** Syncs completed; with `commits`, shows how many commits each sync carried. */
   syncs = 0;
   commits = 0;
+  /** Time writers spent waiting for their commit to be on disk, in seconds, over all commits. */
+  waitedSeconds = 0;
 
   constructor(private readonly sync: () => Promise<void>) {}
 
@@ -75,12 +77,17 @@ export class GroupSync {
   /** Resolves once everything written before the call is on disk. */
   async flush(): Promise<void> {
     const target = this.#written;
-    while (this.#synced < target) {
+    const since = performance.now();
+    try {
+      while (this.#synced < target) {
+        if (this.#failed) throw this.#failed;
+        this.#running ??= this.#start();
+        await this.#running;
+      }
       if (this.#failed) throw this.#failed;
-      this.#running ??= this.#start();
-      await this.#running;
+    } finally {
+      this.waitedSeconds += (performance.now() - since) / 1000;
     }
-    if (this.#failed) throw this.#failed;
   }
 
   async #start(): Promise<void> {
