@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,12 +40,7 @@ export async function launchChromium(t: Test): Promise<BrowserContext> {
     viewport: { width: 1024, height: 900 },
   });
   t.teardown(async () => {
-    // Closing Chromium once hung a whole-suite run for good: give it 15 s, then kill what runs on this profile.
-    const closed = await Promise.race([
-      context.close().then(() => true),
-      new Promise<false>((resolve) => setTimeout(() => resolve(false), 15_000).unref()),
-    ]);
-    if (!closed) spawnSync('pkill', ['-KILL', '-f', `--user-data-dir=${profile}`]);
+    await context.close();
     rmSync(profile, { recursive: true, force: true });
   });
   return context;
