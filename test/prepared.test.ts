@@ -76,3 +76,20 @@ t.test('a query that would bake an argument in is refused when its template is m
     /prepared query test:unused: arguments limit are not parameters/,
   );
 });
+
+t.test('the arguments given are part of the template: other columns make another statement, an undefined one is refused', async (t) => {
+  const store = await openStore(t);
+  const prefix = randomUUID().slice(0, 8);
+  const key = `test:shape:${prefix}`;
+  const insert = (row: { user_id: string; email: string; name: string; stripe_customer_id: string; payment_method_id?: string | undefined }) =>
+    runPrepared(store.db, store.engine, key, row, (db, a) => db.insertInto('customers').values({ ...a, currency_balance: 0, created_at: 'now' }));
+  await insert({ user_id: `${prefix}_a`, email: 'a@example.com', name: 'A', stripe_customer_id: `cus_${prefix}_a` });
+  await insert({ user_id: `${prefix}_b`, email: 'b@example.com', name: 'B', stripe_customer_id: `cus_${prefix}_b`, payment_method_id: 'pm_card_visa' });
+  t.equal((await store.findCustomer(`${prefix}_a`))?.payment_method_id, null, 'without the column: none set');
+  t.equal((await store.findCustomer(`${prefix}_b`))?.payment_method_id, 'pm_card_visa', 'with it: the second shape wrote it');
+  await t.rejects(
+    insert({ user_id: `${prefix}_c`, email: 'c@example.com', name: 'C', stripe_customer_id: `cus_${prefix}_c`, payment_method_id: undefined }),
+    new RegExp(`prepared query ${key}: argument payment_method_id is undefined`),
+  );
+  t.equal(await store.findCustomer(`${prefix}_c`), undefined, 'nothing written');
+});

@@ -19,8 +19,9 @@ const templates = new Map<string, Template>();
  * Kysely cost more than SQLite spends running them. The first call builds the query with a marker
  * in place of each argument and learns which parameter is which; later calls only fill the
  * parameters. `build` must use each argument as a value only (never to decide the query's shape):
- * what varies the SQL belongs in `key`. An argument found in the SQL text, or not found at all, is
- * refused when the template is made.
+ * what else varies the SQL belongs in `key`. The arguments' names are part of the template's key, so
+ * an object with other columns gets a template of its own. An argument found in the SQL text, or not
+ * found at all, is refused when the template is made; an undefined one on every call.
  */
 export async function runPrepared<A extends Record<string, unknown>, R>(
   db: Kysely<Database>,
@@ -29,14 +30,21 @@ export async function runPrepared<A extends Record<string, unknown>, R>(
   args: A,
   build: (db: Kysely<Database>, args: A) => Compilable<R>,
 ): Promise<QueryResult<R>> {
-  const cacheKey = `${engine}:${key}`;
+  const names = Object.keys(args);
+  const cacheKey = `${engine}:${key}:${names.join(',')}`;
   let template = templates.get(cacheKey);
   if (!template) {
-    template = makeTemplate(db, key, Object.keys(args), build);
+    template = makeTemplate(db, key, names, build);
     templates.set(cacheKey, template);
   }
   const { compiled, slots } = template;
-  const parameters = slots.map((slot) => ('arg' in slot ? args[slot.arg] : slot.value));
+  const parameters = slots.map((slot) => {
+    if (!('arg' in slot)) return slot.value;
+    const value = args[slot.arg];
+    // A template was made with a value here; undefined (say, an optional column left out) is no value.
+    if (value === undefined) throw new Error(`prepared query ${key}: argument ${slot.arg} is undefined`);
+    return value;
+  });
   return db.executeQuery<R>({ query: compiled.query, queryId: compiled.queryId, sql: compiled.sql, parameters });
 }
 

@@ -72,7 +72,7 @@ export class Store {
     return this.db.transaction().execute((trx) => fn(new Store(trx, this.engine)));
   }
 
-  /** A hot statement, compiled once (see runPrepared): `key` names it and whatever varies its SQL. */
+  /** A hot statement, compiled once (see runPrepared): `key` names it and whatever besides its arguments' names varies its SQL. */
   #prepared<A extends Record<string, unknown>, R>(key: string, args: A, build: (db: Kysely<Database>, args: A) => Compilable<R>) {
     return runPrepared(this.db, this.engine, key, args, build);
   }
@@ -157,9 +157,8 @@ export class Store {
     to: PurchaseStatus,
     set: Partial<Pick<PurchaseRow, 'payment_intent_id' | 'failure_code' | 'refunded_cents'>> = {},
   ): Promise<PurchaseRow | undefined> {
-    // The statement's shape depends on the target status and on which columns are set.
-    const key = `movePurchase:${to}:${Object.keys(set).join(',')}`;
-    const { rows } = await this.#prepared(key, { ...set, transactionId, updated_at: now() }, (db, { transactionId: id, ...columns }) =>
+    // The statement's shape depends on the target status too (the columns set are in the arguments).
+    const { rows } = await this.#prepared(`movePurchase:${to}`, { ...set, transactionId, updated_at: now() }, (db, { transactionId: id, ...columns }) =>
       db
         .updateTable('purchases')
         .set({ ...columns, status: to })
