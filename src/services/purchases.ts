@@ -58,7 +58,7 @@ export async function purchaseCurrency(
 
   const asked = UNFINISHED.includes(purchase.status) ? await askStripe(deps, purchase, customer) : undefined;
   const answer = await deps.store.transaction(async (tx) => {
-    const settled = asked ? await applyCrediting(tx, purchase, asked) : { purchase, balance: undefined };
+    const settled = asked ? await apply(tx, purchase, asked) : { purchase, balance: undefined };
     const response = await respond(tx, settled.purchase, asked, settled.balance);
     if (response.status < 500) {
       await completeIdempotency(tx, context.idempotency, {
@@ -120,7 +120,7 @@ export async function refreshPurchase(
   const reissue = age >= options.reissueAfterMs && age < REISSUE_WINDOW_MS;
   if (!purchase.payment_intent_id && !reissue) return { purchase, clientSecret: undefined };
   const asked = await askStripe(deps, purchase);
-  const updated = await deps.store.transaction((tx) => apply(tx, purchase, asked));
+  const { purchase: updated } = await deps.store.transaction((tx) => apply(tx, purchase, asked));
   return { purchase: updated, clientSecret: asked.status === 'requires_action' ? asked.clientSecret : undefined };
 }
 
@@ -165,13 +165,11 @@ async function askStripe(
   }
 }
 
-/** Writes what Stripe said into the purchase (and the ledger), in the caller's transaction. */
-async function apply(tx: Store, purchase: PurchaseRow, asked: Asked): Promise<PurchaseRow> {
-  return (await applyCrediting(tx, purchase, asked)).purchase;
-}
-
-/** apply, also telling the player's balance when it credited the coins. */
-async function applyCrediting(tx: Store, purchase: PurchaseRow, asked: Asked): Promise<{ purchase: PurchaseRow; balance?: number | undefined }> {
+/**
+ * Writes what Stripe said into the purchase (and the ledger), in the caller's transaction; with the
+ * player's balance when this call credited the coins.
+ */
+async function apply(tx: Store, purchase: PurchaseRow, asked: Asked): Promise<{ purchase: PurchaseRow; balance?: number | undefined }> {
   const id = purchase.transaction_id;
   switch (asked.status) {
     case 'succeeded':
