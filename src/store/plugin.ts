@@ -26,25 +26,16 @@ export default fp(
       await db.destroy();
       throw err;
     }
+    // Counts the driver keeps itself, read at each scrape.
+    const counted = (name: string, help: string, read: () => number) =>
+      new Counter({ name, help, registers: [app.metrics.registry], collect() { this.reset(); this.inc(read()); } });
     if (sync) {
-      // How many commits each fsync carries: group commit at work (commits ÷ syncs).
-      const registers = [app.metrics.registry];
-      new Counter({ name: 'coinshop_sqlite_commits_total', help: 'SQLite commits that wrote', registers, collect() { this.reset(); this.inc(sync.commits); } });
-      new Counter({ name: 'coinshop_sqlite_syncs_total', help: 'fsyncs of the SQLite WAL, each covering every commit before it', registers, collect() { this.reset(); this.inc(sync.syncs); } });
-      new Counter({
-        name: 'coinshop_sqlite_commit_wait_seconds_total',
-        help: 'Time writers waited for their commits to be on disk (÷ commits: the mean wait)',
-        registers,
-        collect() {
-          this.reset();
-          this.inc(sync.waitedSeconds);
-        },
-      });
+      // How many commits each fsync carries (commits ÷ syncs) and how long writers waited for it.
+      counted('coinshop_sqlite_commits_total', 'SQLite commits that wrote', () => sync.commits);
+      counted('coinshop_sqlite_syncs_total', 'fsyncs of the SQLite WAL, each covering every commit before it', () => sync.syncs);
+      counted('coinshop_sqlite_commit_wait_seconds_total', 'Time writers waited for their commits to be on disk (÷ commits: the mean wait)', () => sync.waitedSeconds);
     }
-    if (checkpointer) {
-      const registers = [app.metrics.registry];
-      new Counter({ name: 'coinshop_sqlite_checkpoints_total', help: 'WAL checkpoints made by the background worker', registers, collect() { this.reset(); this.inc(checkpointer.checkpoints); } });
-    }
+    if (checkpointer) counted('coinshop_sqlite_checkpoints_total', 'WAL checkpoints made by the background worker', () => checkpointer.checkpoints);
     const store = new Store(db, engine);
     app.decorate('store', store);
     app.addHook('onClose', () => store.close());
