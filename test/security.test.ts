@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { Agent, get as httpGet } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import helmet from '@fastify/helmet';
 import Fastify from 'fastify';
 import t from 'tap';
@@ -54,6 +56,41 @@ t.test('several keys at once, so they can be rotated; each is its own Idempotenc
   const b = json(await signup(OLD_KEY));
   t.not(a['user_id'], b['user_id'], 'the same key string from two callers is two requests');
   t.equal((await signup(KEY)).headers['idempotent-replayed'], 'true');
+});
+
+t.test('on one keep-alive connection every request is judged by its own key: a key that passed vouches for nothing else', async (t) => {
+  const app = await buildTestApp(t, { env: { API_KEYS: `${KEY},${OLD_KEY}` } });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
+  const get = (path: string, authorization?: string) =>
+    new Promise<{ status: number; reused: boolean; body: string }>((resolve, reject) => {
+      const request = httpGet({ host: '127.0.0.1', port, path, agent, headers: authorization ? { authorization } : {} }, (response) => {
+        let body = '';
+        response.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, reused: request.reusedSocket, body }));
+      });
+      request.on('error', reject);
+    });
+  const player = json(await app.inject({ method: 'POST', url: '/stripe/create-customer', headers: bearer(KEY), payload: { email: 'p@example.com', name: 'P' } }))['user_id'];
+  const token = json(await app.inject({ method: 'POST', url: '/stripe/client-tokens', headers: bearer(KEY), payload: { user_id: player } }))['token'];
+  const steps: [string | undefined, string, number][] = [
+    [`Bearer ${KEY}`, '/stripe/packages', 200],
+    [`Bearer ${KEY}x`, '/stripe/packages', 401],
+    [undefined, '/stripe/packages', 401],
+    [`Bearer ${KEY}`, '/stripe/packages', 200],
+    [`Bearer ${OLD_KEY}`, '/stripe/packages', 200],
+    [`Bearer ${String(token)}`, '/stripe/packages', 200],
+    [`Bearer ${String(token)}`, '/stripe/transactions/player-2', 403],
+    [`Bearer ${KEY}`, '/stripe/transactions/player-2', 404],
+    [`bearer   ${KEY}`, '/stripe/packages', 200],
+  ];
+  for (const [index, [authorization, path, status]] of steps.entries()) {
+    const answer = await get(path, authorization);
+    t.equal(answer.status, status, `${authorization ?? 'no key'} on ${path}: ${answer.body}`);
+    if (index > 0) t.ok(answer.reused, 'the same connection');
+  }
 });
 
 t.test('production refuses to start without what it needs, naming it', async (t) => {

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { ProblemError } from '../errors.js';
 import type { Store } from '../store/store.js';
@@ -65,6 +65,9 @@ function canonical(value: unknown): string {
 
 const KEY = /^[\x21-\x7e]{1,255}$/;
 
+/** A route option's hooks (none, one or several) as a list. */
+const hookList = <T>(hooks: T | T[] | undefined): T[] => (hooks === undefined ? [] : Array.isArray(hooks) ? hooks : [hooks]);
+
 /**
  * Idempotency-Key on POST routes marked `idempotent`: the first request with a key runs and its
  * answer is kept (at least IDEMPOTENCY_KEY_TTL_HOURS); the same key with the same body replays that
@@ -77,8 +80,7 @@ export default fp(
     app.decorateRequest('idempotency', undefined);
     app.decorateRequest('callerId', 'anonymous');
 
-    app.addHook('preHandler', async (request, reply) => {
-      if (!request.routeOptions.config.idempotent) return;
+    const reserve = async (request: FastifyRequest, reply: FastifyReply) => {
       const header = request.headers['idempotency-key'];
       if (header === undefined) return;
       if (typeof header !== 'string' || !KEY.test(header)) {
@@ -114,11 +116,11 @@ export default fp(
         case 'reserved':
           request.idempotency = { scope: request.callerId, key: header, resourceId: reservation.resourceId, resumed: reservation.resumed, completed: false };
       }
-    });
+    };
 
     // Answers the handler did not record itself (those that changed nothing, like a 404) are kept
     // here; a 5xx lets go of the key instead, so a retry can finish the work.
-    app.addHook('onSend', async (request, reply, payload) => {
+    const keep = async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
       const context = request.idempotency;
       if (!context || context.completed) return payload;
       context.completed = true;
@@ -132,6 +134,14 @@ export default fp(
         });
       }
       return payload;
+    };
+
+    // Only the routes marked `idempotent` get the two hooks (after every instance-wide one, as
+    // before): no other request pays for them.
+    app.addHook('onRoute', (route) => {
+      if (!route.config?.idempotent) return;
+      route.preHandler = [...hookList(route.preHandler), reserve];
+      route.onSend = [...hookList(route.onSend), keep];
     });
   },
   { name: 'idempotency', dependencies: ['store', 'metrics'] },
