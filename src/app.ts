@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { loadCatalog, type Catalog } from './catalog.js';
 import type { Config } from './config.js';
 import { problemDocument, ProblemError } from './errors.js';
@@ -47,6 +47,13 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** One log line per request, written when it completes, with its id, route, status and duration. */
 class OneLinePerRequest extends LogController {
+  /**
+   * Each app's logger without redaction, for the line of a request that completed: it holds only the
+   * four fields below, none a secret, and running the redaction paths over them cost more than
+   * writing the line. An error's line keeps the redacting logger (an error can carry a request).
+   */
+  readonly #plain = new WeakMap<FastifyBaseLogger, FastifyBaseLogger>();
+
   override incomingRequest(): void {}
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
@@ -56,8 +63,17 @@ class OneLinePerRequest extends LogController {
       statusCode: reply.statusCode,
       ms: Math.round(reply.elapsedTime * 10) / 10,
     };
-    if (error) reply.log.error({ ...line, err: error }, 'request errored');
-    else reply.log.info(line, 'request');
+    if (error) {
+      reply.log.error({ ...line, err: error }, 'request errored');
+      return;
+    }
+    const logger = request.server.log;
+    let plain = this.#plain.get(logger);
+    if (plain === undefined) {
+      plain = logger.child({}, { redact: [] });
+      this.#plain.set(logger, plain);
+    }
+    plain.info({ reqId: request.id, ...line }, 'request');
   }
 }
 
@@ -105,13 +121,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.setValidatorCompiler(validatorCompiler());
   // Text must be something every engine stores as it is (see UNSTORABLE_TEXT): refused up front.
-  app.addHook('preValidation', async (request) => {
+  // (Hooks on every request are callback hooks where they need not wait: no promise per request.)
+  app.addHook('preValidation', (request, _reply, done) => {
     const bad = illFormedString(request.body, 'body') ?? illFormedString(request.query, 'querystring') ?? illFormedString(request.params, 'params');
-    if (bad) {
-      throw new ProblemError('validation_error', `Invalid input: ${bad} ${UNSTORABLE_TEXT}`, {
+    if (bad === undefined) return done();
+    done(
+      new ProblemError('validation_error', `Invalid input: ${bad} ${UNSTORABLE_TEXT}`, {
         errors: [{ field: bad, message: UNSTORABLE_TEXT }],
-      });
-    }
+      }),
+    );
   });
   // The API speaks JSON only: anything else is 415, not a string body that fails validation.
   app.removeContentTypeParser('text/plain');
@@ -124,9 +142,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onSend', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    done();
+  });
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close');
+    done(null, payload);
   });
 
   await app.register(errors);

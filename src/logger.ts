@@ -1,5 +1,6 @@
 import type { FastifyServerOptions } from 'fastify';
 import type { Config } from './config.js';
+import { LogDestination } from './log-destination.js';
 
 /** Paths pino blanks in every log line: credentials, card ids and Stripe secrets. */
 export const redactPaths = [
@@ -25,12 +26,12 @@ function prettyWhenInteractive(): { target: string } | undefined {
   }
 }
 
-/** pino as in production: JSON lines, redacted; pretty only on an interactive terminal. */
+/** pino as in production: JSON lines, redacted, written to stdout in the background (see LogDestination); pretty only on an interactive terminal. */
 export function loggerOptions(config: Pick<Config, 'LOG_LEVEL'>): FastifyServerOptions['logger'] {
   const transport = prettyWhenInteractive();
   return {
     level: config.LOG_LEVEL,
     redact: { paths: redactPaths, censor: '[redacted]' },
-    ...(transport ? { transport } : {}),
+    ...(transport ? { transport } : { stream: new LogDestination(1) }),
   };
 }

@@ -1,0 +1,50 @@
+import { once } from 'node:events';
+import t from 'tap';
+import { spawnProject } from './support/process.js';
+
+/** Runs test/support/log-writer.ts; `pauseMs`: how long its stdout is not read at first. */
+async function logWriter(lines: number, maxPendingBytes: number, exitAfterMs: number, pauseMs = 0) {
+  const run = spawnProject('test/support/log-writer.ts', [String(lines), String(maxPendingBytes), String(exitAfterMs)], {});
+  if (pauseMs > 0) {
+    run.child.stdout?.pause();
+    setTimeout(() => run.child.stdout?.resume(), pauseMs);
+  }
+  const [code] = await once(run.child, 'exit');
+  if (!run.child.stdout?.readableEnded) await once(run.child.stdout!, 'end');
+  const parsed = run
+    .stdout()
+    .split('\n')
+    .filter((line) => line.length > 0)
+    .map((line) => JSON.parse(line) as { n?: number; level?: number; msg?: string });
+  return { code, stderr: run.stderr(), numbers: parsed.flatMap((line) => (line.n === undefined ? [] : [line.n])), notes: parsed.filter((line) => line.n === undefined) };
+}
+
+const inOrder = (count: number) => Array.from({ length: count }, (_, n) => n);
+
+t.test('lines still waiting when the process exits are all written, in order, even past a full pipe', async (t) => {
+  // ~2.6 MB in one turn, then process.exit at once: nothing was written before the exit.
+  const run = await logWriter(20_000, 64 * 1024 * 1024, 0);
+  t.equal(run.code, 0, run.stderr);
+  t.same(run.numbers, inOrder(20_000));
+  t.same(run.notes, []);
+});
+
+t.test('a reader that stops for a while: the lines wait (EAGAIN is retried) and arrive in order', async (t) => {
+  // ~700 KB, far more than a pipe holds, while nobody reads for half a second; the process exits a
+  // second later, by when the writer has sent everything on its own.
+  const run = await logWriter(6_000, 64 * 1024 * 1024, 1500, 500);
+  t.equal(run.code, 0, run.stderr);
+  t.same(run.numbers, inOrder(6_000));
+  t.same(run.notes, []);
+});
+
+t.test('past its limit the destination drops new lines, counts them and says so in the log', async (t) => {
+  // Lines are 118 to 121 bytes: 50,000 bytes hold about 420 of them; the rest are dropped.
+  const run = await logWriter(5_000, 50_000, 300);
+  t.equal(run.code, 0, run.stderr);
+  const kept = run.numbers.length;
+  t.ok(kept > 400 && kept < 430, `about 420 lines kept (${kept})`);
+  t.same(run.numbers, inOrder(kept), 'the first lines, in order');
+  t.equal(run.notes.length, 1);
+  t.match(run.notes[0], { level: 40, msg: `${5_000 - kept} log lines were dropped: the log output was not being read` });
+});
