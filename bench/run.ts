@@ -2,16 +2,19 @@
  * `npm run bench`: coinshop as in production (built, JSON logs, API keys, SQLite file with
  * synchronous=FULL, the real StripeGateway) against a Stripe-compatible server on loopback with an
  * added latency, driven by autocannon. Prints a table and writes bench/results.json.
- *   BENCH_SECONDS (default 5) per scenario, after BENCH_WARMUP_SECONDS (default 2) of the same load that
- *   is not measured (a service is measured warm: its code compiled, its caches and connections made);
- *   BENCH_SCENARIOS=packages,customer,purchases,replicas (default all);
+ *   BENCH_SECONDS (default 5) per scenario, after BENCH_WARMUP_SECONDS (default 2) of the same load on
+ *   the same connections that is not counted (a service is measured warm and in its steady state: its
+ *   code compiled, its caches and connections made, not the burst of a load that has just started);
+ *   BENCH_SCENARIOS=packages,customer,purchases,replicas (default all); purchases at Stripe latencies
+ *   BENCH_LATENCIES (ms, default 0,300) and BENCH_CONNECTIONS (default 50,200,1000);
  *   BENCH_NODE_ARGS: node options for coinshop's processes (say --max-old-space-size=128);
  *   replicas: purchases with one and two coinshop processes on SQLite (one file) and on PostgreSQL
  *   (BENCH_PG_URL, default the local `test` database; each run in a new schema, dropped after),
  *   BENCH_REPLICA_CONNECTIONS (default 200) in all, Stripe latency BENCH_REPLICA_LATENCY_MS (default 50).
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
@@ -23,6 +26,9 @@ const warmUpSeconds = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2);
 const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg.length > 0);
 const scenarios = (process.env['BENCH_SCENARIOS'] ?? 'packages,customer,purchases,replicas').split(',');
 const PG_URL = process.env['BENCH_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const list = (name: string, fallback: string) => (process.env[name] ?? fallback).split(',').map(Number);
+const purchaseLatencies = list('BENCH_LATENCIES', '0,300');
+const purchaseConnections = list('BENCH_CONNECTIONS', '50,200,1000');
 const replicaConnections = Number(process.env['BENCH_REPLICA_CONNECTIONS'] ?? 200);
 const replicaLatency = Number(process.env['BENCH_REPLICA_LATENCY_MS'] ?? 50);
 interface Row {
@@ -37,19 +43,33 @@ interface Row {
 }
 const rows: Row[] = [];
 
-function rssMB(pid: number | undefined): number {
-  if (!pid) return 0;
+/**
+ * A process's peak RSS from here on: the kernel's high-water mark, reset now (clear_refs 5) and read
+ * at the end. Where it cannot be reset, the current RSS is sampled (from /proc, without blocking the
+ * load generator) every 100 ms instead.
+ */
+function peakRss(pid: number | undefined): () => number {
+  if (!pid) return () => 0;
+  const statusFile = `/proc/${pid}/status`;
+  const megabytes = (status: string, field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) / 1024;
   try {
-    return Number(execFileSync('ps', ['-o', 'rss=', '-p', String(pid)]).toString().trim()) / 1024;
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return () => megabytes(readFileSync(statusFile, 'utf8'), 'VmHWM');
   } catch {
-    return 0;
+    let peak = 0;
+    const sample = (status: string) => (peak = Math.max(peak, megabytes(status, 'VmRSS')));
+    sample(readFileSync(statusFile, 'utf8'));
+    const sampler = setInterval(() => void readFile(statusFile, 'utf8').then(sample, () => undefined), 100);
+    return () => {
+      clearInterval(sampler);
+      return sample(readFileSync(statusFile, 'utf8'));
+    };
   }
 }
 
 /** One autocannon run against `target`; its row in the table. `warm` runs between warm-up and measurement. */
-async function measure(scenario: string, target: ChildProcess, options: autocannon.Options, warm?: () => Promise<unknown>): Promise<autocannon.Result> {
-  const [result] = await measureMany(scenario, [{ child: target, options }], warm);
-  return result!;
+async function measure(scenario: string, target: ChildProcess, options: autocannon.Options, warm?: () => Promise<unknown>): Promise<Row> {
+  return measureMany(scenario, [{ child: target, options }], warm);
 }
 
 /**
@@ -96,31 +116,52 @@ async function postgresSchema(): Promise<{ url: string; drop: () => Promise<void
   };
 }
 
-/** Autocannon runs at once, one per replica; one row with their sum (req/s, errors) and their worst (latency). */
-async function measureMany(
-  scenario: string,
-  targets: { child: ChildProcess; options: autocannon.Options }[],
-  warm?: () => Promise<unknown>,
-): Promise<autocannon.Result[]> {
-  if (warmUpSeconds > 0) await Promise.all(targets.map((target) => autocannon({ ...target.options, duration: warmUpSeconds })));
+/**
+ * Autocannon runs at once, one per replica, each one load from start to end: warm-up, then the
+ * measured seconds on the same connections (a new run would open all its connections at once and
+ * measure that burst, not the load). Only what completes in the measured window counts. One row with
+ * their sum (req/s, errors) and their worst (latency).
+ */
+async function measureMany(scenario: string, targets: { child: ChildProcess; options: autocannon.Options }[], warm?: () => Promise<unknown>): Promise<Row> {
+  let measuring = false;
+  const latencies: number[][] = targets.map(() => []);
+  let errors = 0;
+  let non2xx = 0;
+  const runs = targets.map(
+    (target, i) =>
+      new Promise<void>((resolve, reject) => {
+        const instance = autocannon({ ...target.options, duration: warmUpSeconds + seconds }, (err) => (err ? reject(err) : resolve()));
+        instance.on('response', (_client, status, _bytes, ms) => {
+          if (!measuring) return;
+          if (status >= 200 && status < 300) latencies[i]!.push(ms);
+          else non2xx += 1;
+        });
+        instance.on('reqError', () => {
+          if (measuring) errors += 1;
+        });
+      }),
+  );
+  await new Promise((resolve) => setTimeout(resolve, warmUpSeconds * 1000));
   await warm?.();
-  let peak = 0;
-  const sample = () => targets.forEach((target) => (peak = Math.max(peak, rssMB(target.child.pid))));
-  sample();
-  const sampler = setInterval(sample, 200);
-  const results = await Promise.all(targets.map((target) => autocannon({ duration: seconds, ...target.options })));
-  clearInterval(sampler);
+  const peaks = targets.map((target) => peakRss(target.child.pid));
+  measuring = true;
+  const since = performance.now();
+  await Promise.all(runs);
+  measuring = false;
+  const elapsed = (performance.now() - since) / 1000;
+  const quantile = (values: number[], q: number) => values[Math.min(values.length - 1, Math.floor(values.length * q))] ?? 0;
+  const sorted = latencies.map((values) => values.sort((a, b) => a - b));
   rows.push({
     scenario,
-    requestsPerSecond: Math.round(results.reduce((sum, r) => sum + r.requests.average, 0)),
-    p50ms: Math.max(...results.map((r) => r.latency.p50)),
-    p99ms: Math.max(...results.map((r) => r.latency.p99)),
-    errors: results.reduce((sum, r) => sum + r.errors + r.timeouts, 0),
-    non2xx: results.reduce((sum, r) => sum + r.non2xx, 0),
-    peakRssMB: Math.round(peak),
+    requestsPerSecond: Math.round(sorted.reduce((sum, values) => sum + values.length, 0) / elapsed),
+    p50ms: Math.round(Math.max(...sorted.map((values) => quantile(values, 0.5)))),
+    p99ms: Math.round(Math.max(...sorted.map((values) => quantile(values, 0.99)))),
+    errors,
+    non2xx,
+    peakRssMB: Math.round(Math.max(...peaks.map((peak) => peak()))),
   });
   console.log(JSON.stringify(rows.at(-1)));
-  return results;
+  return rows.at(-1)!;
 }
 
 async function main() {
@@ -134,7 +175,7 @@ async function main() {
         const bare = await start(process.execPath, ts('bench/bare-fastify.ts'), {});
         const baseline = await measure('GET /stripe/packages: bare Fastify', bare.child, { url: `${bare.url}/stripe/packages`, connections: 50 });
         const ours = await measure('GET /stripe/packages: coinshop', shop.child, { url: `${shop.url}/stripe/packages`, connections: 50, headers: auth });
-        rows.at(-1)!.note = `${(ours.requests.average / baseline.requests.average).toFixed(2)}× bare Fastify`;
+        ours.note = `${(ours.requestsPerSecond / baseline.requestsPerSecond).toFixed(2)}× bare Fastify`;
         await stop(bare.child);
       }
       if (scenarios.includes('customer')) {
@@ -153,8 +194,8 @@ async function main() {
     }
 
     if (scenarios.includes('purchases')) {
-      for (const latency of [0, 300]) {
-        for (const connections of [50, 200, 1000]) {
+      for (const latency of purchaseLatencies) {
+        for (const connections of purchaseConnections) {
           rmSync(join(dir, 'bench.db'), { force: true });
           const stripe = await fakeStripe(latency);
           const shop = await coinshop(stripe.url, join(dir, 'bench.db'), nodeArgs);
@@ -172,7 +213,7 @@ async function main() {
           const row = rows.at(-1)!;
           row.note =
             (await creditedOnce(shop.url, users)) +
-            (latency > 0 ? `; ${((result.requests.average / (connections / (latency / 1000))) * 100).toFixed(0)}% of connections ÷ latency` : '');
+            (latency > 0 ? `; ${((result.requestsPerSecond / (connections / (latency / 1000))) * 100).toFixed(0)}% of connections ÷ latency` : '');
           const after = await scrape();
           const figure = (metrics: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1]);
           const grew = (name: string) => figure(after, name) - figure(before, name);
