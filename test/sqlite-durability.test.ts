@@ -1,10 +1,10 @@
-import { fdatasync, fstatSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { sql, type Kysely } from 'kysely';
 import t, { type Test } from 'tap';
-import { GroupSync, openSqlite, type OpenedSqlite } from '../src/store/sqlite.js';
+import { GroupSync, openSqlite, SyncThread, type OpenedSqlite } from '../src/store/sqlite.js';
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -59,6 +59,120 @@ t.test('a failed sync fails its writers and every later flush: the disk can no l
   await t.rejects(sync.flush(), { message: /restart the process/ }, 'a later write is refused too');
   t.ok(sync.behind);
   t.equal(sync.syncs, 0);
+});
+
+/** A GroupSync with a real SyncThread on a file of its own; `later` (the thread pool) is counted. */
+function threadedSync(t: Test, path = join(tempDir(t), 'wal')) {
+  const fd = openSync(path, 'w');
+  writeSync(fd, 'x');
+  let pooled = 0;
+  const sync = new GroupSync(
+    async () => void (pooled += 1),
+    (onProgress) => new SyncThread(fd, onProgress),
+  );
+  t.teardown(async () => {
+    await sync.close();
+    closeSync(fd);
+  });
+  return { sync, pooled: () => pooled };
+}
+
+t.test("a sync thread: a turn's first commit is synced at once and its writer goes on at the turn's end; a later commit gets the sync asked then", async (t) => {
+  const { sync, pooled } = threadedSync(t);
+  sync.wrote();
+  let done = 0;
+  const first = sync.flush().then(() => (done += 1));
+  // The thread syncs while this turn goes on (it does not need the event loop to start; it may
+  // still be starting itself on a busy machine, hence the generous limit).
+  const until = performance.now() + 5000;
+  while (sync.thread!.synced < 1 && performance.now() < until);
+  t.equal(sync.thread!.synced, 1, 'synced by the thread while the event loop was busy');
+  sync.wrote();
+  const second = sync.flush().then(() => (done += 1));
+  await tick(); // queued after the end-of-turn check: its writers resumed (microtasks) before this runs
+  t.equal(done, 1, 'the first writer went on at the end of its turn; the second commit came after that sync');
+  await Promise.all([first, second]);
+  t.same({ synced: sync.thread!.synced, syncs: sync.syncs, commits: sync.commits, behind: sync.behind, pooled: pooled() }, { synced: 2, syncs: 2, commits: 2, behind: false, pooled: 0 });
+});
+
+t.test('a writer whose sync is not done by the end of the turn is woken by the thread when it is', async (t) => {
+  const { sync } = threadedSync(t);
+  for (let round = 1; round <= 20; round++) {
+    sync.wrote();
+    await sync.flush();
+    t.equal(sync.thread!.synced >= round, true);
+  }
+  t.same({ commits: sync.commits, behind: sync.behind }, { commits: 20, behind: false });
+  // The thread posts each sync while writers wait; with none waiting it posts nothing.
+  const posted: unknown[] = [];
+  const fd = openSync(join(tempDir(t), 'direct'), 'w');
+  const thread = new SyncThread(fd, (stopped) => posted.push(stopped ?? 'synced'));
+  t.teardown(async () => {
+    await thread.close();
+    closeSync(fd);
+  });
+  thread.written(1);
+  thread.ask();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.same([posted, thread.synced, thread.syncs], [[], 1, 1], 'no writer waiting: synced, nothing posted');
+  thread.waiting = true;
+  thread.written(2);
+  thread.ask();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.same([posted, thread.synced, thread.syncs], [['synced'], 2, 2], 'a writer waiting: the sync is posted');
+});
+
+t.test('a failed sync in the thread fails its writers and every later flush', async (t) => {
+  // fdatasync of /dev/null fails (EINVAL), as a failing disk's would.
+  const { sync, pooled } = threadedSync(t, '/dev/null');
+  sync.wrote();
+  sync.wrote();
+  const results = await Promise.allSettled([sync.flush(), sync.flush()]);
+  for (const result of results) t.match(result, { status: 'rejected', reason: { message: /^SQLite: syncing the database to disk failed; restart the process \(Error: EINVAL/ } });
+  sync.wrote();
+  await t.rejects(sync.flush(), { message: /restart the process/ }, 'a later write is refused too, not synced in the pool');
+  t.same({ behind: sync.behind, pooled: pooled(), thread: sync.thread }, { behind: true, pooled: 0, thread: undefined });
+});
+
+t.test('a sync thread that dies hands syncing to the thread pool; no writer is left waiting', async (t) => {
+  const { sync, pooled } = threadedSync(t);
+  sync.wrote();
+  await sync.flush();
+  const thread = sync.thread!;
+  // A writer waiting as the thread dies: synced by the thread before it died, or in the pool after.
+  sync.wrote();
+  const waiting = sync.flush();
+  await thread.kill();
+  await waiting;
+  t.notOk(sync.behind, 'the waiting writer was answered, after a sync');
+  await tick();
+  t.equal(sync.thread, undefined, 'the dead thread is let go');
+  const before = { pooled: pooled(), syncs: sync.syncs };
+  sync.wrote();
+  await sync.flush();
+  t.same({ pooled: pooled(), syncs: sync.syncs, behind: sync.behind }, { pooled: before.pooled + 1, syncs: before.syncs + 1, behind: false }, 'later writes are synced in the pool');
+});
+
+t.test('FULL on a WAL file syncs it in a thread: writes are durable, concurrent commits share syncs, closing stops the thread', async (t) => {
+  const path = join(tempDir(t), 'shop.db');
+  const opened = openSqlite(path, { synchronous: 'FULL' });
+  const db = asTestDb(opened);
+  await sql`create table t (id integer primary key)`.execute(db);
+  const thread = opened.sync!.thread!;
+  t.ok(thread, 'a sync thread runs once something was committed');
+  const writes: Promise<unknown>[] = [];
+  for (let id = 1; id <= 200; id++) {
+    writes.push(db.insertInto('t').values({ id }).execute().then(() => t.ok(thread.synced >= id, `write ${id} answered after a sync that covers it`) || undefined));
+  }
+  await Promise.all(writes);
+  const { commits, syncs } = opened.sync!;
+  t.equal(commits, 201);
+  t.ok(syncs >= 1 && syncs < 201, `201 commits, ${syncs} syncs`);
+  await db.destroy();
+  t.equal(opened.sync!.thread, undefined, 'closing the database stops the thread');
+  const reopened = new SQLite(path, { readonly: true });
+  t.equal((reopened.prepare('select count(*) as n from t').get() as { n: number }).n, 200);
+  reopened.close();
 });
 
 t.test('FULL on a WAL file: each write is acknowledged only after an fdatasync of the WAL that began once it was committed', async (t) => {

@@ -20,14 +20,17 @@ import type { Database } from './schema.js';
 export interface SqliteOptions {
   /**
    * FULL: no write is acknowledged (its query's or transaction's promise resolves) until it is on
-   * disk; one fsync of the WAL covers all commits made while the previous one ran (group commit),
-   * off the event loop. NORMAL: commits are synced at checkpoints only (a power cut can lose the
-   * last ones; a process crash cannot).
+   * disk; one fsync of the WAL covers every commit made before it (group commit; see GroupSync).
+   * NORMAL: commits are synced at checkpoints only (a power cut can lose the last ones; a process
+   * crash cannot).
    */
   synchronous: 'FULL' | 'NORMAL';
-  /** How a file is synced; fdatasync unless a test watches it. */
+  /**
+   * How the WAL is synced when a test watches it: then one sync at a time in the thread pool, through
+   * this. Otherwise a SyncThread syncs it.
+   */
   syncFile?: (fd: number) => Promise<void>;
-  /** Commits between two checkpoints of the WAL (CHECKPOINT_EVERY_COMMITS unless a test asks for fewer). */
+/** Commits between two checkpoints of the WAL (CHECKPOINT_EVERY_COMMITS unless a test asks for fewer). */
   checkpointEvery?: number;
   /** Told when checkpoints in the background failed and SQLite's own (on the event loop) took over. */
   onCheckpointError?: (err: Error) => void;
@@ -46,28 +49,177 @@ const fdatasyncAsync = (fd: number) =>
   new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 
 /**
+ * The sync thread: `fdatasync`s the file when asked. shared[0]: commits the main thread asked to
+ * have synced (raised, with a wake-up, at the first commit of an event-loop turn and at its end);
+ * shared[4]: commits written (raised at every commit, no wake-up), which a sync covers as far as it
+ * has got when the sync starts; shared[1]: commits synced; shared[2]: 1 while the main thread has
+ * writers waiting (then each sync is also posted, to wake its event loop); shared[3]: syncs made. A
+ * negative shared[0] stops the thread. A failed sync is posted and ends the thread.
+ */
+const SYNC_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { fdatasyncSync } = require('node:fs');
+const shared = new BigInt64Array(workerData.shared);
+let synced = Atomics.load(shared, 1);
+for (;;) {
+  const asked = Atomics.load(shared, 0);
+  if (asked < 0n) break;
+  if (asked <= synced) {
+    Atomics.wait(shared, 0, asked);
+    continue;
+  }
+  const covers = Atomics.load(shared, 4);
+  try {
+    fdatasyncSync(workerData.fd);
+  } catch (err) {
+    parentPort.postMessage({ error: err.message });
+    break;
+  }
+  synced = covers;
+  Atomics.store(shared, 1, synced);
+  Atomics.add(shared, 3, 1n);
+  if (Atomics.load(shared, 2) === 1n) parentPort.postMessage(null);
+}
+`;
+
+/**
+ * A thread that syncs a file without the event loop: asked through shared memory (Atomics), it
+ * syncs at once, and whether a sync is done is read from shared memory. A sync asked at a turn's
+ * first commit is usually done by the turn's end, so its writers go on without waiting for the loop
+ * to come round again, and the loop never waits for the disk.
+ */
+export class SyncThread {
+  readonly #shared = new BigInt64Array(new SharedArrayBuffer(5 * 8));
+  readonly #worker: Worker;
+  readonly #exited: Promise<void>;
+
+  /**
+   * `onProgress`: a sync finished while writers wait; or the thread stopped, because a sync failed
+   * (`failed`: the disk) or because it died (`died`: the thread, not the disk).
+   */
+  constructor(fd: number, onProgress: (stopped?: { failed: Error } | { died: Error }) => void) {
+    this.#worker = new Worker(SYNC_WORKER, { eval: true, workerData: { fd, shared: this.#shared.buffer }, execArgv: [] });
+    this.#worker.unref();
+    let stopped = false;
+    const stop = (why: { failed: Error } | { died: Error }) => {
+      if (stopped) return;
+      stopped = true;
+      onProgress(why);
+    };
+    this.#worker.on('message', (message: { error: string } | null) => (message ? stop({ failed: new Error(message.error) }) : onProgress()));
+    this.#worker.on('error', (err) => stop({ died: err }));
+    this.#exited = new Promise((resolve) =>
+      this.#worker.once('exit', (code) => {
+        if (Atomics.load(this.#shared, 0) >= 0n) stop({ died: new Error(`the sync thread exited (${code})`) });
+        resolve();
+      }),
+    );
+  }
+
+  /** Commits written so far (the next sync covers them). */
+  written(commits: number): void {
+    Atomics.store(this.#shared, 4, BigInt(commits));
+  }
+
+  /** Asks for a sync of every commit written so far: wakes the thread if it sleeps. */
+  ask(): void {
+    Atomics.store(this.#shared, 0, Atomics.load(this.#shared, 4));
+    Atomics.notify(this.#shared, 0);
+  }
+
+  get synced(): number {
+    return Number(Atomics.load(this.#shared, 1));
+  }
+
+  get syncs(): number {
+    return Number(Atomics.load(this.#shared, 3));
+  }
+
+  /** Whether writers wait (so each sync is also posted, to wake the event loop). */
+  set waiting(waiting: boolean) {
+    Atomics.store(this.#shared, 2, waiting ? 1n : 0n);
+  }
+
+  /** For tests: the thread dies as a crash would end it. */
+  kill(): Promise<number> {
+    return this.#worker.terminate();
+  }
+
+  async close(): Promise<void> {
+    Atomics.store(this.#shared, 0, -1n);
+    Atomics.notify(this.#shared, 0);
+    // Held until it has exited, or a process with nothing else to do would end first.
+    this.#worker.ref();
+    await this.#exited;
+  }
+}
+
+/**
  * Group commit: writers say they wrote (`wrote`), then wait (`flush`) for a sync that started after
- * their write. While one sync runs, every commit made meanwhile waits for the next, which covers
- * them all, so a burst of N commits costs two syncs, not N. A failed sync is final: the kernel may
- * have dropped the pages it could not write, so no later sync can vouch for them and every later
- * flush fails too (the process must restart; PostgreSQL panics for the same reason).
+ * their write. A failed sync is final: the kernel may have dropped the pages it could not write, so
+ * no later sync can vouch for them and every later flush fails too (the process must restart;
+ * PostgreSQL panics for the same reason).
+ *
+ * With a SyncThread (`thread`), the first commit of an event-loop turn asks the thread for a sync
+ * at once, covering every commit written by the time it starts; at the end of the turn the writers
+ * whose commits it covers go on in that same turn (the sync, a fraction of a millisecond, is usually
+ * done by then), and for the others one more sync is asked, whose message wakes them: at most two
+ * syncs a turn, and the loop never waits for the disk. Should the thread die (not a failed sync:
+ * that is final), syncs go to the thread pool.
+ *
+ * In the thread pool (`later`; also where tests watch syncs), one sync runs at a time; every commit
+ * made meanwhile waits for the next, which covers them all, so a burst of N commits costs two syncs.
  */
 export class GroupSync {
   #written = 0;
   #synced = 0;
   #running: Promise<void> | undefined;
   #failed: Error | undefined;
-  /** Syncs completed; with `commits`, shows how many commits each sync carried. */
-  syncs = 0;
+  #makeThread: ((onProgress: ConstructorParameters<typeof SyncThread>[1]) => SyncThread) | undefined;
+  #thread: SyncThread | undefined;
+  /** Writers waiting for the sync thread, oldest (lowest target) first. */
+  #waiters: { target: number; resolve: () => void; reject: (err: Error) => void }[] = [];
+  #turnEndScheduled = false;
+  /** Syncs made by the thread pool, and by sync threads no longer running. */
+  #syncsBefore = 0;
   commits = 0;
   /** Time writers spent waiting for their commit to be on disk, in seconds, over all commits. */
   waitedSeconds = 0;
 
-  constructor(private readonly sync: () => Promise<void>) {}
+  /** `thread`: makes the SyncThread, at the first commit (the file to sync exists by then). */
+  constructor(
+    private readonly later: () => Promise<void>,
+    thread?: (onProgress: ConstructorParameters<typeof SyncThread>[1]) => SyncThread,
+  ) {
+    this.#makeThread = thread;
+  }
+
+  /** Syncs completed; with `commits`, shows how many commits each sync carried. */
+  get syncs(): number {
+    return this.#syncsBefore + (this.#thread?.syncs ?? 0);
+  }
+
+  /** The sync thread, while there is one. */
+  get thread(): SyncThread | undefined {
+    return this.#thread;
+  }
 
   wrote(): void {
     this.#written += 1;
     this.commits += 1;
+    if (this.#makeThread) {
+      this.#thread = this.#makeThread((stopped) => (stopped ? this.#threadStopped(stopped) : this.#wakeWriters()));
+      this.#makeThread = undefined;
+    }
+    const thread = this.#thread;
+    if (!thread) return;
+    thread.written(this.#written);
+    // The turn's first commit starts a sync at once; the rest of the turn's wait for its end.
+    if (!this.#turnEndScheduled) {
+      this.#turnEndScheduled = true;
+      thread.ask();
+      setImmediate(() => this.#turnEnded());
+    }
   }
 
   get behind(): boolean {
@@ -81,8 +233,8 @@ export class GroupSync {
     try {
       while (this.#synced < target) {
         if (this.#failed) throw this.#failed;
-        this.#running ??= this.#start();
-        await this.#running;
+        if (this.#thread) await this.#waitForThread(this.#thread, target);
+        else await (this.#running ??= this.#syncInPool());
       }
       if (this.#failed) throw this.#failed;
     } finally {
@@ -90,18 +242,78 @@ export class GroupSync {
     }
   }
 
-  async #start(): Promise<void> {
+  #waitForThread(thread: SyncThread, target: number): Promise<void> {
+    const waiting = new Promise<void>((resolve, reject) => {
+      this.#waiters.push({ target, resolve, reject });
+      thread.waiting = true;
+    });
+    // Outside a turn that committed (its end asks for the sync), ask now; and the sync may be done.
+    if (!this.#turnEndScheduled) thread.ask();
+    this.#wakeWriters();
+    return waiting;
+  }
+
+  /**
+   * At the end of a turn that committed: its writers whose commits are synced go on now; for the
+   * others one more sync is asked, covering every commit of the turn, and its message wakes them.
+   */
+  #turnEnded(): void {
+    this.#turnEndScheduled = false;
+    this.#wakeWriters();
+    if (this.#waiters.length > 0) this.#thread?.ask();
+  }
+
+  /** Lets go every writer whose commits the thread's syncs cover. */
+  #wakeWriters(): void {
+    const thread = this.#thread;
+    if (!thread) return;
+    for (;;) {
+      this.#synced = Math.max(this.#synced, thread.synced);
+      while (this.#waiters.length > 0 && this.#waiters[0]!.target <= this.#synced) this.#waiters.shift()!.resolve();
+      thread.waiting = this.#waiters.length > 0;
+      // A sync that finished after the read above but before the flag was set posts nothing: look again.
+      if (this.#waiters.length === 0 || thread.synced <= this.#synced) return;
+    }
+  }
+
+  #threadStopped(stopped: { failed: Error } | { died: Error }): void {
+    this.#wakeWriters();
+    this.#retireThread();
+    const waiters = this.#waiters.splice(0);
+    if ('failed' in stopped) {
+      this.#failed ??= new Error(`SQLite: syncing the database to disk failed; restart the process (${String(stopped.failed)})`, { cause: stopped.failed });
+      for (const waiter of waiters) waiter.reject(this.#failed);
+    } else {
+      // The thread is gone, not the disk: the writers still waiting (and all later ones) sync through the thread pool.
+      for (const waiter of waiters) waiter.resolve();
+    }
+  }
+
+  #retireThread(): SyncThread | undefined {
+    const thread = this.#thread;
+    this.#syncsBefore += thread?.syncs ?? 0;
+    this.#thread = undefined;
+    this.#makeThread = undefined;
+    return thread;
+  }
+
+  async #syncInPool(): Promise<void> {
     const covers = this.#written;
     try {
-      await this.sync();
-      this.syncs += 1;
-      this.#synced = covers;
+      await this.later();
+      this.#syncsBefore += 1;
+      this.#synced = Math.max(this.#synced, covers);
     } catch (err) {
-      this.#failed = new Error(`SQLite: syncing the database to disk failed; restart the process (${String(err)})`, { cause: err });
+      this.#failed ??= new Error(`SQLite: syncing the database to disk failed; restart the process (${String(err)})`, { cause: err });
       throw this.#failed;
     } finally {
       this.#running = undefined;
     }
+  }
+
+  /** Stops the sync thread (after a last flush, by the caller). */
+  async close(): Promise<void> {
+    await this.#retireThread()?.close();
   }
 }
 
@@ -124,7 +336,7 @@ parentPort.on('message', (message) => {
   try {
     parentPort.postMessage({ done: db.pragma('wal_checkpoint(PASSIVE)')[0] });
   } catch (err) {
-    parentPort.postMessage({ error: String(err) });
+    parentPort.postMessage({ error: err.message });
   }
 });
 `;
@@ -360,6 +572,7 @@ class SqliteDriver implements Driver {
   async destroy(): Promise<void> {
     await this.connection.checkpointer?.close();
     if (this.sync?.behind) await this.sync.flush().catch(() => undefined);
+    await this.sync?.close();
     this.sqlite.close();
     this.onClose();
   }
@@ -402,13 +615,13 @@ export function openSqlite(path: string, options: SqliteOptions): OpenedSqlite {
   const ownSync = wal && options.synchronous === 'FULL';
   sqlite.pragma(options.synchronous === 'NORMAL' || ownSync ? 'synchronous = NORMAL' : 'synchronous = FULL');
   let walFile: number | undefined;
-  const syncFile = options.syncFile ?? fdatasyncAsync;
+  // The WAL exists once the first commit is written, which is before the first sync.
+  const walFd = () => (walFile ??= openSync(`${path}-wal`, 'r'));
+  const syncFile = options.syncFile;
   const sync = ownSync
-    ? new GroupSync(() => {
-        // The WAL exists once the first commit is written, which is before the first sync.
-        walFile ??= openSync(`${path}-wal`, 'r');
-        return syncFile(walFile);
-      })
+    ? syncFile
+      ? new GroupSync(() => syncFile(walFd()))
+      : new GroupSync(() => fdatasyncAsync(walFd()), (onProgress) => new SyncThread(walFd(), onProgress))
     : undefined;
   const connection = new Connection(sqlite, sync);
   const driver = new SqliteDriver(sqlite, connection, sync, () => {
