@@ -27,6 +27,8 @@ export class LogDestination {
   #busy = false;
   /** What a write found the output too full for, waiting to be tried again. */
   #unsent: Buffer | undefined;
+  /** Told when nothing waits and no write is under way. */
+  #drained: (() => void)[] = [];
 
   constructor(
     private readonly fd: number,
@@ -51,7 +53,17 @@ export class LogDestination {
     return true;
   }
 
-  /** Writes every waiting line now, blocking (at exit; a full output is tried for up to a second). */
+  /** Resolves once every line taken so far is written (a graceful stop waits for it before exiting). */
+  flush(): Promise<void> {
+    if (!this.#busy) return Promise.resolve();
+    return new Promise((resolve) => this.#drained.push(resolve));
+  }
+
+  /**
+   * Writes every waiting line now, blocking (at exit; a full output is tried for up to a second). A
+   * background write still under way at that moment is not waited for: `flush` first, where there is
+   * time to.
+   */
   flushSync(): void {
     const unsent = this.#unsent ?? Buffer.alloc(0);
     this.#unsent = undefined;
@@ -79,9 +91,14 @@ export class LogDestination {
     return Buffer.from(text);
   }
 
+  #idle(): void {
+    this.#busy = false;
+    for (const resolve of this.#drained.splice(0)) resolve();
+  }
+
   #writeWaiting(): void {
     if (this.#pending.length === 0) {
-      this.#busy = false;
+      this.#idle();
       return;
     }
     this.#send(this.#take());
@@ -103,7 +120,7 @@ export class LogDestination {
         // Closed or broken: there is nowhere to write; lines keep being taken and let go.
         this.#pending = [];
         this.#pendingBytes = 0;
-        this.#busy = false;
+        this.#idle();
         return;
       }
       if (written < chunk.length) this.#send(chunk.subarray(written));

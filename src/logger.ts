@@ -1,6 +1,6 @@
 import type { FastifyServerOptions } from 'fastify';
 import type { Config } from './config.js';
-import { LogDestination } from './log-destination.js';
+import type { LogDestination } from './log-destination.js';
 
 /** Paths pino blanks in every log line: credentials, card ids and Stripe secrets. */
 export const redactPaths = [
@@ -27,11 +27,11 @@ function prettyWhenInteractive(): { target: string } | undefined {
 }
 
 /** pino as in production: JSON lines, redacted, written to stdout in the background (see LogDestination); pretty only on an interactive terminal. */
-export function loggerOptions(config: Pick<Config, 'LOG_LEVEL'>): FastifyServerOptions['logger'] {
+export function loggerOptions(config: Pick<Config, 'LOG_LEVEL'>, destination: LogDestination): FastifyServerOptions['logger'] {
   const transport = prettyWhenInteractive();
   return {
     level: config.LOG_LEVEL,
     redact: { paths: redactPaths, censor: '[redacted]' },
-    ...(transport ? { transport } : { stream: new LogDestination(1) }),
+    ...(transport ? { transport } : { stream: destination }),
   };
 }

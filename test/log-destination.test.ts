@@ -1,5 +1,9 @@
 import { once } from 'node:events';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
+import { LogDestination } from '../src/log-destination.js';
 import { spawnProject } from './support/process.js';
 
 /** Runs test/support/log-writer.ts; `pauseMs`: how long its stdout is not read at first. */
@@ -47,4 +51,23 @@ t.test('past its limit the destination drops new lines, counts them and says so 
   t.same(run.numbers, inOrder(kept), 'the first lines, in order');
   t.equal(run.notes.length, 1);
   t.match(run.notes[0], { level: 40, msg: `${5_000 - kept} log lines were dropped: the log output was not being read` });
+});
+
+t.test('flush resolves once every line taken is written (a graceful stop awaits it)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'coinshop-log-'));
+  const fd = openSync(join(dir, 'out.log'), 'w');
+  t.teardown(() => {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const log = new LogDestination(fd);
+  await log.flush();
+  for (let turn = 0; turn < 5; turn++) {
+    // The last turn's lines are still only taken (not yet handed to a write) when flush is called.
+    if (turn > 0) await new Promise((resolve) => setImmediate(resolve));
+    for (let n = 0; n < 2_000; n++) log.write(`${JSON.stringify({ n: turn * 2_000 + n })}\n`);
+  }
+  await log.flush();
+  const numbers = readFileSync(join(dir, 'out.log'), 'utf8').trim().split('\n').map((line) => (JSON.parse(line) as { n: number }).n);
+  t.same(numbers, inOrder(10_000), 'all 10,000 lines, in order, when flush resolves');
 });

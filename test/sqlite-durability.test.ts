@@ -3,8 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { sql, type Kysely } from 'kysely';
+import { once } from 'node:events';
 import t, { type Test } from 'tap';
 import { GroupSync, openSqlite, SyncThread, type OpenedSqlite } from '../src/store/sqlite.js';
+import { spawnProject } from './support/process.js';
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -151,6 +153,17 @@ t.test('a sync thread that dies hands syncing to the thread pool; no writer is l
   sync.wrote();
   await sync.flush();
   t.same({ pooled: pooled(), syncs: sync.syncs, behind: sync.behind }, { pooled: before.pooled + 1, syncs: before.syncs + 1, behind: false }, 'later writes are synced in the pool');
+});
+
+t.test('a process with nothing else to do does not end while its commits wait for the sync thread', async (t) => {
+  const path = join(tempDir(t), 'cli.db');
+  const run = spawnProject('test/support/sqlite-writer.ts', [path], {});
+  const [code] = await once(run.child, 'exit');
+  t.equal(code, 0, run.stderr());
+  t.equal(run.stdout(), 'acknowledged 3\n', 'every commit was acknowledged before the process ended');
+  const written = new SQLite(path, { readonly: true });
+  t.equal((written.prepare('select count(*) as n from t').get() as { n: number }).n, 3);
+  written.close();
 });
 
 t.test('FULL on a WAL file syncs it in a thread: writes are durable, concurrent commits share syncs, closing stops the thread', async (t) => {

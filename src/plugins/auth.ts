@@ -100,21 +100,25 @@ export default fp(
     app.decorate('identifyCaller', identifyCaller);
 
     const principals = new WeakMap<FastifyRequest, Promise<Principal>>();
-    // The API key last verified on each connection, by the whole header as that client sent it. A
-    // keep-alive client sends the same header on every request; comparing it with its own earlier
-    // header tells an attacker nothing about any configured key, and saves hashing it again.
-    const verifiedOn = new WeakMap<object, { header: string; principal: Principal }>();
+    // The API key last verified on each connection, by the whole header as it was sent. A keep-alive
+    // client sends the same header on every request: the same bytes are the same caller, without
+    // hashing the key again. Compared in constant time all the same, since a proxy may carry several
+    // clients' requests on one connection.
+    const verifiedOn = new WeakMap<object, { header: Buffer; principal: Principal }>();
     const principalOf = async (request: FastifyRequest): Promise<Principal> => {
       const header = request.headers.authorization;
       const connection: object | null = request.raw.socket;
-      const verified = connection === null ? undefined : verifiedOn.get(connection);
-      if (verified !== undefined && verified.header === header) return verified.principal;
+      const verified = connection === null || header === undefined ? undefined : verifiedOn.get(connection);
+      if (verified !== undefined && header !== undefined) {
+        const presented = Buffer.from(header);
+        if (presented.length === verified.header.length && timingSafeEqual(presented, verified.header)) return verified.principal;
+      }
       const presented = bearerOf(request);
       if (presented === undefined) return { kind: 'none' };
       const callerId = identifyCaller(request);
       if (callerId !== undefined) {
         const principal: Principal = { kind: 'operator', callerId };
-        if (connection !== null && typeof header === 'string') verifiedOn.set(connection, { header, principal });
+        if (connection !== null && typeof header === 'string') verifiedOn.set(connection, { header: Buffer.from(header), principal });
         return principal;
       }
       if (!looksLikeToken(presented)) return { kind: 'invalid', token: false, detail: 'Invalid API key' };

@@ -99,7 +99,6 @@ export class SyncThread {
    */
   constructor(fd: number, onProgress: (stopped?: { failed: Error } | { died: Error }) => void) {
     this.#worker = new Worker(SYNC_WORKER, { eval: true, workerData: { fd, shared: this.#shared.buffer }, execArgv: [] });
-    this.#worker.unref();
     let stopped = false;
     const stop = (why: { failed: Error } | { died: Error }) => {
       if (stopped) return;
@@ -114,6 +113,9 @@ export class SyncThread {
         resolve();
       }),
     );
+    // After the listeners (adding a 'message' listener holds the process again): the thread keeps
+    // the process alive only while writers wait (see `waiting`).
+    this.#worker.unref();
   }
 
   /** Commits written so far (the next sync covers them). */
@@ -138,7 +140,15 @@ export class SyncThread {
   /** Whether writers wait (so each sync is also posted, to wake the event loop). */
   set waiting(waiting: boolean) {
     Atomics.store(this.#shared, 2, waiting ? 1n : 0n);
+    // While writers wait for its message the process is kept alive, as a sync in the thread pool
+    // would keep it (a CLI with nothing else to do must not end before its commit is synced).
+    if (waiting) this.#keepAlive ??= setInterval(() => undefined, 60_000);
+    else if (this.#keepAlive) {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
+    }
   }
+  #keepAlive: NodeJS.Timeout | undefined;
 
   /** For tests: the thread dies as a crash would end it. */
   kill(): Promise<number> {
@@ -146,6 +156,7 @@ export class SyncThread {
   }
 
   async close(): Promise<void> {
+    this.waiting = false;
     Atomics.store(this.#shared, 0, -1n);
     Atomics.notify(this.#shared, 0);
     // Held until it has exited, or a process with nothing else to do would end first.
@@ -207,9 +218,15 @@ export class GroupSync {
   wrote(): void {
     this.#written += 1;
     this.commits += 1;
-    if (this.#makeThread) {
-      this.#thread = this.#makeThread((stopped) => (stopped ? this.#threadStopped(stopped) : this.#wakeWriters()));
+    const makeThread = this.#makeThread;
+    if (makeThread) {
       this.#makeThread = undefined;
+      try {
+        this.#thread = makeThread((stopped) => (stopped ? this.#threadStopped(stopped) : this.#wakeWriters()));
+      } catch {
+        // No thread (out of file descriptors, say): the commit is made, so it must not fail here;
+        // its sync goes to the thread pool, whose failure (if it is the disk) its flush reports.
+      }
     }
     const thread = this.#thread;
     if (!thread) return;
@@ -291,6 +308,7 @@ export class GroupSync {
 
   #retireThread(): SyncThread | undefined {
     const thread = this.#thread;
+    if (thread) thread.waiting = false;
     this.#syncsBefore += thread?.syncs ?? 0;
     this.#thread = undefined;
     this.#makeThread = undefined;
@@ -312,8 +330,17 @@ export class GroupSync {
   }
 
   /** Stops the sync thread (after a last flush, by the caller). */
+  /**
+   * Stops the sync thread. Writers still waiting for it are covered by its last syncs or go on to
+   * the thread pool (the caller flushes once more before closing the file).
+   */
   async close(): Promise<void> {
-    await this.#retireThread()?.close();
+    const thread = this.#thread;
+    if (!thread) return;
+    await thread.close();
+    this.#wakeWriters();
+    this.#retireThread();
+    for (const waiter of this.#waiters.splice(0)) waiter.resolve();
   }
 }
 
@@ -395,22 +422,26 @@ export class Checkpointer {
     return new Promise((resolve, reject) => {
       this.#reply = (outcome) => {
         this.#reply = undefined;
+        if (!this.#stopped) worker.unref();
         if (outcome.error !== undefined) reject(new Error(`SQLite checkpoint failed: ${outcome.error}`));
         else resolve();
       };
+      // While a checkpoint runs the process stays alive: the connection may be held until it answers.
+      worker.ref();
       worker.postMessage('checkpoint');
     });
   }
 
   #start(): Worker {
     const worker = new Worker(CHECKPOINT_WORKER, { eval: true, workerData: { module: sqliteModule, path: this.path }, execArgv: [] });
-    worker.unref();
     worker.on('message', (outcome: { done?: unknown; error?: string }) => this.#reply?.(outcome));
     worker.on('error', (err) => this.#reply?.({ error: String(err) }));
     worker.on('exit', (code) => {
       if (this.#worker === worker && !this.#stopped) this.#stop(new Error(`SQLite checkpoint worker exited (${code})`));
       this.#reply?.({ error: `worker exited (${code})` });
     });
+    // After the listeners: adding a 'message' listener holds the process again.
+    worker.unref();
     return worker;
   }
 
@@ -571,8 +602,9 @@ class SqliteDriver implements Driver {
 
   async destroy(): Promise<void> {
     await this.connection.checkpointer?.close();
-    if (this.sync?.behind) await this.sync.flush().catch(() => undefined);
     await this.sync?.close();
+    // What the thread did not sync (commits made as it stopped), the thread pool does, before the file closes.
+    if (this.sync?.behind) await this.sync.flush().catch(() => undefined);
     this.sqlite.close();
     this.onClose();
   }
