@@ -298,8 +298,8 @@ export class GroupSync {
     this.#retireThread();
     const waiters = this.#waiters.splice(0);
     if ('failed' in stopped) {
-      this.#failed ??= new Error(`SQLite: syncing the database to disk failed; restart the process (${String(stopped.failed)})`, { cause: stopped.failed });
-      for (const waiter of waiters) waiter.reject(this.#failed);
+      const failed = this.#diskFailed(stopped.failed);
+      for (const waiter of waiters) waiter.reject(failed);
     } else {
       // The thread is gone, not the disk: the writers still waiting (and all later ones) sync through the thread pool.
       for (const waiter of waiters) waiter.resolve();
@@ -315,6 +315,12 @@ export class GroupSync {
     return thread;
   }
 
+  /** A failed sync: from now on every flush fails with this (the first failure's) error. */
+  #diskFailed(cause: unknown): Error {
+    this.#failed ??= new Error(`SQLite: syncing the database to disk failed; restart the process (${String(cause)})`, { cause });
+    return this.#failed;
+  }
+
   async #syncInPool(): Promise<void> {
     const covers = this.#written;
     try {
@@ -322,8 +328,7 @@ export class GroupSync {
       this.#syncsBefore += 1;
       this.#synced = Math.max(this.#synced, covers);
     } catch (err) {
-      this.#failed ??= new Error(`SQLite: syncing the database to disk failed; restart the process (${String(err)})`, { cause: err });
-      throw this.#failed;
+      throw this.#diskFailed(err);
     } finally {
       this.#running = undefined;
     }
@@ -335,6 +340,7 @@ export class GroupSync {
    * the thread pool (the caller flushes once more before closing the file).
    */
   async close(): Promise<void> {
+    this.#makeThread = undefined;
     const thread = this.#thread;
     if (!thread) return;
     await thread.close();
