@@ -154,15 +154,17 @@ export const requireApiKey = fp(
       app.log.warn('No API_KEYS: every endpoint is OPEN to anyone who can reach this server. Set API_KEYS before exposing it.');
     }
     app.decorateRequest('player', undefined);
-    const isPublic = (request: FastifyRequest) =>
-      request.routeOptions.config.public === true ||
-      request.routeOptions.url === '/openapi.json' ||
-      (request.routeOptions.url ?? '').startsWith('/docs') ||
+    // (request.routeOptions builds a new object at every read: read once per request.)
+    const isPublic = ({ config, url = '' }: FastifyRequest['routeOptions']) =>
+      config.public === true ||
+      url === '/openapi.json' ||
+      url.startsWith('/docs') ||
       // The checkout page and its settings; the API calls it makes still need a credential.
-      (request.routeOptions.url ?? '').startsWith('/checkout');
+      url.startsWith('/checkout');
 
     app.addHook('onRequest', async (request, reply) => {
-      if (isPublic(request)) return;
+      const route = request.routeOptions;
+      if (isPublic(route)) return;
       const principal = await app.authenticate(request);
       if (principal.kind === 'operator') {
         request.callerId = principal.callerId;
@@ -174,8 +176,8 @@ export const requireApiKey = fp(
         reply.header('www-authenticate', 'Bearer realm="coinshop"');
         throw new ProblemError('unauthorized', principal.kind === 'none' ? 'Missing API key: send Authorization: Bearer <key>' : principal.detail);
       }
-      const access = request.routeOptions.config.clientToken;
-      const operationId = request.routeOptions.schema?.operationId;
+      const access = route.config.clientToken;
+      const operationId = route.schema?.operationId;
       if (access === 'spend' && !app.config.CLIENT_TOKENS_MAY_SPEND) {
         throw forbidden('Client tokens may not spend coins on this server (CLIENT_TOKENS_MAY_SPEND is off): spend through your backend with its API key');
       }
