@@ -164,7 +164,9 @@ async function measureMany(scenario: string, targets: { child: ChildProcess; opt
     return { instance, done };
   });
   await new Promise((resolve) => setTimeout(resolve, warmUpSeconds * 1000));
-  await Promise.race([ramp, new Promise((resolve) => setTimeout(resolve, Math.max(0, rampLimitSeconds * 1000 - (performance.now() - started))))]);
+  let rampLimit: NodeJS.Timeout | undefined;
+  await Promise.race([ramp, new Promise((resolve) => (rampLimit = setTimeout(resolve, Math.max(0, rampLimitSeconds * 1000 - (performance.now() - started)))))]);
+  clearTimeout(rampLimit);
   await warm?.();
   const peaks = targets.map((target) => peakRss(target.child.pid));
   measuring = true;
