@@ -11,6 +11,5 @@ async function peakHeapMB(percent: number): Promise<number> {
 
 t.test('HEAP_GROWTH_PERCENT set in a running process holds the heap down (V8 reads it at every full GC)', async (t) => {
   const [own, limited] = [await peakHeapMB(0), await peakHeapMB(50)];
-  t.ok(own > 150, `V8's own growth factor lets the heap reach ${own} MB with at most 26 batches live`);
-  t.ok(limited < own * 0.7, `grown at most 50 % past live data: ${limited} MB against ${own} MB`);
+  t.ok(limited < own * 0.7, `grown at most 50 % past live data: ${limited} MB, against ${own} MB with V8's own factor`);
 });

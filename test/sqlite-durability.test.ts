@@ -10,6 +10,13 @@ import { spawnProject } from './support/process.js';
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
+/** Resolves once `condition` holds, checked every 5 ms; fails after 10 s. */
+async function waitUntil(condition: () => boolean): Promise<void> {
+  for (const deadline = Date.now() + 10_000; !condition(); await new Promise((resolve) => setTimeout(resolve, 5))) {
+    if (Date.now() > deadline) throw new Error(`still not so after 10 s: ${condition.toString()}`);
+  }
+}
+
 function tempDir(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'coinshop-sqlite-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -115,12 +122,14 @@ t.test('a writer whose sync is not done by the end of the turn is woken by the t
   });
   thread.written(1);
   thread.ask();
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  // However long the thread takes to start on a busy machine: it counts a sync, then posts if asked to.
+  await waitUntil(() => thread.syncs === 1);
+  await new Promise((resolve) => setTimeout(resolve, 20));
   t.same([posted, thread.synced, thread.syncs], [[], 1, 1], 'no writer waiting: synced, nothing posted');
   thread.waiting = true;
   thread.written(2);
   thread.ask();
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await waitUntil(() => posted.length > 0);
   t.same([posted, thread.synced, thread.syncs], [['synced'], 2, 2], 'a writer waiting: the sync is posted');
 });
 
@@ -347,7 +356,7 @@ t.test('a checkpoint worker that dies hands checkpoints back to SQLite, and says
   await opened.checkpointer!.idle;
   t.ok(opened.checkpointer!.worker, 'the worker was started by the first checkpoint');
   await opened.checkpointer!.worker!.terminate();
-  for (let i = 0; i < 50 && errors.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  await waitUntil(() => errors.length > 0);
   t.match(errors.map(String), [/SQLite checkpoint worker exited/]);
   t.same((await sql`pragma wal_autocheckpoint`.execute(db)).rows, [{ wal_autocheckpoint: 1000 }], "SQLite's own checkpoints are back on");
   for (let id = 10; id < 20; id++) await db.insertInto('t').values({ id }).execute();
