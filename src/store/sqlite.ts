@@ -30,7 +30,7 @@ export interface SqliteOptions {
    * this. Otherwise a SyncThread syncs it.
    */
   syncFile?: (fd: number) => Promise<void>;
-/** Commits between two checkpoints of the WAL (CHECKPOINT_EVERY_COMMITS unless a test asks for fewer). */
+  /** Commits between two checkpoints of the WAL (CHECKPOINT_EVERY_COMMITS unless a test asks for fewer). */
   checkpointEvery?: number;
   /** Told when checkpoints in the background failed and SQLite's own (on the event loop) took over. */
   onCheckpointError?: (err: Error) => void;
@@ -306,13 +306,12 @@ export class GroupSync {
     }
   }
 
-  #retireThread(): SyncThread | undefined {
+  #retireThread(): void {
     const thread = this.#thread;
     if (thread) thread.waiting = false;
     this.#syncsBefore += thread?.syncs ?? 0;
     this.#thread = undefined;
     this.#makeThread = undefined;
-    return thread;
   }
 
   /** A failed sync: from now on every flush fails with this (the first failure's) error. */
@@ -334,7 +333,6 @@ export class GroupSync {
     }
   }
 
-  /** Stops the sync thread (after a last flush, by the caller). */
   /**
    * Stops the sync thread. Writers still waiting for it are covered by its last syncs or go on to
    * the thread pool (the caller flushes once more before closing the file).
