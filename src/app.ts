@@ -24,6 +24,7 @@ import metrics from './plugins/metrics.js';
 import protection from './plugins/protection.js';
 import healthRoutes from './routes/health/index.js';
 import storePlugin from './store/plugin.js';
+import { RequestLogger } from './logger.js';
 import { illFormedString, UNSTORABLE_TEXT, validatorCompiler } from './validation.js';
 import packageJson from '../package.json' with { type: 'json' };
 
@@ -93,6 +94,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? false,
     logController: new OneLinePerRequest(),
+    ...(options.logger ? { childLoggerFactory: (logger, bindings, childOptions) => new RequestLogger(logger, bindings, childOptions) } : {}),
     // A caller's X-Request-Id is kept when it is sane, so logs join up across services.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];

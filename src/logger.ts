@@ -1,4 +1,5 @@
-import type { FastifyServerOptions } from 'fastify';
+import type { FastifyBaseLogger, FastifyServerOptions } from 'fastify';
+import type { Bindings, ChildLoggerOptions } from 'pino';
 import type { Config } from './config.js';
 import type { LogDestination } from './log-destination.js';
 
@@ -11,6 +12,9 @@ export const redactPaths = [
   'err.headers',
   'err.cause.raw',
   'err.cause.headers',
+  'client_secret',
+  'payment_method_id',
+  'paymentMethodId',
   '*.client_secret',
   '*.payment_method_id',
   '*.paymentMethodId',
@@ -34,4 +38,64 @@ export function loggerOptions(config: Pick<Config, 'LOG_LEVEL'>, destination: Lo
     redact: { paths: redactPaths, censor: '[redacted]' },
     ...(transport ? { transport } : { stream: destination }),
   };
+}
+
+type Method = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+/**
+ * A request's logger, made the first time something logs through it. Fastify gives every request a
+ * child of the app's logger bound to the request's id, and pino builds one by serialising the
+ * binding and running it through the redaction paths — on every request, though a request that
+ * completes logs its line through the app's logger (see OneLinePerRequest in app.ts) and never
+ * through its own. Only requests that log more (an error, a refused payment) make the child.
+ */
+export class RequestLogger implements FastifyBaseLogger {
+  #made: FastifyBaseLogger | undefined;
+
+  constructor(
+    private readonly parent: FastifyBaseLogger,
+    private readonly bindings: Bindings,
+    private readonly options: ChildLoggerOptions,
+  ) {}
+
+  get #logger(): FastifyBaseLogger {
+    return (this.#made ??= this.parent.child(this.bindings, this.options));
+  }
+
+  get level(): string {
+    return this.#made?.level ?? this.options.level ?? this.parent.level;
+  }
+
+  set level(level: string) {
+    this.#logger.level = level;
+  }
+
+  #log(method: Method, args: unknown[]): void {
+    const logger = this.#logger;
+    Reflect.apply(logger[method], logger, args);
+  }
+
+  fatal(...args: unknown[]): void {
+    this.#log('fatal', args);
+  }
+  error(...args: unknown[]): void {
+    this.#log('error', args);
+  }
+  warn(...args: unknown[]): void {
+    this.#log('warn', args);
+  }
+  info(...args: unknown[]): void {
+    this.#log('info', args);
+  }
+  debug(...args: unknown[]): void {
+    this.#log('debug', args);
+  }
+  trace(...args: unknown[]): void {
+    this.#log('trace', args);
+  }
+  silent(): void {}
+
+  child(bindings: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger {
+    return this.#logger.child(bindings, options);
+  }
 }
