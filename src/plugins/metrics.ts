@@ -17,11 +17,17 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * How often the event loop is sampled for nodejs_eventloop_lag_* (prom-client's default). Those
+ * figures are the time between samples, so a loop that is never late reads this much.
+ */
+export const EVENT_LOOP_SAMPLE_MS = 10;
+
 /** Prometheus metrics, one registry per app (so tests and replicas never share counters). */
 export default fp(
   async function metrics(app: FastifyInstance) {
     const registry = new Registry();
-    collectDefaultMetrics({ register: registry });
+    collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
     const requestDuration = new Histogram({
       name: 'coinshop_http_request_duration_seconds',
       help: 'HTTP request latency by route, method and status code',
