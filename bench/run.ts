@@ -207,7 +207,7 @@ async function measureMany(scenario: string, targets: { child: ChildProcess; opt
  * Servers whose requests/s are compared (the ratio is the figure), measured in turns rather than one
  * after the other: BENCH_PACKAGE_ROUNDS rounds (default 5), each giving every server BENCH_SECONDS ÷
  * rounds of the load in a rotating order, after a warm-up of BENCH_WARMUP_SECONDS each. On a shared
- * machine the CPU on offer drifts over minutes (runs back to back have differed by 2×); taken in
+ * machine the CPU on offer drifts over minutes (runs minutes apart have differed by 4×); taken in
  * turns, each round's servers see the same machine, and the ratio is the median of the rounds'
  * ratios. Each row gives the median round (req/s, p50, p99), the errors of all, the peak RSS of all.
  */

@@ -40,7 +40,7 @@ export function loggerOptions(config: Pick<Config, 'LOG_LEVEL'>, destination: Lo
   };
 }
 
-type Method = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+type Method = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
 /**
  * A request's logger, made the first time something logs through it. Fastify gives every request a
@@ -93,7 +93,7 @@ export class RequestLogger implements FastifyBaseLogger {
   trace(...args: unknown[]): void {
     this.#log('trace', args);
   }
-  silent(): void {}
+  silent(..._args: unknown[]): void {}
 
   child(bindings: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger {
     return this.#logger.child(bindings, options);

@@ -47,6 +47,14 @@ t.test('a request logger makes its child only when something logs through it, an
   logger.level = 'debug';
   logger.debug('now kept');
   t.match(lines.at(-1), { level: 20, reqId: 'req-1', msg: 'now kept' });
+  logger.level = 'trace';
+  logger.trace('every level');
+  logger.fatal('goes through');
+  logger.silent('but silent');
+  t.match(lines.slice(-2), [
+    { level: 10, reqId: 'req-1', msg: 'every level' },
+    { level: 60, reqId: 'req-1', msg: 'goes through' },
+  ]);
   logger.child({ step: 'stripe' }).error('from a grandchild');
   t.match(lines.at(-1), { level: 50, reqId: 'req-1', step: 'stripe', msg: 'from a grandchild' });
   t.equal(made.length, 1);
