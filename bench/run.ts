@@ -59,6 +59,9 @@ const rows: Row[] = [];
  */
 const loopDelayMs = (sampleIntervalMs: number) => Math.max(0, sampleIntervalMs - EVENT_LOOP_SAMPLE_MS);
 
+/** The middle value (the upper one of an even count). */
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
+
 /**
  * A process's peak RSS from here on: the kernel's high-water mark, reset now (clear_refs 5) and read
  * at the end. Where it cannot be reset, the current RSS is sampled (from /proc, without blocking the
@@ -223,7 +226,6 @@ async function inTurns(targets: { scenario: string; child: ChildProcess; options
       results[i]!.push(await run(targets[i]!.options, seconds / rounds));
     }
   }
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
   return targets.map((target, i) => {
     const mine = results[i]!;
     const perRound = mine.map((result) => result['2xx'] / result.duration);
@@ -245,9 +247,8 @@ async function inTurns(targets: { scenario: string; child: ChildProcess; options
 
 /** "0.41× bare Fastify (rounds 0.38–0.45)": the median of the rounds' ratios, and their spread. */
 function ratioNote(server: { perRound: number[] }, baseline: { perRound: number[] }, name: string): string {
-  const ratios = server.perRound.map((rate, round) => rate / baseline.perRound[round]!).sort((a, b) => a - b);
-  const median = ratios[Math.floor(ratios.length / 2)]!;
-  return `${median.toFixed(2)}× ${name} (rounds ${ratios[0]!.toFixed(2)}–${ratios.at(-1)!.toFixed(2)})`;
+  const ratios = server.perRound.map((rate, round) => rate / baseline.perRound[round]!);
+  return `${median(ratios).toFixed(2)}× ${name} (rounds ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`;
 }
 
 async function main() {
