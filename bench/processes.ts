@@ -1,6 +1,7 @@
 /** What the benchmark and the profiler share: starting coinshop and the fake Stripe, and driving purchases. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type autocannon from 'autocannon';
+import packageJson from '../package.json' with { type: 'json' };
 
 export const root = new URL('..', import.meta.url).pathname;
 export const API_KEY = 'bench_key_0123456789abcdefghijklmnop';
@@ -55,9 +56,16 @@ export async function api(url: string, path: string, body?: object, attempts = 1
   return answer;
 }
 
-/** The built server as in production (JSON logs at info, API keys, the real StripeGateway); `nodeArgs` such as --cpu-prof. */
+/** What `npm start` (and the image) runs after `node`: its node options, then the built server. */
+const startArgs = packageJson.scripts.start.split(' ').slice(1);
+
+/**
+ * The built server as in production: started as `npm start` starts it, JSON logs at info, API keys,
+ * the real StripeGateway. `nodeArgs` (such as --cpu-prof) come after npm start's node options, so
+ * one given here wins over the same one there.
+ */
 export async function coinshop(stripeUrl: string, databaseUrl: string, nodeArgs: string[] = []) {
-  return start(process.execPath, [...nodeArgs, 'dist/src/server.js'], {
+  return start(process.execPath, [...startArgs.slice(0, -1), ...nodeArgs, ...startArgs.slice(-1)], {
     NODE_ENV: 'production',
     PORT: '0',
     LOG_LEVEL: 'info',

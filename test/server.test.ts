@@ -1,8 +1,10 @@
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { freshDatabaseUrl } from './support/database.js';
 import { testConfig } from './support/helper.js';
 import { spawnProject, startServer } from './support/process.js';
+import packageJson from '../package.json' with { type: 'json' };
 
 async function call(url: string, init?: { method: string; body: object }) {
   const response = await fetch(url, {
@@ -101,4 +103,12 @@ t.test('production mode without its settings stops at once, naming what is missi
   const [code] = await once(child, 'exit');
   t.equal(code, 1);
   t.match(stderr(), /^Invalid configuration: API_KEYS is required when NODE_ENV=production \(.*\)\n$/);
+});
+
+t.test('the image starts the server as npm start does, with the same node options', async (t) => {
+  const dockerfile = readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8');
+  const command = /^CMD (\[.*\])$/m.exec(dockerfile)?.[1];
+  t.ok(command, 'the Dockerfile has an exec-form CMD');
+  t.same(JSON.parse(command ?? '[]'), packageJson.scripts.start.split(' '), `CMD ${command} runs "${packageJson.scripts.start}"`);
+  t.match(packageJson.scripts.start, /--max-semi-space-size=\d+ /, 'with the young generation capped (README, Memory)');
 });
