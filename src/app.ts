@@ -159,7 +159,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(identity, { config });
   await app.register(protection, { config });
   await app.register(requireApiKey);
-  await app.register(storePlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, sqliteSynchronous: config.SQLITE_SYNCHRONOUS });
+  await app.register(storePlugin, {
+    databaseUrl: config.DATABASE_URL,
+    poolSize: config.DATABASE_POOL_SIZE,
+    preparedStatements: config.DATABASE_PREPARED_STATEMENTS,
+    sqliteSynchronous: config.SQLITE_SYNCHRONOUS,
+  });
   await app.register(paymentsGateway, { config, gateway: options.gateway });
   // A request holding a key longer than any Stripe call can take has died: a retry may take it over.
   await app.register(idempotency, { lockTimeoutMs: config.STRIPE_TIMEOUT_MS * (config.STRIPE_MAX_NETWORK_RETRIES + 1) + 30_000 });

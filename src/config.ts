@@ -24,6 +24,12 @@ export const ConfigSchema = Type.Object({
   SQLITE_SYNCHRONOUS: Type.Union([Type.Literal('FULL'), Type.Literal('NORMAL')], { default: 'FULL' }),
   /** PostgreSQL only: connections this process keeps open at most. */
   DATABASE_POOL_SIZE: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
+  /**
+   * PostgreSQL only: run the hot statements as named prepared statements, parsed and planned once per
+   * connection. Off for a pooler in transaction mode that cannot carry them (PgBouncer before 1.21,
+   * or without max_prepared_statements).
+   */
+  DATABASE_PREPARED_STATEMENTS: Type.Boolean({ default: true }),
   /** Share rate-limit counters between replicas through this Redis (`redis://host:6379`); unset = per process. */
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://[^\\s]+$' })),
   /** Prefix of coinshop's keys in that Redis, so several deployments can share one. */
@@ -88,6 +94,7 @@ const hints: Partial<Record<keyof Config, string>> = {
   NODE_ENV: 'one of development, production, test',
   PORT: 'an integer from 0 to 65535',
   DATABASE_POOL_SIZE: 'an integer from 1 to 1000',
+  DATABASE_PREPARED_STATEMENTS: 'true or false',
   SQLITE_SYNCHRONOUS: 'FULL (every commit survives a power cut) or NORMAL (faster; a power cut can lose the last commits)',
   REDIS_URL: 'a Redis URL such as redis://127.0.0.1:6379',
   REDIS_KEY_PREFIX: '1 to 64 characters of A-Z a-z 0-9 _ : . -',

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import t, { type Test } from 'tap';
 import { openDatabase } from '../src/store/database.js';
 import { migrateToLatest } from '../src/store/migrations.js';
 import { runPrepared } from '../src/store/prepared.js';
 import { Store } from '../src/store/store.js';
-import { freshDatabaseUrl, TEST_ENGINE } from './support/database.js';
+import { freshDatabaseUrl, freshPostgresUrl, TEST_ENGINE } from './support/database.js';
 
 async function openStore(t: Test) {
   const { db, engine } = openDatabase(await freshDatabaseUrl(), {
@@ -93,3 +94,51 @@ t.test('the arguments given are part of the template: other columns make another
   );
   t.equal(await store.findCustomer(`${prefix}_c`), undefined, 'nothing written');
 });
+
+if (TEST_ENGINE === 'postgres') {
+  /** A PostgreSQL store on one connection, so what the session has prepared can be read back. */
+  async function openOneConnection(t: Test, preparedStatements?: boolean) {
+    const { db, engine } = openDatabase(await freshPostgresUrl(), {
+      poolSize: 1,
+      ...(preparedStatements === undefined ? {} : { preparedStatements }),
+      sqliteSynchronous: 'FULL',
+      onConnectionError: () => undefined,
+    });
+    t.teardown(() => db.destroy());
+    await migrateToLatest(db, engine);
+    const store = new Store(db, engine);
+    await store.insertCustomer({ user_id: 'p1', email: 'p1@example.com', name: 'P 1', stripe_customer_id: 'cus_p1' });
+    const prepared = async () =>
+      (await sql<{ name: string; statement: string; plans: number }>`select name, statement, generic_plans + custom_plans as plans from pg_prepared_statements`.execute(db)).rows;
+    return { db, store, prepared };
+  }
+
+  t.test('on PostgreSQL a hot statement is prepared once per connection under its own name, then only run', async (t) => {
+    const { store, prepared } = await openOneConnection(t);
+    t.equal((await store.findCustomer('p1'))?.name, 'P 1');
+    t.equal((await store.findCustomer('p1'))?.name, 'P 1', 'the second call runs the prepared statement');
+    const statements = (await prepared()).filter((row) => /from "customers" where "user_id" = \$1/.test(row.statement));
+    t.equal(statements.length, 1, 'one prepared statement for the lookup');
+    t.match(statements[0], { name: /^coinshop_\d+$/, plans: 2 }, 'named by coinshop, and run twice');
+    t.same(
+      (await prepared()).filter((row) => !row.name.startsWith('coinshop_')),
+      [],
+      'other statements (migrations, this query) are not left prepared',
+    );
+  });
+
+  t.test('DATABASE_PREPARED_STATEMENTS=false: nothing is prepared on the connection (for a pooler that cannot carry it)', async (t) => {
+    const { store, prepared } = await openOneConnection(t, false);
+    t.equal((await store.findCustomer('p1'))?.name, 'P 1');
+    t.same(await prepared(), []);
+  });
+
+  t.test('a prepared statement whose table changed shape fails once, and its connection is replaced', async (t) => {
+    const { db, store } = await openOneConnection(t);
+    t.equal((await store.findCustomer('p1'))?.name, 'P 1');
+    // What a migration by another replica could do to a running one.
+    await sql`alter table customers alter column name type text`.execute(db);
+    await t.rejects(store.findCustomer('p1'), { code: '0A000', message: /cached plan must not change result type/ });
+    t.equal((await store.findCustomer('p1'))?.name, 'P 1', 'the next call runs on a new connection, prepared afresh');
+  });
+}

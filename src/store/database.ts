@@ -17,6 +17,8 @@ export interface OpenedDatabase {
 export interface DatabaseOptions {
   /** PostgreSQL: connections kept open at most. */
   poolSize: number;
+  /** PostgreSQL: run the hot statements as named prepared statements (default); false for a pooler that cannot carry them. */
+  preparedStatements?: boolean;
   /** SQLite: FULL has every commit on disk before it is acknowledged; NORMAL syncs at checkpoints only (see SQLITE_SYNCHRONOUS). */
   sqliteSynchronous: SqliteOptions['synchronous'];
   /** SQLite: how the WAL is synced (tests watch it); fdatasync by default. */

@@ -13,9 +13,10 @@ declare module 'fastify' {
 
 /** Opens the database, migrates it to the newest version, and closes it with the app. */
 export default fp(
-  async function store(app: FastifyInstance, options: { databaseUrl: string; poolSize: number; sqliteSynchronous: 'FULL' | 'NORMAL' }) {
+  async function store(app: FastifyInstance, options: { databaseUrl: string; poolSize: number; preparedStatements: boolean; sqliteSynchronous: 'FULL' | 'NORMAL' }) {
     const { db, engine, sync, checkpointer } = openDatabase(options.databaseUrl, {
       poolSize: options.poolSize,
+      preparedStatements: options.preparedStatements,
       sqliteSynchronous: options.sqliteSynchronous,
       onConnectionError: (err) => app.log.warn({ err }, 'database connection lost; it will be reopened when needed'),
       onCheckpointError: (err) => app.log.error({ err }, 'SQLite checkpoints in the background failed; SQLite checkpoints on commit from now on'),

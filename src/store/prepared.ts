@@ -14,6 +14,14 @@ const MARK = '\u0000coinshop-arg:';
 const templates = new Map<string, Template>();
 
 /**
+ * PostgreSQL's names for the templates' SQL. With a name, node-postgres has a connection parse and
+ * plan the statement once and afterwards only bind and run it (see PreparingPool in postgres.ts); a
+ * hot statement's SQL never changes, so each gets one name for the life of the process.
+ */
+const statementNames = new Map<string, string>();
+export const preparedStatementName = (sql: string): string | undefined => statementNames.get(sql);
+
+/**
  * Runs a query that is built and compiled once per engine and `key`, not on every call: the hot
  * statements of a purchase are the same SQL every time, and building and compiling them through
  * Kysely cost more than SQLite spends running them. The first call builds the query with a marker
@@ -36,6 +44,8 @@ export async function runPrepared<A extends Record<string, unknown>, R>(
   if (!template) {
     template = makeTemplate(db, key, names, build);
     templates.set(cacheKey, template);
+    const { sql } = template.compiled;
+    if (engine === 'postgres' && !statementNames.has(sql)) statementNames.set(sql, `coinshop_${statementNames.size + 1}`);
   }
   const { compiled, slots } = template;
   const parameters = slots.map((slot) => {
