@@ -133,6 +133,18 @@ if (TEST_ENGINE === 'postgres') {
     t.same(await prepared(), []);
   });
 
+  t.test('a migration that adds columns leaves the prepared statements that return whole rows working', async (t) => {
+    const { db, store, prepared } = await openOneConnection(t);
+    const before = await store.findCustomer('p1');
+    await sql`alter table customers add column nickname text`.execute(db);
+    t.same(await store.findCustomer('p1'), before, 'the same row, with the same columns');
+    t.match(
+      (await prepared()).filter((row) => /from "customers" where "user_id" = \$1/.test(row.statement)),
+      [{ name: /^coinshop_\d+$/, plans: 2 }],
+      'run twice as the one statement prepared before the migration',
+    );
+  });
+
   t.test('a prepared statement whose table changed shape fails once, and its connection is replaced', async (t) => {
     const { db, store } = await openOneConnection(t);
     t.equal((await store.findCustomer('p1'))?.name, 'P 1');

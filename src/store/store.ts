@@ -2,6 +2,8 @@ import type { Compilable, Kysely } from 'kysely';
 import type { Engine } from './database.js';
 import { runPrepared } from './prepared.js';
 import {
+  CUSTOMER_COLUMNS,
+  PURCHASE_COLUMNS,
   PURCHASE_TRANSITIONS,
   UNFINISHED,
   type CustomerRow,
@@ -91,7 +93,7 @@ export class Store {
 
   async findCustomer(userId: string): Promise<CustomerRow | undefined> {
     const { rows } = await this.#prepared('findCustomer', { userId }, (db, a) =>
-      db.selectFrom('customers').selectAll().where('user_id', '=', a.userId),
+      db.selectFrom('customers').select(CUSTOMER_COLUMNS).where('user_id', '=', a.userId),
     );
     return rows[0];
   }
@@ -106,7 +108,7 @@ export class Store {
   async insertPendingPurchase(purchase: Omit<NewPurchase, 'status' | 'created_at' | 'updated_at' | 'refunded_cents'>): Promise<PurchaseRow> {
     const at = now();
     const row = { ...purchase, status: 'pending' as const, refunded_cents: 0, created_at: at, updated_at: at };
-    const { rows } = await this.#prepared('insertPendingPurchase', row, (db, a) => db.insertInto('purchases').values(a).returningAll());
+    const { rows } = await this.#prepared('insertPendingPurchase', row, (db, a) => db.insertInto('purchases').values(a).returning(PURCHASE_COLUMNS));
     return rows[0]!;
   }
 
@@ -164,7 +166,7 @@ export class Store {
         .set({ ...columns, status: to })
         .where('transaction_id', '=', id)
         .where('status', 'in', PURCHASE_TRANSITIONS[to])
-        .returningAll(),
+        .returning(PURCHASE_COLUMNS),
     );
     return rows[0];
   }
