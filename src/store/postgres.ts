@@ -55,14 +55,14 @@ class PreparingPool implements PostgresPool {
   }
 }
 
-/** "cached plan must not change result type": a named statement's table changed shape under it. */
+/** SQLSTATE of "cached plan must not change result type": a column a named statement returns changed type under it. */
 const STALE_PLAN = '0A000';
 
 class PreparingClient implements PostgresPoolClient {
   /**
-   * A named statement failed because its table changed shape since it was prepared (a migration by
-   * another replica). node-postgres would keep sending the stale statement on this connection, so
-   * the connection is closed on release rather than reused; the pool opens a fresh one.
+   * A named statement failed because a column it returns changed type since it was prepared (a
+   * migration by another replica). node-postgres would keep sending the stale statement on this
+   * connection, so the connection is closed on release rather than reused; the pool opens a fresh one.
    */
   #stale = false;
 
