@@ -120,6 +120,15 @@ if (TEST_ENGINE === 'postgres') {
     const statements = (await prepared()).filter((row) => /from "customers" where "user_id" = \$1/.test(row.statement));
     t.equal(statements.length, 1, 'one prepared statement for the lookup');
     t.match(statements[0], { name: /^coinshop_\d+$/, plans: 2 }, 'named by coinshop, and run twice');
+    await store.transaction(async (tx) => {
+      await tx.lockPurchase('no-such-purchase');
+      await tx.lockPurchase('no-such-purchase');
+    });
+    t.match(
+      (await prepared()).filter((row) => /for update$/.test(row.statement)),
+      [{ name: /^coinshop_\d+$/, plans: 2 }],
+      "a purchase's row lock too",
+    );
     t.same(
       (await prepared()).filter((row) => !row.name.startsWith('coinshop_')),
       [],

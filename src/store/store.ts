@@ -124,7 +124,9 @@ export class Store {
    */
   async lockPurchase(transactionId: string): Promise<void> {
     if (this.engine !== 'postgres') return;
-    await this.db.selectFrom('purchases').select('id').where('transaction_id', '=', transactionId).forUpdate().execute();
+    await this.#prepared('lockPurchase', { transactionId }, (db, a) =>
+      db.selectFrom('purchases').select('id').where('transaction_id', '=', a.transactionId).forUpdate(),
+    );
   }
 
   findPurchaseByPaymentIntent(paymentIntentId: string): Promise<PurchaseRow | undefined> {
