@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { loadCatalog, type Catalog } from './catalog.js';
@@ -139,10 +140,24 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorate('catalog', catalog);
 
   // Once closing, answers end their connection, so in-flight requests finish and the process can
-  // exit at once instead of waiting for idle keep-alive connections to time out.
+  // exit at once instead of waiting for idle keep-alive connections to time out. A connection that
+  // has not sent a byte (a browser's or a load balancer's preconnect) is closed outright, as is one
+  // that arrives while closing: Node closes only the idle connections that have had a request, and
+  // would wait for the others without end.
   let closing = false;
-  app.addHook('preClose', async () => {
+  const connections = new Set<Socket>();
+  app.server.on('connection', (socket: Socket) => {
+    if (closing) {
+      socket.destroy();
+      return;
+    }
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
+  app.addHook('preClose', (done) => {
     closing = true;
+    for (const socket of connections) if (socket.bytesRead === 0) socket.destroy();
+    done();
   });
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);

@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import t from 'tap';
 import { freshDatabaseUrl } from './support/database.js';
 import { testConfig } from './support/helper.js';
@@ -96,6 +97,31 @@ t.test('SIGTERM during a slow purchase: the purchase completes and is recorded, 
   const reopened = await buildApp({ config: await testConfig({ DATABASE_URL: databaseUrl }) });
   t.teardown(() => reopened.close());
   t.match(await reopened.store.listPurchases(customer.user_id), [{ status: 'succeeded', coins: 100 }], 'recorded before the exit');
+});
+
+t.test('SIGTERM with a connection that never sent a request (a preconnect) and an idle keep-alive one: both are closed and the process exits 0', async (t) => {
+  // A grace period this short makes a stop that waits on either connection exit 1, not 0.
+  const server = await startServer({ DATABASE_URL: await freshDatabaseUrl({ shared: true }), SHUTDOWN_GRACE_MS: '1000' });
+  t.teardown(() => server.child.kill('SIGKILL'));
+  const { hostname, port } = new URL(server.url);
+  const open = async () => {
+    const socket = connect(Number(port), hostname);
+    await once(socket, 'connect');
+    const closed = once(socket, 'close').then(() => 'closed by the server');
+    return { socket, closed };
+  };
+  const preconnect = await open();
+  const used = await open();
+  used.socket.write(`GET /health HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`);
+  const [answer] = (await once(used.socket, 'data')) as [Buffer];
+  t.match(answer.toString(), /^HTTP\/1\.1 200 OK\r\n[\s\S]*connection: keep-alive/i, 'the used connection is kept alive');
+
+  server.child.kill('SIGTERM');
+  const [code] = await once(server.child, 'exit');
+  t.equal(code, 0, 'the stop did not wait for the connections to time out');
+  if (code !== 0) t.comment(server.output().slice(-600));
+  t.equal(await preconnect.closed, 'closed by the server', 'the connection that never sent a byte');
+  t.equal(await used.closed, 'closed by the server', 'the idle keep-alive connection');
 });
 
 t.test('production mode without its settings stops at once, naming what is missing', async (t) => {
