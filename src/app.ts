@@ -141,16 +141,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   // Once closing, answers end their connection, so in-flight requests finish and the process can
   // exit at once instead of waiting for idle keep-alive connections to time out. A connection that
-  // has not sent a byte (a browser's or a load balancer's preconnect) is closed outright, as is one
-  // that arrives while closing: Node closes only the idle connections that have had a request, and
-  // would wait for the others without end.
+  // has not sent a byte (a browser's or a load balancer's preconnect) is closed outright: Node
+  // closes only the idle connections that have had a request, and would wait for the others until
+  // their clients dropped them. (Fastify stops listening as soon as this hook is done.)
   let closing = false;
   const connections = new Set<Socket>();
   app.server.on('connection', (socket: Socket) => {
-    if (closing) {
-      socket.destroy();
-      return;
-    }
     connections.add(socket);
     socket.once('close', () => connections.delete(socket));
   });
