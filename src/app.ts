@@ -47,6 +47,9 @@ declare module 'fastify' {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** How long a closing server waits for a connection that has sent nothing yet before closing it. */
+const QUIET_CONNECTION_GRACE_MS = 250;
+
 /** One log line per request, written when it completes, with its id, route, status and duration. */
 class OneLinePerRequest extends LogController {
   /**
@@ -141,9 +144,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   // Once closing, answers end their connection, so in-flight requests finish and the process can
   // exit at once instead of waiting for idle keep-alive connections to time out. A connection that
-  // has not sent a byte (a browser's or a load balancer's preconnect) is closed outright: Node
-  // closes only the idle connections that have had a request, and would wait for the others until
-  // their clients dropped them. (Fastify stops listening as soon as this hook is done.)
+  // has not sent a byte (a browser's or a load balancer's preconnect) is closed too: Node closes
+  // only the idle connections that have had a request, and would wait for the others until their
+  // clients dropped them. It is given QUIET_CONNECTION_GRACE_MS first, since a request already sent
+  // may not have been read yet (a busy event loop): it then gets Fastify's 503 for a closing server
+  // with `Connection: close`, which says nothing was done, rather than a reset. (Fastify stops
+  // listening in the same tick as this hook, so no connection comes after it.)
   let closing = false;
   const connections = new Set<Socket>();
   app.server.on('connection', (socket: Socket) => {
@@ -152,7 +158,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   app.addHook('preClose', (done) => {
     closing = true;
-    for (const socket of connections) if (socket.bytesRead === 0) socket.destroy();
+    const quiet = [...connections].filter((socket) => socket.bytesRead === 0);
+    if (quiet.length > 0) {
+      setTimeout(() => {
+        for (const socket of quiet) if (socket.bytesRead === 0) socket.destroy();
+      }, QUIET_CONNECTION_GRACE_MS).unref();
+    }
     done();
   });
   app.addHook('onRequest', (request, reply, done) => {
