@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import t, { type Test } from 'tap';
 import { openDatabase } from '../src/store/database.js';
 import { migrateToLatest } from '../src/store/migrations.js';
 import { runPrepared } from '../src/store/prepared.js';
+import type { Database } from '../src/store/schema.js';
 import { Store } from '../src/store/store.js';
 import { freshDatabaseUrl, freshPostgresUrl, TEST_ENGINE } from './support/database.js';
 
@@ -161,5 +162,36 @@ if (TEST_ENGINE === 'postgres') {
     await sql`alter table customers alter column name type text`.execute(db);
     await t.rejects(store.findCustomer('p1'), { code: '0A000', message: /cached plan must not change result type/ });
     t.equal((await store.findCustomer('p1'))?.name, 'P 1', 'the next call runs on a new connection, prepared afresh');
+  });
+
+  const backendPid = async (db: Kysely<Database>) => (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(db)).rows[0]?.pid;
+
+  t.test('a connection whose prepared statement is gone from the server is replaced after one failure, not failed on for good', async (t) => {
+    const { db, store } = await openOneConnection(t);
+    t.equal((await store.findCustomer('p1'))?.name, 'P 1');
+    const before = await backendPid(db);
+    // node-postgres still thinks the statement is prepared on this connection; the server has dropped it.
+    await sql`deallocate all`.execute(db);
+    await t.rejects(store.findCustomer('p1'), { code: '26000' });
+    t.equal((await store.findCustomer('p1'))?.name, 'P 1', 'the next call works');
+    t.not(await backendPid(db), before, 'on a new connection');
+  });
+
+  t.test('an ordinary failure of a prepared statement (a unique violation) keeps its connection and statements', async (t) => {
+    const { db, store, prepared } = await openOneConnection(t);
+    const insert = (userId: string) =>
+      runPrepared(store.db, store.engine, 'test:insert-customer', { userId }, (db, a) =>
+        db.insertInto('customers').values({ user_id: a.userId, email: 'x@example.com', name: 'X', stripe_customer_id: a.userId, currency_balance: 0, created_at: 'now' }),
+      );
+    await insert('dup');
+    const before = await backendPid(db);
+    await t.rejects(insert('dup'), { code: '23505' });
+    t.equal(await backendPid(db), before, 'the same connection');
+    await insert('dup2');
+    t.match(
+      (await prepared()).filter((row) => row.statement.startsWith('insert into "customers" ("user_id", "email", "name", "stripe_customer_id", "currency_balance"')),
+      [{ name: /^coinshop_\d+$/, plans: 3 }],
+      'its statement still prepared, run three times',
+    );
   });
 }

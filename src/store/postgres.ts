@@ -44,10 +44,19 @@ export function openPostgres(url: string, options: DatabaseOptions): Kysely<Data
  * at every call — a third of its CPU per purchase. Every other statement goes as before.
  */
 class PreparingPool implements PostgresPool {
+  /** One wrapper per connection, so Kysely sees the same client each time it is checked out. */
+  readonly #clients = new WeakMap<pg.PoolClient, PreparingClient>();
+
   constructor(private readonly pool: pg.Pool) {}
 
   async connect(): Promise<PostgresPoolClient> {
-    return new PreparingClient(await this.pool.connect());
+    const client = await this.pool.connect();
+    let wrapped = this.#clients.get(client);
+    if (wrapped === undefined) {
+      wrapped = new PreparingClient(client);
+      this.#clients.set(client, wrapped);
+    }
+    return wrapped;
   }
 
   end(): Promise<void> {
@@ -55,14 +64,21 @@ class PreparingPool implements PostgresPool {
   }
 }
 
-/** SQLSTATE of "cached plan must not change result type": a column a named statement returns changed type under it. */
-const STALE_PLAN = '0A000';
+/**
+ * SQLSTATEs a named statement can fail with in ordinary use, which say nothing about the statement
+ * itself: bad data (22), a constraint (23), an aborted transaction (25), a serialization failure or
+ * deadlock (40), a lock not available (55P03), a cancelled query (57014).
+ */
+const ORDINARY_FAILURE = /^(22|23|25|40)...$|^55P03$|^57014$/;
 
 class PreparingClient implements PostgresPoolClient {
   /**
-   * A named statement failed because a column it returns changed type since it was prepared (a
-   * migration by another replica). node-postgres would keep sending the stale statement on this
-   * connection, so the connection is closed on release rather than reused; the pool opens a fresh one.
+   * A named statement failed for a reason other than an ordinary one: most likely the statement no
+   * longer fits its table (a migration by another replica changed the type of a column it returns,
+   * "cached plan must not change result type", or of one it compares a parameter with, "operator does
+   * not exist"), or node-postgres thinks it prepared a statement the server does not have. Either way
+   * node-postgres would go on sending it on this connection, failing every time, so the connection
+   * is closed on release rather than reused; the pool opens a fresh one, which prepares afresh.
    */
   #stale = false;
 
@@ -77,7 +93,8 @@ class PreparingClient implements PostgresPoolClient {
     const values = [...parameters];
     if (name === undefined) return this.#run<R>({ text: statement, values });
     return this.#run<R>({ name, text: statement, values }).catch((error: unknown) => {
-      if ((error as { code?: unknown }).code === STALE_PLAN) this.#stale = true;
+      const code = (error as { code?: unknown }).code;
+      if (typeof code !== 'string' || !ORDINARY_FAILURE.test(code)) this.#stale = true;
       throw error;
     });
   }
