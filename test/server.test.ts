@@ -135,8 +135,9 @@ t.test('a request already sent but not yet read when closing starts gets an answ
   socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
   // Written to the kernel now; the server reads it only at its next poll, after close() has begun.
   socket.write('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+  const closed = once(socket, 'close');
   await app.close();
-  await once(socket, 'close');
+  await closed;
   t.match(received, /^HTTP\/1\.1 503 Service Unavailable\r\n[\s\S]*connection: close/i);
 });
 
