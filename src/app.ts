@@ -22,7 +22,7 @@ import idempotency from './plugins/idempotency.js';
 import reconciler from './plugins/reconciler.js';
 import identity, { requireApiKey } from './plugins/auth.js';
 import metrics from './plugins/metrics.js';
-import protection from './plugins/protection.js';
+import protection, { API_SECURITY_HEADERS } from './plugins/protection.js';
 import healthRoutes from './routes/health/index.js';
 import storePlugin from './store/plugin.js';
 import { RequestLogger } from './logger.js';
@@ -114,7 +114,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         'content-type': 'application/problem+json; charset=utf-8',
         'content-length': Buffer.byteLength(body),
         'x-request-id': request.id,
-        'x-content-type-options': 'nosniff',
+        ...API_SECURITY_HEADERS,
       });
       reply.raw.end(body);
     },

@@ -173,16 +173,26 @@ t.test('a second with no event-loop sample (a stall that is over) does not shed;
   t.ok(overloaded('heapUsedBytes', 1e9), 'other readings shed as configured');
 });
 
-t.test("every security header is helmet's, on every kind of answer; Swagger UI keeps its own policy", async (t) => {
-  // What @fastify/helmet itself sends with coinshop's options, on a bare app.
+t.test("every API answer carries the headers for a JSON API; web pages (docs, checkout) carry helmet's", async (t) => {
+  // OWASP's REST Security Cheat Sheet: a JSON answer is not cached, sniffed, framed or read across origins.
+  const api = {
+    'cache-control': 'no-store',
+    'content-security-policy': "default-src 'none';frame-ancestors 'none'",
+    'cross-origin-resource-policy': 'same-origin',
+    'strict-transport-security': 'max-age=31536000; includeSubDomains',
+    'x-content-type-options': 'nosniff',
+    'x-frame-options': 'DENY',
+  };
+  // What @fastify/helmet itself sends with coinshop's options, on a bare app: what a web page gets.
   const reference = Fastify();
   t.teardown(() => reference.close());
   await reference.register(helmet, helmetOptions);
   reference.get('/', async () => ({}));
   const helmetHeaders = (await reference.inject('/')).headers;
-  const securityNames = Object.keys(helmetHeaders).filter((name) => !['content-type', 'content-length', 'date', 'connection', 'keep-alive'].includes(name));
-  t.ok(securityNames.length >= 10, `helmet sets ${securityNames.join(', ')}`);
-  const expected = Object.fromEntries(securityNames.map((name) => [name, helmetHeaders[name]]));
+  const pageNames = Object.keys(helmetHeaders).filter((name) => !['content-type', 'content-length', 'date', 'connection', 'keep-alive'].includes(name));
+  t.ok(pageNames.length >= 10, `helmet sets ${pageNames.join(', ')}`);
+  const pageOnly = pageNames.filter((name) => !(name in api));
+  t.ok(pageOnly.includes('referrer-policy') && pageOnly.includes('cross-origin-opener-policy'), `only pages get ${pageOnly.join(', ')}`);
 
   const app = await buildTestApp(t, { env: { API_KEYS: KEY } });
   const answers = {
@@ -190,15 +200,28 @@ t.test("every security header is helmet's, on every kind of answer; Swagger UI k
     unauthorized: await app.inject({ method: 'GET', url: '/stripe/packages' }),
     notFound: await app.inject({ method: 'GET', url: '/nowhere', headers: bearer(KEY) }),
     invalid: await app.inject({ method: 'POST', url: '/stripe/create-customer', headers: bearer(KEY), payload: {} }),
+    malformed: await app.inject({ method: 'GET', url: '/stripe/customer/%E0%A4%A', headers: bearer(KEY) }),
     health: await app.inject({ method: 'GET', url: '/health' }),
+    spec: await app.inject({ method: 'GET', url: '/openapi.json' }),
   };
+  t.equal(answers.malformed.statusCode, 400, 'a URL that does not decode is refused before routing');
+  t.match(json(answers.malformed), { code: 'bad_request', detail: /^Malformed request/ });
   for (const [what, response] of Object.entries(answers)) {
-    t.same(Object.fromEntries(securityNames.map((name) => [name, response.headers[name]])), expected, what);
+    t.same(Object.fromEntries(Object.keys(api).map((name) => [name, response.headers[name]])), api, what);
+    t.same(
+      pageOnly.filter((name) => response.headers[name] !== undefined),
+      [],
+      `${what}: no header that only a web page acts on`,
+    );
   }
-  const docs = await app.inject({ method: 'GET', url: '/docs/' });
-  t.notMatch(docs.headers['content-security-policy'] ?? '', /default-src 'none'/, 'Swagger UI gets a policy it can work under');
-  t.match(docs.headers['content-security-policy'], /script-src/);
-  for (const name of securityNames.filter((name) => name !== 'content-security-policy')) t.equal(docs.headers[name], expected[name], `docs: ${name}`);
+
+  const pages = { docs: await app.inject({ method: 'GET', url: '/docs/' }), checkout: await app.inject({ method: 'GET', url: '/checkout' }) };
+  for (const [what, page] of Object.entries(pages)) {
+    t.equal(page.statusCode, 200, what);
+    t.match(page.headers['content-type'], /^text\/html/, what);
+    for (const name of pageNames.filter((name) => name !== 'content-security-policy')) t.equal(page.headers[name], helmetHeaders[name], `${what}: ${name}`);
+    t.match(page.headers['content-security-policy'], /script-src 'self'/, `${what}: a policy of its own, that lets the page run`);
+  }
 });
 
 t.test('under pressure the service sheds load with 503 and Retry-After', async (t) => {

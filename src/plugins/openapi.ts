@@ -3,6 +3,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { namedSchemas } from '../../schemas/index.js';
+import { webPageHeaders } from './protection.js';
 
 export const apiTags = [
   { name: 'Catalog', description: 'The coin packages for sale.' },
@@ -89,8 +90,16 @@ export default fp(
       transformObject: (documents) => ('openapiObject' in documents ? exampleOnEveryOperation(documents.openapiObject as Json) : documents.swaggerObject),
       refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     });
+    const pageHeaders = await webPageHeaders();
     await app.register(swaggerUi, {
       routePrefix: '/docs',
+      // A web page: helmet's headers for one, besides the API's (its CSP is replaced below).
+      uiHooks: {
+        onRequest: (_request, reply, done) => {
+          reply.headers(pageHeaders);
+          done();
+        },
+      },
       // Its own Content-Security-Policy (hashes for its inline script), instead of the API's 'none'.
       staticCSP: true,
       // "Try it out" calls the server that served the page, whatever its host and port.

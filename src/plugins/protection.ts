@@ -8,31 +8,54 @@ import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import { ProblemError } from '../errors.js';
 
-type HeaderValue = number | string | readonly string[];
-
 /**
- * helmet's options: API responses are JSON, so the policy allows nothing — exactly these two
- * directives, not merged into helmet's defaults for web pages (which allow scripts, styles, fonts
- * and images from the page's own origin, and made a 330-byte header on every answer).
+ * helmet's options for the web pages coinshop serves (Swagger UI at /docs, the checkout page): the
+ * policy allows nothing — exactly these two directives, not merged into helmet's defaults (which
+ * allow scripts, styles, fonts and images from the page's own origin); each page replaces it with
+ * its own.
  */
 export const helmetOptions = { contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } } };
 
 /**
- * The headers @fastify/helmet sets with `helmetOptions`, names cased as it sends them. They never
- * change, so they are asked of helmet once here rather than rebuilt by its middleware chain on every
- * request.
+ * What every API answer carries, as OWASP's REST Security Cheat Sheet lists them for JSON APIs: it is
+ * never stored by a browser or proxy (balances, purchase history and 3-D Secure client secrets stay
+ * out of caches), never rendered as anything but JSON, never framed, read only from its own origin
+ * by a page that did not ask through CORS, and asked over HTTPS only. helmet's other headers steer
+ * how a browser treats a web page (its referrer, DNS prefetch, its window's opener, old IE's
+ * download and XSS filters); a JSON answer is no page, so only pages get them (`pageHeaders`).
  */
-export async function securityHeaders(): Promise<[string, HeaderValue][]> {
+export const API_SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'cache-control': 'no-store',
+  'content-security-policy': "default-src 'none';frame-ancestors 'none'",
+  'cross-origin-resource-policy': 'same-origin',
+  'strict-transport-security': 'max-age=31536000; includeSubDomains',
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+};
+
+let pageHeaders: Promise<Readonly<Record<string, string>>> | undefined;
+
+/**
+ * The headers @fastify/helmet sets with `helmetOptions`, for a web page: the page sets its own
+ * Content-Security-Policy after them. They never change, so helmet is asked once per process
+ * rather than running its middleware chain on every request.
+ */
+export function webPageHeaders(): Promise<Readonly<Record<string, string>>> {
+  pageHeaders ??= askHelmet();
+  return pageHeaders;
+}
+
+async function askHelmet(): Promise<Record<string, string>> {
   const probe = Fastify();
-  const headers = new Map<string, [string, HeaderValue]>();
-  // Registered before helmet, so it sees every header helmet's hooks set, with the name as helmet
-  // spells it; it stops at the handler (Node sets the reply's own headers through setHeader too).
+  const headers: Record<string, string> = {};
+  // Registered before helmet, so it sees every header helmet's hooks set; it stops at the handler
+  // (Node sets the reply's own headers through setHeader too).
   let recording = true;
   probe.addHook('onRequest', (_request, reply, done) => {
     const { raw } = reply;
     const setHeader = raw.setHeader.bind(raw);
     raw.setHeader = (name, value) => {
-      if (recording) headers.set(name.toLowerCase(), [name, value]);
+      if (recording) headers[name.toLowerCase()] = typeof value === 'object' ? value.join(', ') : String(value);
       return setHeader(name, value);
     };
     done();
@@ -44,7 +67,7 @@ export async function securityHeaders(): Promise<[string, HeaderValue][]> {
   });
   await probe.inject('/');
   await probe.close();
-  return [...headers.values()];
+  return headers;
 }
 
 /**
@@ -70,10 +93,9 @@ export function overloaded(type: string, value: number | undefined): boolean {
  */
 export default fp(
   async function protection(app: FastifyInstance, { config }: { config: Config }) {
-    // Set on the raw response before routing, as helmet does; Swagger UI at /docs overrides the CSP.
-    const headers = await securityHeaders();
+    // Before routing, so every answer has them (a 401, a 404, a 429); web pages add their own.
     app.addHook('onRequest', (_request, reply, done) => {
-      for (const [name, value] of headers) reply.raw.setHeader(name, value);
+      reply.headers(API_SECURITY_HEADERS);
       done();
     });
 
