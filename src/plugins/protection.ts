@@ -22,7 +22,7 @@ export const helmetOptions = { contentSecurityPolicy: { useDefaults: false, dire
  * out of caches), never rendered as anything but JSON, never framed, read only from its own origin
  * by a page that did not ask through CORS, and asked over HTTPS only. helmet's other headers steer
  * how a browser treats a web page (its referrer, DNS prefetch, its window's opener, old IE's
- * download and XSS filters); a JSON answer is no page, so only pages get them (`pageHeaders`).
+ * download and XSS filters); a JSON answer is no page, so only pages get them (`webPageHeaders`).
  */
 export const API_SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'cache-control': 'no-store',
