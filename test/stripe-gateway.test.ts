@@ -2,6 +2,7 @@ import t from 'tap';
 import type { FakeStripe } from './support/fake-stripe.js';
 import { attachCard, buildAppOnFakeStripe, buy, customerWithCard, createCustomer, expectProblem, get, json } from './support/helper.js';
 import { seedFlow } from './support/seed-flow.js';
+import { reconcile } from '../src/services/reconcile.js';
 import type { Test } from 'tap';
 
 /** An app whose StripeGateway (the real stripe SDK) talks to a local Stripe-compatible server. */
@@ -128,6 +129,80 @@ t.test('provider failures: retried by the SDK when safe, honest about what is kn
       { transaction_id: body['transaction_id'], status: 'pending' },
     ]);
     t.equal(json(await get(app, `/stripe/customer/${user_id}`))['currency_balance'], 0);
+  });
+
+  await t.test('a charge the SDK sent twice is not failed by the last attempt’s refusal: the first may have charged', async (t) => {
+    const { app, stripe } = await appOnFakeStripe(t, { STRIPE_MAX_NETWORK_RETRIES: '2' });
+    const { user_id } = await customerWithCard(app);
+    // The first attempt gets a 500 (for all the SDK knows, Stripe charged); the retry is rate limited.
+    stripe.failNext(1, 500);
+    stripe.failNext(1, 429);
+    const body = expectProblem(t, await buy(app, user_id, 'package_1'), 502, 'payment_pending');
+    const transactionId = String(body['transaction_id']);
+    t.same(
+      stripe.requests.filter((r) => r.path === '/v1/payment_intents').map((r) => r.idempotencyKey),
+      [transactionId, transactionId],
+      "two attempts under the purchase's key",
+    );
+    t.match(json(await get(app, `/stripe/purchases/${transactionId}`)), { status: 'pending' }, 'left pending, not failed');
+    const report = await reconcile({ store: app.store, payments: app.payments, log: app.log }, { olderThanMs: 0, keyTtlHours: 24 });
+    t.same(report.outcomes, { succeeded: 1 }, 'reconciliation asks again with the same key and finishes it');
+    t.equal(json(await get(app, `/stripe/customer/${user_id}`))['currency_balance'], 100, 'credited once');
+    t.equal(intents(stripe).length, 1, 'charged once');
+  });
+
+  await t.test('a charge sent a first time is failed by a refusal that says nothing was charged (429)', async (t) => {
+    const { app, stripe } = await appOnFakeStripe(t);
+    const { user_id } = await customerWithCard(app);
+    stripe.failNext(1, 429);
+    const body = expectProblem(t, await buy(app, user_id, 'package_1'), 502, 'payment_provider_error');
+    t.match(json(await get(app, `/stripe/purchases/${String(body['transaction_id'])}`)), { status: 'failed', failure_code: 'payment_provider_error' });
+    t.equal(intents(stripe).length, 0);
+  });
+
+  await t.test('asked again (reconciliation), a refusal leaves the purchase pending: the first call may have charged', async (t) => {
+    const { app, stripe } = await appOnFakeStripe(t);
+    const { user_id } = await customerWithCard(app);
+    stripe.failNext(1, 503);
+    const body = expectProblem(t, await buy(app, user_id, 'package_1'), 502, 'payment_pending');
+    const transactionId = String(body['transaction_id']);
+    const again = () => reconcile({ store: app.store, payments: app.payments, log: app.log }, { olderThanMs: 0, keyTtlHours: 24 });
+    for (const status of [429, 401, 403]) {
+      stripe.failNext(1, status);
+      t.same((await again()).outcomes, { pending: 1 }, `${status}: still pending`);
+    }
+    t.equal(json(await get(app, `/stripe/customer/${user_id}`))['currency_balance'], 0);
+    t.same((await again()).outcomes, { succeeded: 1 }, 'once Stripe answers, the purchase is finished');
+    t.equal(json(await get(app, `/stripe/customer/${user_id}`))['currency_balance'], 100, 'credited once');
+    t.match(json(await get(app, `/stripe/purchases/${transactionId}`)), { status: 'completed' });
+  });
+
+  await t.test('a lookup Stripe refuses does not fail a purchase that has a PaymentIntent', async (t) => {
+    const { app, stripe } = await appOnFakeStripe(t);
+    const { user_id } = await customerWithCard(app, 'pm_card_threeDSecure2Required');
+    const body = expectProblem(t, await buy(app, user_id, 'package_1'), 402, 'authentication_required');
+    const transactionId = String(body['transaction_id']);
+    stripe.failNext(1, 429);
+    t.match(json(await get(app, `/stripe/purchases/${transactionId}`)), { status: 'requires_action' }, 'still waiting for 3-D Secure');
+    stripe.authenticate(String(body['payment_intent_id']), 'succeed');
+    t.match(json(await get(app, `/stripe/purchases/${transactionId}`)), { status: 'completed' });
+    t.equal(json(await get(app, `/stripe/customer/${user_id}`))['currency_balance'], 100);
+  });
+
+  await t.test('a refund the SDK sent twice is not recorded as refused by the last attempt: the first may have refunded', async (t) => {
+    const { app, stripe } = await appOnFakeStripe(t, { STRIPE_MAX_NETWORK_RETRIES: '2' });
+    const { user_id } = await customerWithCard(app);
+    const { transaction_id } = json(await buy(app, user_id, 'package_1'));
+    const refund = () =>
+      app.inject({ method: 'POST', url: `/stripe/purchases/${String(transaction_id)}/refund`, headers: { 'idempotency-key': 'too-much' }, payload: { amount_cents: 5000 } });
+    stripe.failNext(1, 500);
+    expectProblem(t, await refund(), 502, 'payment_provider_error');
+    // Asked once, Stripe's refusal (more than was charged) is the answer, and the key keeps it.
+    expectProblem(t, await refund(), 409, 'refund_rejected');
+    const replayed = await refund();
+    t.equal(replayed.statusCode, 409);
+    t.equal(replayed.headers['idempotent-replayed'], 'true');
+    t.equal(json(await get(app, `/stripe/customer/${user_id}`))['currency_balance'], 100, 'no coins taken back');
   });
 
   await t.test('Stripe unreachable when creating a customer: 502, nothing stored', async (t) => {

@@ -65,8 +65,13 @@ function isStripeError(err: unknown): err is Stripe.errors.StripeError {
 }
 
 /** Anything that is not a decline or a rejected payment method: say whether money may have moved. */
-function providerFailure(action: string, err: unknown): GatewayError {
+/**
+ * `retried`: the SDK sent the call more than once, so an earlier attempt may have taken effect
+ * whatever the last one answered.
+ */
+function providerFailure(action: string, err: unknown, retried = false): GatewayError {
   const mayHaveCharged =
+    retried ||
     !isStripeError(err) ||
     err instanceof Stripe.errors.StripeConnectionError ||
     err instanceof Stripe.errors.StripeAPIError ||
@@ -75,14 +80,51 @@ function providerFailure(action: string, err: unknown): GatewayError {
   return new GatewayError(`Stripe ${action} failed (${reason})`, { mayHaveCharged, cause: err });
 }
 
+/**
+ * How many times stripe-node has sent the calls in flight, by idempotency key. The SDK sends a call
+ * again after a timeout, a closed connection, a 409 or a 5xx, and reports only the last attempt's
+ * error: a 429 or a 400 after a retry says nothing of what an earlier attempt did, and that attempt
+ * may have charged the card (or refunded it).
+ */
+class Attempts {
+  readonly #inFlight = new Map<string, { calls: number; attempts: number }>();
+
+  constructor(stripe: Stripe) {
+    stripe.on('request', (event: Stripe.RequestEvent) => {
+      const entry = event.idempotency_key === undefined ? undefined : this.#inFlight.get(event.idempotency_key);
+      if (entry) entry.attempts += 1;
+    });
+  }
+
+  /**
+   * Counts what is sent under `key` until `done`. `retried` is true once more than one request went
+   * out under it, another call's with the same key included (it may be the one that charged).
+   */
+  track(key: string): { retried: () => boolean; done: () => void } {
+    const entry = this.#inFlight.get(key) ?? { calls: 0, attempts: 0 };
+    entry.calls += 1;
+    this.#inFlight.set(key, entry);
+    return {
+      retried: () => entry.attempts > 1,
+      done: () => {
+        entry.calls -= 1;
+        if (entry.calls === 0) this.#inFlight.delete(key);
+      },
+    };
+  }
+}
+
 /** The real thing: Stripe through its official SDK. */
 export class StripeGateway implements PaymentsGateway {
   readonly kind = 'stripe' as const;
+  readonly #attempts: Attempts;
 
   constructor(
     private readonly stripe: Stripe,
     private readonly webhookSecret: string | undefined,
-  ) {}
+  ) {
+    this.#attempts = new Attempts(stripe);
+  }
 
   async createCustomer(input: { email: string; name: string; userId: string }, idempotencyKey: string) {
     try {
@@ -113,6 +155,7 @@ export class StripeGateway implements PaymentsGateway {
   }
 
   async chargeSavedCard(charge: ChargeRequest): Promise<ChargeOutcome> {
+    const attempts = this.#attempts.track(charge.idempotencyKey);
     try {
       const intent = await this.stripe.paymentIntents.create(
         {
@@ -145,7 +188,9 @@ export class StripeGateway implements PaymentsGateway {
       ) {
         throw new PaymentMethodRejected(err.message);
       }
-      throw providerFailure('payment', err);
+      throw providerFailure('payment', err, attempts.retried());
+    } finally {
+      attempts.done();
     }
   }
 
@@ -158,6 +203,7 @@ export class StripeGateway implements PaymentsGateway {
   }
 
   async refund(request: RefundRequest): Promise<RefundResult> {
+    const attempts = this.#attempts.track(request.idempotencyKey);
     try {
       const refund = await this.stripe.refunds.create(
         { payment_intent: request.paymentIntentId, ...(request.amountCents !== undefined ? { amount: request.amountCents } : {}) },
@@ -169,8 +215,11 @@ export class StripeGateway implements PaymentsGateway {
       return { refundId: refund.id, amountRefunded: charge.amount_refunded, amountCharged: charge.amount };
     } catch (err) {
       if (err instanceof GatewayError) throw err;
-      if (err instanceof Stripe.errors.StripeInvalidRequestError) throw new RefundRejected(err.message);
-      throw providerFailure('refund', err);
+      // After a retry, a refusal may answer a refund an earlier attempt made: not known, so not a rejection.
+      if (err instanceof Stripe.errors.StripeInvalidRequestError && !attempts.retried()) throw new RefundRejected(err.message);
+      throw providerFailure('refund', err, attempts.retried());
+    } finally {
+      attempts.done();
     }
   }
 

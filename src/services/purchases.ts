@@ -56,6 +56,7 @@ export async function purchaseCurrency(
     ({ purchase, customer } = recorded);
   }
 
+  // `customer` is known only when this request recorded the purchase: Stripe has not been asked about it before.
   const asked = UNFINISHED.includes(purchase.status) ? await askStripe(deps, purchase, customer) : undefined;
   const answer = await deps.store.transaction(async (tx) => {
     const settled = asked ? await apply(tx, purchase, asked) : { purchase, balance: undefined };
@@ -127,17 +128,21 @@ export async function refreshPurchase(
 const REISSUE_WINDOW_MS = 23 * 60 * 60 * 1000;
 
 /**
- * The PaymentIntent's state when we know its id; otherwise the (idempotent) charge call. `known` is
- * the purchase's customer when the caller has just read it.
+ * The PaymentIntent's state when we know its id; otherwise the (idempotent) charge call. `recorded`
+ * is the purchase's customer when the caller has just recorded the purchase, so this is the first
+ * time Stripe is asked about it: only then is a refusal that says nothing was charged believed, and
+ * the purchase failed. Asked again (a retry taking over its key, a lookup, reconciliation), an
+ * earlier call may have charged the card whatever this one's error says, so the purchase stays
+ * pending until Stripe tells what happened.
  */
 async function askStripe(
   deps: Pick<PurchaseDeps, 'store' | 'payments' | 'log'>,
   purchase: PurchaseRow,
-  known?: CustomerRow,
+  recorded?: CustomerRow,
 ): Promise<Asked> {
   try {
     if (purchase.payment_intent_id) return await deps.payments.retrievePayment(purchase.payment_intent_id);
-    const customer = known ?? (await deps.store.findCustomer(purchase.user_id));
+    const customer = recorded ?? (await deps.store.findCustomer(purchase.user_id));
     if (!customer) throw new Error(`purchase ${purchase.transaction_id} has no customer`);
     // Exactly the first request's parameters, so Stripe's idempotency replays rather than refuses.
     return await deps.payments.chargeSavedCard({
@@ -156,7 +161,7 @@ async function askStripe(
     });
   } catch (err) {
     if (err instanceof PaymentMethodRejected) return { status: 'rejected', message: err.message };
-    if (err instanceof GatewayError && !err.mayHaveCharged) {
+    if (err instanceof GatewayError && !err.mayHaveCharged && recorded) {
       deps.log.error({ err, transactionId: purchase.transaction_id }, 'payment refused by the provider');
       return { status: 'refused' };
     }
