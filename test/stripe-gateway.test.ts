@@ -196,7 +196,13 @@ t.test('provider failures: retried by the SDK when safe, honest about what is kn
     const refund = () =>
       app.inject({ method: 'POST', url: `/stripe/purchases/${String(transaction_id)}/refund`, headers: { 'idempotency-key': 'too-much' }, payload: { amount_cents: 5000 } });
     stripe.failNext(1, 500);
-    expectProblem(t, await refund(), 502, 'payment_provider_error');
+    expectProblem(
+      t,
+      await refund(),
+      502,
+      'payment_provider_error',
+      'The payment provider failed or could not be reached, and the request may have taken effect there; retry with the same Idempotency-Key',
+    );
     // Asked once, Stripe's refusal (more than was charged) is the answer, and the key keeps it.
     expectProblem(t, await refund(), 409, 'refund_rejected');
     const replayed = await refund();

@@ -20,7 +20,13 @@ const fastifyCodes: Record<string, ProblemCode> = {
 function toProblem(error: FastifyError | ProblemError | GatewayError): ProblemError {
   if (error instanceof ProblemError) return error;
   if (error instanceof GatewayError) {
-    return new ProblemError('payment_provider_error', 'The payment provider failed or could not be reached; try again');
+    // A timeout or a 5xx may have taken effect at Stripe: only the same key is a safe retry.
+    return new ProblemError(
+      'payment_provider_error',
+      error.mayHaveCharged
+        ? 'The payment provider failed or could not be reached, and the request may have taken effect there; retry with the same Idempotency-Key'
+        : 'The payment provider failed or could not be reached; try again',
+    );
   }
   if (error.validation) {
     const errors = error.validation.map((v) => {
