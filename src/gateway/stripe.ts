@@ -64,8 +64,8 @@ function isStripeError(err: unknown): err is Stripe.errors.StripeError {
   return err instanceof Stripe.errors.StripeError;
 }
 
-/** Anything that is not a decline or a rejected payment method: say whether money may have moved. */
 /**
+ * Anything that is not a decline or a rejected payment method: say whether money may have moved.
  * `retried`: the SDK sent the call more than once, so an earlier attempt may have taken effect
  * whatever the last one answered.
  */

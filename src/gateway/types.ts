@@ -110,7 +110,8 @@ export class PaymentMethodRejected extends Error {
 
 /**
  * The provider failed or could not be reached. `mayHaveCharged` is true when the request may have
- * taken effect (network error, timeout, 5xx): the purchase stays pending until Stripe is asked again.
+ * taken effect (network error, timeout, 5xx, or a call the SDK sent more than once): the purchase
+ * stays pending until Stripe is asked again.
  */
 export class GatewayError extends Error {
   readonly mayHaveCharged: boolean;
