@@ -106,6 +106,31 @@ t.test('events in reverse order end where events in order do', async (t) => {
   t.same(report, []);
 });
 
+t.test('a refund that arrives before the purchase learnt its PaymentIntent is taken back, not lost', async (t) => {
+  const { app, stripe, sdk, deliver } = await appOnFakeStripe(t, { STRIPE_WEBHOOK_SECRET: SECRET, STRIPE_TIMEOUT_MS: '200', STRIPE_MAX_NETWORK_RETRIES: '0' });
+  const { user_id } = await customerWithCard(app);
+  // Stripe charges, but its answer comes after coinshop gave up waiting: the purchase has no PaymentIntent id.
+  stripe.setLatency(600);
+  const { transaction_id } = expectProblem(t, await buy(app, user_id, 'package_1'), 502, 'payment_pending');
+  // Stripe runs the request when its (delayed) answer is due.
+  for (let waited = 0; stripe.paymentIntents.size === 0 && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+  stripe.setLatency(0);
+  const [intent] = [...stripe.paymentIntents.values()];
+  if (!intent) throw new Error('Stripe made no PaymentIntent');
+  t.equal(intent.status, 'succeeded', 'Stripe charged');
+  await sdk.refunds.create({ payment_intent: intent.id });
+  // The refund's event is delivered first (Stripe does not promise an order), then the payment's.
+  const refunded = stripe.events.find((e) => e.type === 'charge.refunded');
+  const succeeded = stripe.events.find((e) => e.type === 'payment_intent.succeeded');
+  if (!refunded || !succeeded) throw new Error('missing events');
+  t.same(json(await deliver(refunded)), { received: true, outcome: 'processed' });
+  t.same(json(await deliver(succeeded)), { received: true, outcome: 'processed' });
+  t.match(json(await get(app, `/stripe/purchases/${String(transaction_id)}`)), { status: 'refunded', payment_intent_id: intent.id, amount_refunded: 1000 });
+  t.equal(await balance(app, user_id), 0, 'credited, then taken back');
+  const journals = await app.store.db.selectFrom('ledger_journals').select('kind').orderBy('id').execute();
+  t.same(journals.map((j) => j.kind), ['purchase', 'refund']);
+});
+
 t.test('3-D Secure through the real SDK: 402 with the client secret, credited once it succeeds', async (t) => {
   await t.test('found by the purchase lookup first, then the webhook', async (t) => {
     const { app, stripe, deliver } = await appOnFakeStripe(t);

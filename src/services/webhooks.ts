@@ -20,6 +20,8 @@ const Charge = Type.Object({
   id: Type.String(),
   payment_intent: Type.String(),
   amount_refunded: Type.Integer({ minimum: 0 }),
+  // The PaymentIntent's metadata, copied to its charge: the purchase's transaction id.
+  metadata: Type.Optional(Type.Record(Type.String(), Type.String())),
 });
 const Dispute = Type.Object({
   id: Type.String(),
@@ -71,7 +73,9 @@ async function apply(tx: Store, event: WebhookEvent): Promise<boolean> {
     }
     case 'charge.refunded': {
       const charge = parse(Charge, event.object);
-      const purchase = charge && (await purchaseFor(tx, charge.payment_intent));
+      // By the transaction id too: a refund may come before the purchase learnt its PaymentIntent's id
+      // (the purchase call timed out); settling it credits the payment first, then takes the refund back.
+      const purchase = charge && (await purchaseFor(tx, charge.payment_intent, charge.metadata));
       if (!charge || !purchase) return false;
       await settleRefunded(tx, purchase.transaction_id, charge.payment_intent, charge.amount_refunded);
       return true;
