@@ -1801,6 +1801,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Stripe refused the request before anything was charged (rate limited, or the request was not accepted). The purchase is `failed` and this answer is final for its Idempotency-Key: to try again, send a new key. */
+            424: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
                 headers: {

@@ -24,6 +24,7 @@ export const problemTypes = {
   internal_error: { status: 500, title: 'Internal server error' },
   payment_provider_error: { status: 502, title: 'Payment provider error' },
   payment_pending: { status: 502, title: 'Payment not confirmed yet' },
+  payment_provider_refused: { status: 424, title: 'Payment provider refused' },
   service_unavailable: { status: 503, title: 'Service unavailable' },
   authentication_failed: { status: 400, title: 'Authentication failed' },
   insufficient_balance: { status: 400, title: 'Insufficient coin balance' },

@@ -155,7 +155,7 @@ t.test('provider failures: retried by the SDK when safe, honest about what is kn
     const { app, stripe } = await appOnFakeStripe(t);
     const { user_id } = await customerWithCard(app);
     stripe.failNext(1, 429);
-    const body = expectProblem(t, await buy(app, user_id, 'package_1'), 502, 'payment_provider_error');
+    const body = expectProblem(t, await buy(app, user_id, 'package_1'), 424, 'payment_provider_refused');
     t.match(json(await get(app, `/stripe/purchases/${String(body['transaction_id'])}`)), { status: 'failed', failure_code: 'payment_provider_error' });
     t.equal(intents(stripe).length, 0);
   });

@@ -132,6 +132,11 @@ export class SimulatedGateway implements PaymentsGateway {
     return outcomeOf(this.intent(paymentIntentId));
   }
 
+  async findPaymentByTransaction(transactionId: string): Promise<ChargeOutcome | undefined> {
+    const intent = [...this.intents.values()].find((i) => i.metadata['transaction_id'] === transactionId);
+    return intent && outcomeOf(intent);
+  }
+
   async refund(request: RefundRequest): Promise<RefundResult> {
     const replay = this.refundsByKey.get(request.idempotencyKey);
     if (replay) return replay;

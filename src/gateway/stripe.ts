@@ -202,6 +202,17 @@ export class StripeGateway implements PaymentsGateway {
     }
   }
 
+  async findPaymentByTransaction(transactionId: string): Promise<ChargeOutcome | undefined> {
+    try {
+      // Our transaction ids are UUIDs: nothing in one needs escaping in a search query.
+      const found = await this.stripe.paymentIntents.search({ query: `metadata['transaction_id']:'${transactionId}'`, limit: 1 });
+      const intent = found.data[0];
+      return intent && intentOutcome(intent);
+    } catch (err) {
+      throw providerFailure('payment search', err);
+    }
+  }
+
   async refund(request: RefundRequest): Promise<RefundResult> {
     const attempts = this.#attempts.track(request.idempotencyKey);
     try {

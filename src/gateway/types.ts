@@ -20,6 +20,13 @@ export interface PaymentsGateway {
   /** Reads a PaymentIntent's current state (used to finish purchases whose outcome we missed). */
   retrievePayment(paymentIntentId: string): Promise<ChargeOutcome>;
 
+  /**
+   * The PaymentIntent made for our `transactionId` (in its metadata), found by searching: for a
+   * purchase whose PaymentIntent id was never learnt and whose idempotency key Stripe has forgotten.
+   * Undefined when there is none. Stripe's search index lags writes by up to a minute.
+   */
+  findPaymentByTransaction(transactionId: string): Promise<ChargeOutcome | undefined>;
+
   /** Refunds all or part of a succeeded PaymentIntent; answers with the charge's refund totals. */
   refund(request: RefundRequest): Promise<RefundResult>;
 

@@ -119,10 +119,12 @@ export default fp(
     };
 
     // Answers the handler did not record itself (those that changed nothing, like a 404) are kept
-    // here; a 5xx lets go of the key instead, so a retry can finish the work.
+    // here; a 5xx lets go of the key instead, so a retry can finish the work. That includes a 5xx
+    // after the handler recorded its answer: the transaction that held it failed (at COMMIT, say) and
+    // rolled it back, and without this the key would stay locked until its lock timed out.
     const keep = async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
       const context = request.idempotency;
-      if (!context || context.completed) return payload;
+      if (!context || (context.completed && reply.statusCode < 500)) return payload;
       context.completed = true;
       if (reply.statusCode >= 500) {
         await app.store.releaseKey(context.scope, context.key);

@@ -54,7 +54,7 @@ export const serviceUnavailable = (description: string, more: Partial<Record<Pro
   });
 
 export const paymentProviderFailed = problemResponse('Stripe failed or could not be reached.', {
-  payment_provider_error: 'The payment provider refused the request; nothing was charged',
+  payment_provider_error: 'The payment provider failed or could not be reached; try again',
 });
 
 /** The optional Idempotency-Key header of POST operations. */

@@ -9,8 +9,18 @@ export const FAILURE_DETAILS = {
   processing_error: 'Card was declined: an error occurred while processing the card, try again',
   authentication_failed: 'Card was declined: the customer did not complete authentication',
   invalid_payment_method: 'Invalid payment method: Stripe does not know this payment method',
-  payment_provider_error: 'The payment provider refused the request; nothing was charged',
+  payment_provider_refused:
+    'The payment provider refused the request, and nothing was charged; to try again, send the purchase with a new Idempotency-Key',
 } as const satisfies Partial<Record<ProblemCode, string>>;
+
+/**
+ * Failure codes recorded under another name than their problem's: a purchase Stripe refused before
+ * it charged anything keeps `payment_provider_error` in its history, and answers with a final 424
+ * (kept under its Idempotency-Key) rather than a 5xx its retries would meet for ever.
+ */
+const PROBLEM_OF_FAILURE: Readonly<Record<string, keyof typeof FAILURE_DETAILS>> = {
+  payment_provider_error: 'payment_provider_refused',
+};
 
 /**
  * Our failure code for a decline, decided from Stripe's `code` and `decline_code` (never message
@@ -33,6 +43,7 @@ export function declineCode(code: string, declineCode: string | undefined): Prob
 
 /** The problem a failed purchase answers with. */
 export function failureProblem(failureCode: string | null, transactionId: string): ProblemError {
-  const code = failureCode !== null && failureCode in FAILURE_DETAILS ? (failureCode as keyof typeof FAILURE_DETAILS) : 'card_declined';
+  const named = failureCode === null ? undefined : (PROBLEM_OF_FAILURE[failureCode] ?? failureCode);
+  const code = named !== undefined && named in FAILURE_DETAILS ? (named as keyof typeof FAILURE_DETAILS) : 'card_declined';
   return new ProblemError(code, FAILURE_DETAILS[code], { transaction_id: transactionId });
 }

@@ -4,7 +4,7 @@ import type { Catalog } from '../catalog.js';
 import { customerNotFound, ProblemError, problemDocument } from '../errors.js';
 import { GatewayError, PaymentMethodRejected, type ChargeOutcome, type PaymentsGateway } from '../gateway/types.js';
 import { completeIdempotency, type IdempotencyContext } from '../plugins/idempotency.js';
-import { UNFINISHED, type CustomerRow, type PurchaseRow } from '../store/schema.js';
+import { REVIVABLE_FAILURE, UNFINISHED, type CustomerRow, type PurchaseRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { declineCode, failureProblem } from './declines.js';
 import { creditPurchase, settleFailed, settleRequiresAction } from './settlement.js';
@@ -31,8 +31,11 @@ export interface PendingPurchase {
   customer: CustomerRow;
 }
 
-/** What asking Stripe about a purchase told us; `unknown` when Stripe could not say. */
-type Asked = ChargeOutcome | { status: 'rejected'; message: string } | { status: 'refused' } | { status: 'unknown' };
+/**
+ * What asking Stripe about a purchase told us: `unknown` when Stripe could not say; `absent` when a
+ * search found no PaymentIntent for it, so nothing was charged.
+ */
+type Asked = ChargeOutcome | { status: 'rejected'; message: string } | { status: 'refused' } | { status: 'absent' } | { status: 'unknown' };
 
 /**
  * Buys a coin package with the customer's saved card. The purchase is recorded (pending) before
@@ -105,30 +108,49 @@ export async function recordPendingPurchase(
 }
 
 /**
- * Brings an unfinished purchase up to date from Stripe: used by the purchase lookup and by
- * reconciliation. A purchase that never got a PaymentIntent id (the process died mid-call) is asked
- * again with its original idempotency key once `reissueAfterMs` has passed, so Stripe answers with
- * the PaymentIntent it made, or makes it now if the first request never arrived.
+ * Brings a purchase whose outcome may still change up to date from Stripe: used by the purchase
+ * lookup and by reconciliation. A purchase that never got a PaymentIntent id (the process died
+ * mid-call) is asked again with its original idempotency key once `reissueAfterMs` has passed, so
+ * Stripe answers with the PaymentIntent it made, or makes it now if the first request never arrived;
+ * past Stripe's idempotency window it is searched for instead (see askStripe).
  */
 export async function refreshPurchase(
   deps: Pick<PurchaseDeps, 'store' | 'payments' | 'log'>,
   purchase: PurchaseRow,
   options: { reissueAfterMs: number },
 ): Promise<{ purchase: PurchaseRow; clientSecret: string | undefined }> {
-  if (!UNFINISHED.includes(purchase.status)) return { purchase, clientSecret: undefined };
-  const age = Date.now() - Date.parse(purchase.created_at);
-  // Stripe keeps idempotency keys for 24 hours: past that a re-issued call could charge anew.
-  const reissue = age >= options.reissueAfterMs && age < REISSUE_WINDOW_MS;
-  if (!purchase.payment_intent_id && !reissue) return { purchase, clientSecret: undefined };
+  const unfinished = UNFINISHED.includes(purchase.status);
+  if (!unfinished && !mayStillSucceed(purchase)) return { purchase, clientSecret: undefined };
+  if (unfinished && !purchase.payment_intent_id && ageOf(purchase) < options.reissueAfterMs) return { purchase, clientSecret: undefined };
   const asked = await askStripe(deps, purchase);
   const { purchase: updated } = await deps.store.transaction((tx) => apply(tx, purchase, asked));
   return { purchase: updated, clientSecret: asked.status === 'requires_action' ? asked.clientSecret : undefined };
 }
 
+/**
+ * Stripe keeps idempotency keys for at least 24 hours: within this window a purchase's charge call can
+ * be sent again and is answered with what the first made; past it, a re-sent call could charge anew.
+ */
 const REISSUE_WINDOW_MS = 23 * 60 * 60 * 1000;
 
+/** How long a purchase failed at 3-D Secure is watched for the customer paying it after all. */
+export const REVIVAL_WINDOW_MS = 24 * 60 * 60 * 1000;
+
+const ageOf = (purchase: PurchaseRow) => Date.now() - Date.parse(purchase.created_at);
+
+/** A failed purchase whose PaymentIntent the customer can still pay (see REVIVABLE_FAILURE). */
+function mayStillSucceed(purchase: PurchaseRow): boolean {
+  return (
+    purchase.status === 'failed' &&
+    purchase.failure_code === REVIVABLE_FAILURE &&
+    purchase.payment_intent_id !== null &&
+    ageOf(purchase) < REVIVAL_WINDOW_MS
+  );
+}
+
 /**
- * The PaymentIntent's state when we know its id; otherwise the (idempotent) charge call. `recorded`
+ * The PaymentIntent's state when we know its id; otherwise the (idempotent) charge call, or, once
+ * Stripe may have forgotten the idempotency key, a search by the transaction id in its metadata. `recorded`
  * is the purchase's customer when the caller has just recorded the purchase, so this is the first
  * time Stripe is asked about it: only then is a refusal that says nothing was charged believed, and
  * the purchase failed. Asked again (a retry taking over its key, a lookup, reconciliation), an
@@ -142,6 +164,7 @@ async function askStripe(
 ): Promise<Asked> {
   try {
     if (purchase.payment_intent_id) return await deps.payments.retrievePayment(purchase.payment_intent_id);
+    if (ageOf(purchase) >= REISSUE_WINDOW_MS) return (await deps.payments.findPaymentByTransaction(purchase.transaction_id)) ?? { status: 'absent' };
     const customer = recorded ?? (await deps.store.findCustomer(purchase.user_id));
     if (!customer) throw new Error(`purchase ${purchase.transaction_id} has no customer`);
     // Exactly the first request's parameters, so Stripe's idempotency replays rather than refuses.
@@ -186,8 +209,12 @@ async function apply(tx: Store, purchase: PurchaseRow, asked: Asked): Promise<{ 
     case 'rejected':
       return { purchase: await settleFailed(tx, id, 'invalid_payment_method', undefined) };
     case 'refused':
+    case 'absent':
       return { purchase: await settleFailed(tx, id, 'payment_provider_error', undefined) };
     case 'processing':
+      // Not settled yet, but from now on asked about by id (a re-sent create would only replay `processing`).
+      await tx.learnPaymentIntent(id, asked.paymentIntentId);
+      return { purchase: (await tx.findPurchase(id)) ?? purchase };
     case 'unknown':
       return { purchase: (await tx.findPurchase(id)) ?? purchase };
   }

@@ -3,10 +3,10 @@ import type { PaymentsGateway } from '../gateway/types.js';
 import type { Metrics } from '../plugins/metrics.js';
 import type { PurchaseStatus } from '../store/schema.js';
 import type { Store } from '../store/store.js';
-import { refreshPurchase } from './purchases.js';
+import { REVIVAL_WINDOW_MS, refreshPurchase } from './purchases.js';
 
 export interface ReconcileReport {
-  /** Unfinished purchases older than the cutoff that were looked at. */
+  /** Purchases looked at: unfinished ones older than the cutoff, and recent ones failed at 3-D Secure. */
   checked: number;
   /** What they are now, by status (those still `pending`/`requires_action` could not be finished yet). */
   outcomes: Partial<Record<PurchaseStatus, number>>;
@@ -20,7 +20,7 @@ export interface ReconcileReport {
 
 /**
  * Finishes purchases left `pending` or `requires_action` for longer than `olderThanMs` by asking
- * Stripe, then checks every balance against its ledger and forgets expired Idempotency-Keys.
+ * Stripe (and credits those failed at 3-D Secure that the customer paid after all), then checks every balance against its ledger and forgets expired Idempotency-Keys.
  * Safe to run at any time, from any number of processes: every step converges.
  */
 export async function reconcile(
@@ -28,9 +28,10 @@ export async function reconcile(
   options: { olderThanMs: number; keyTtlHours: number },
 ): Promise<ReconcileReport> {
   const cutoff = new Date(Date.now() - options.olderThanMs).toISOString();
+  const failedSince = new Date(Date.now() - REVIVAL_WINDOW_MS).toISOString();
   const report: ReconcileReport = { checked: 0, outcomes: {}, mismatches: [], unbalancedJournals: [], sweptKeys: 0 };
   for (let afterId = 0; ; ) {
-    const batch = await deps.store.listUnfinished(cutoff, afterId, 100);
+    const batch = await deps.store.listToReconcile(cutoff, failedSince, afterId, 100);
     if (batch.length === 0) break;
     for (const stale of batch) {
       afterId = stale.id;

@@ -31,6 +31,13 @@ export const PURCHASE_TRANSITIONS: Readonly<Record<PurchaseStatus, readonly Purc
 
 export const UNFINISHED: readonly PurchaseStatus[] = ['pending', 'requires_action'];
 
+/**
+ * The failure a customer can still undo: 3-D Secure failed, and the PaymentIntent waits for another
+ * attempt in the browser (Stripe.js with the same client secret). If it then succeeds, the purchase
+ * is credited (`failed` → `succeeded`).
+ */
+export const REVIVABLE_FAILURE = 'authentication_failed';
+
 export interface CustomersTable {
   user_id: string;
   email: string;

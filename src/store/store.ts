@@ -5,6 +5,7 @@ import {
   CUSTOMER_COLUMNS,
   PURCHASE_COLUMNS,
   PURCHASE_TRANSITIONS,
+  REVIVABLE_FAILURE,
   UNFINISHED,
   type CustomerRow,
   type Database,
@@ -138,16 +139,43 @@ export class Store {
     return this.db.selectFrom('purchases').selectAll().where('user_id', '=', userId).orderBy('id', 'desc').execute();
   }
 
-  /** Purchases still waiting for an outcome, started before `startedBefore`, after row `afterId`, oldest first. */
-  listUnfinished(startedBefore: string, afterId: number, limit: number): Promise<PurchaseRow[]> {
+  /**
+   * Purchases reconciliation asks Stripe about, after row `afterId`, oldest first: those still
+   * waiting for an outcome, started before `startedBefore`; and those failed at 3-D Secure since
+   * `failedSince`, which the customer may still pay (see mayStillSucceed).
+   */
+  listToReconcile(startedBefore: string, failedSince: string, afterId: number, limit: number): Promise<PurchaseRow[]> {
     return this.db
       .selectFrom('purchases')
       .selectAll()
-      .where('status', 'in', UNFINISHED)
-      .where('created_at', '<', startedBefore)
+      .where((eb) =>
+        eb.or([
+          eb.and([eb('status', 'in', UNFINISHED), eb('created_at', '<', startedBefore)]),
+          eb.and([
+            eb('status', '=', 'failed'),
+            eb('created_at', '>=', failedSince),
+            eb('failure_code', '=', REVIVABLE_FAILURE),
+            eb('payment_intent_id', 'is not', null),
+          ]),
+        ]),
+      )
       .where('id', '>', afterId)
       .orderBy('id')
       .limit(limit)
+      .execute();
+  }
+
+  /**
+   * Keeps the PaymentIntent id Stripe named for a purchase that is still waiting (a `processing`
+   * payment): from then on it is asked about by id, never created again.
+   */
+  async learnPaymentIntent(transactionId: string, paymentIntentId: string): Promise<void> {
+    await this.db
+      .updateTable('purchases')
+      .set({ payment_intent_id: paymentIntentId, updated_at: now() })
+      .where('transaction_id', '=', transactionId)
+      .where('payment_intent_id', 'is', null)
+      .where('status', 'in', UNFINISHED)
       .execute();
   }
 

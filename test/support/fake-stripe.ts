@@ -94,6 +94,7 @@ export type PaymentIntentStatus =
   | 'requires_confirmation'
   | 'requires_action'
   | 'requires_capture'
+  | 'processing'
   | 'succeeded';
 
 export interface StoredPaymentIntent {
@@ -233,6 +234,18 @@ export interface FakeStripe {
    * `requires_action`.
    */
   authenticate(paymentIntentId: string, outcome: 'succeed' | 'fail'): StoredPaymentIntent;
+  /**
+   * The next `count` PaymentIntents confirmed with a card that would be charged end in `processing`
+   * instead, as a payment the card network has not confirmed yet does; `finishProcessing` settles one.
+   */
+  holdProcessing(count: number): void;
+  /** The network confirms (`succeed`: charged) or refuses (`fail`: declined) a `processing` PaymentIntent. */
+  finishProcessing(paymentIntentId: string, outcome: 'succeed' | 'fail'): StoredPaymentIntent;
+  /**
+   * The customer pays a PaymentIntent that failed (`requires_payment_method`) with a new attempt in
+   * the browser, as Stripe.js does after a failed 3-D Secure: the card is charged.
+   */
+  payAfterFailure(paymentIntentId: string): StoredPaymentIntent;
   /** The cardholder disputes a succeeded PaymentIntent's charge. Throws if it has no charge or one already disputed. */
   dispute(paymentIntentId: string): StoredDispute;
   /** Stripe decides an open dispute. Throws if the dispute is unknown or already closed. */
@@ -592,6 +605,7 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
   const eventsById = new Map<string, StripeEventObject>();
   const idempotency = new Map<string, IdempotencyEntry>();
   const failures: { remaining: number; status: number }[] = [];
+  let heldInProcessing = 0;
   const timers = new Set<NodeJS.Timeout>();
 
   const instance = randomToken(8);
@@ -950,6 +964,11 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
 
     switch (behaviour.outcome) {
       case 'succeed':
+        if (heldInProcessing > 0) {
+          heldInProcessing -= 1;
+          intent.status = 'processing';
+          return intent;
+        }
         chargeCard(intent);
         return intent;
       case 'decline':
@@ -1052,6 +1071,21 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     return refund;
   }
 
+  /**
+   * Stripe's search, for the one query shape coinshop sends: `metadata['key']:'value'`. (Stripe's
+   * index lags writes by up to a minute; here it is immediate.)
+   */
+  function searchPaymentIntents(body: FormObject): unknown {
+    checkKnownParams(body, new Set(['query', 'limit', 'page', 'expand']));
+    const query = readOptionalString(body, 'query');
+    if (query === undefined || query === null) throw invalid('Missing required param: query.', 'query', 'parameter_missing');
+    const match = /^metadata\['([^']+)'\]:'([^']*)'$/.exec(query);
+    if (!match) throw invalid(`fake-stripe understands only metadata['key']:'value' queries, not: ${query}`, 'query');
+    const [, key = '', value = ''] = match;
+    const data = [...paymentIntents.values()].filter((pi) => pi.metadata[key] === value).reverse();
+    return { object: 'search_result', data, has_more: false, next_page: null, url: '/v1/payment_intents/search' };
+  }
+
   function retrieve<T>(map: ReadonlyMap<string, T>, id: string, what: string, body: FormObject): T {
     checkKnownParams(body, EXPAND_ONLY);
     const found = map.get(id);
@@ -1085,6 +1119,7 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
       }
       if (resource === 'payment_intents' && action === undefined) {
         if (method === 'POST' && id === undefined) return createPaymentIntent(body);
+        if (method === 'GET' && id === 'search') return searchPaymentIntents(body);
         if (method === 'GET' && id !== undefined) {
           checkKnownParams(body, RETRIEVE_INTENT_PARAMS);
           const intent = paymentIntents.get(id);
@@ -1324,6 +1359,34 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
       intent.payment_method = null;
       intent.last_payment_error = error;
       record(snapshotEvent('payment_intent.payment_failed', intent));
+      return intent;
+    },
+    holdProcessing(count: number): void {
+      heldInProcessing = Math.max(0, count);
+    },
+    finishProcessing(paymentIntentId: string, outcome: 'succeed' | 'fail'): StoredPaymentIntent {
+      const intent = paymentIntents.get(paymentIntentId);
+      if (!intent) throw new Error(`fake-stripe: no PaymentIntent ${paymentIntentId}`);
+      if (intent.status !== 'processing') throw new Error(`fake-stripe: PaymentIntent ${paymentIntentId} is ${intent.status}, not processing`);
+      if (outcome === 'succeed') {
+        chargeCard(intent);
+        return intent;
+      }
+      const error: StripeErrorBody = { type: 'card_error', code: 'card_declined', decline_code: 'generic_decline', message: DECLINE_MESSAGES['generic_decline'] ?? 'Your card was declined.' };
+      intent.status = 'requires_payment_method';
+      intent.payment_method = null;
+      intent.last_payment_error = error;
+      record(snapshotEvent('payment_intent.payment_failed', intent));
+      return intent;
+    },
+    payAfterFailure(paymentIntentId: string): StoredPaymentIntent {
+      const intent = paymentIntents.get(paymentIntentId);
+      if (!intent) throw new Error(`fake-stripe: no PaymentIntent ${paymentIntentId}`);
+      if (intent.status !== 'requires_payment_method') {
+        throw new Error(`fake-stripe: PaymentIntent ${paymentIntentId} is ${intent.status}, not requires_payment_method`);
+      }
+      intent.payment_method = makePaymentMethod(SUCCEED, 'pm_card_visa', intent.customer).id;
+      chargeCard(intent);
       return intent;
     },
     dispute(paymentIntentId: string): StoredDispute {

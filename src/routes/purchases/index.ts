@@ -84,6 +84,11 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
           }),
           402: authenticationRequired,
           404: customerNotFoundResponse,
+          424: problemResponse(
+            'Stripe refused the request before anything was charged (rate limited, or the request was not accepted). ' +
+              'The purchase is `failed` and this answer is final for its Idempotency-Key: to try again, send a new key.',
+            { payment_provider_refused: FAILURE_DETAILS.payment_provider_refused },
+          ),
           ...idempotencyConflicts,
           ...callerErrors,
           500: internalError,
@@ -92,7 +97,8 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
               'purchase stays `pending` and is credited once Stripe confirms it (retry with the same ' +
               '`Idempotency-Key`, or look it up with getPurchase).',
             {
-              payment_provider_error: 'The payment provider refused the request; nothing was charged',
+              payment_provider_error:
+                'The payment provider failed or could not be reached, and the request may have taken effect there; retry with the same Idempotency-Key',
               payment_pending: 'The payment provider has not confirmed this payment yet; the coins are credited once it succeeds',
             },
           ),
