@@ -15,6 +15,7 @@ import { LedgerEntry, LedgerPage, LedgerReason, SpendCurrencyRequest, SpendResul
 import { SimulateAuthenticationRequest, SimulateDisputeClosedRequest, SimulationResult } from './simulator.js';
 import { Health, Readiness } from './operations.js';
 import { ClientToken, ClientTokenRequest } from './client-token.js';
+import { Notification, NotificationDelivery, NotificationPage, NotificationType, PurchaseEventData, SpendEventData } from './notification.js';
 
 /** Every named schema, registered once with `app.addSchema`; each becomes a `components.schemas` entry. */
 export const namedSchemas = [
@@ -47,6 +48,12 @@ export const namedSchemas = [
   SimulateAuthenticationRequest,
   SimulateDisputeClosedRequest,
   SimulationResult,
+  NotificationType,
+  PurchaseEventData,
+  SpendEventData,
+  NotificationDelivery,
+  Notification,
+  NotificationPage,
   Health,
   Readiness,
 ] as const;

@@ -275,6 +275,63 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/stripe/notifications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Page through the notifications sent to the game, newest first
+         * @description Every money event (a credit, a failure, a refund, a dispute, a spend) as the game server receives it at `GAME_WEBHOOK_URL`, with its delivery state. Filter by `type` and `status`; pass `next_cursor` as `cursor` for older ones. Without `GAME_WEBHOOK_URL` nothing is sent and this feed is the way to read them.
+         */
+        get: operations["listNotifications"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/stripe/notifications/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A notification and how its delivery went */
+        get: operations["getNotification"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/stripe/notifications/{id}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a notification to the game again
+         * @description Queues the notification to be sent now, with the same `webhook-id` (a receiver that dedupes by it ignores it if it had it), and with a new series of retries — also after it `failed`.
+         */
+        post: operations["redeliverNotification"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/stripe/webhook": {
         parameters: {
             query?: never;
@@ -1015,6 +1072,167 @@ export interface components {
             purchase: components["schemas"]["Purchase"];
             /** @description For a new dispute: its id, to close it later. */
             dispute_id?: string;
+        };
+        /**
+         * NotificationType
+         * @description `purchase.succeeded`: coins credited (by the purchase call, a lookup, a webhook or reconciliation). `purchase.failed`: declined or refused, nothing credited. `purchase.requires_action`: waiting for 3-D Secure. `purchase.refunded`: refunded in whole or in part, coins taken back. `purchase.disputed`: a chargeback opened, coins held back. `purchase.dispute_closed`: won (coins returned) or lost. `coins.spent`: coins spent.
+         */
+        NotificationType: "purchase.succeeded" | "purchase.failed" | "purchase.requires_action" | "purchase.refunded" | "purchase.disputed" | "purchase.dispute_closed" | "coins.spent";
+        /**
+         * PurchaseEventData
+         * @example {
+         *       "user_id": "3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70",
+         *       "sequence": 1,
+         *       "coins": 100,
+         *       "balance": 100,
+         *       "transaction_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+         *       "package_id": "package_1",
+         *       "amount_paid": 1000,
+         *       "currency": "usd",
+         *       "payment_intent_id": "pi_3Q1w2E3r4T5y6U7i"
+         *     }
+         */
+        PurchaseEventData: {
+            /** @description The player. */
+            user_id: string;
+            /** @description The player's notifications are numbered 1, 2, 3… in the order their changes committed: order one player's events by it. */
+            sequence: number;
+            /** @description Coins this event moved: positive to the player, negative from them, 0 when none moved. */
+            coins: number;
+            /** @description The player's balance right after this event. */
+            balance: number;
+            /** @description The purchase. */
+            transaction_id: string;
+            package_id: string;
+            /** @description The price, in cents. */
+            amount_paid: number;
+            currency: string;
+            payment_intent_id?: string;
+            /** @description For `purchase.failed`: why. */
+            failure_code?: string;
+            /** @description For `purchase.refunded`: cents refunded in all so far. */
+            amount_refunded?: number;
+            /** @description For `purchase.disputed` and `purchase.dispute_closed`. */
+            dispute_id?: string;
+            /** @description For `purchase.dispute_closed`. */
+            dispute_outcome?: "won" | "lost";
+        };
+        /**
+         * SpendEventData
+         * @example {
+         *       "user_id": "3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70",
+         *       "sequence": 2,
+         *       "coins": -30,
+         *       "balance": 70,
+         *       "spend_id": "0b8f6a52-3c1d-4e9f-8a7b-6c5d4e3f2a10",
+         *       "item_id": "sword"
+         *     }
+         */
+        SpendEventData: {
+            /** @description The player. */
+            user_id: string;
+            /** @description The player's notifications are numbered 1, 2, 3… in the order their changes committed: order one player's events by it. */
+            sequence: number;
+            /** @description Coins this event moved: positive to the player, negative from them, 0 when none moved. */
+            coins: number;
+            /** @description The player's balance right after this event. */
+            balance: number;
+            /** @description The spend (`spend_id` of spendCurrency). */
+            spend_id: string;
+            item_id: string;
+        };
+        /** NotificationDelivery */
+        NotificationDelivery: {
+            /** @description `pending`: waiting to be sent or retried; `delivered`: the game answered 2xx; `failed`: still unanswered after 3 days of retries. */
+            status: "pending" | "delivered" | "failed";
+            attempts: number;
+            /** Format: date-time */
+            last_attempt_at?: string;
+            /** @description What the last failed attempt met, e.g. `HTTP 503` or `timed out after 10 s`. */
+            last_error?: string;
+            /**
+             * Format: date-time
+             * @description While `pending`: when it is sent next.
+             */
+            next_attempt_at?: string;
+            /** Format: date-time */
+            delivered_at?: string;
+        };
+        /**
+         * Notification
+         * @example {
+         *       "id": "msg_2b7d4c8e9a012b3c4d5e6f703f1c2a9e",
+         *       "type": "purchase.succeeded",
+         *       "created_at": "2024-01-01T00:00:01.000Z",
+         *       "data": {
+         *         "user_id": "3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70",
+         *         "sequence": 1,
+         *         "coins": 100,
+         *         "balance": 100,
+         *         "transaction_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+         *         "package_id": "package_1",
+         *         "amount_paid": 1000,
+         *         "currency": "usd",
+         *         "payment_intent_id": "pi_3Q1w2E3r4T5y6U7i"
+         *       },
+         *       "delivery": {
+         *         "status": "delivered",
+         *         "attempts": 1,
+         *         "last_attempt_at": "2024-01-01T00:00:01.050Z",
+         *         "delivered_at": "2024-01-01T00:00:01.080Z"
+         *       }
+         *     }
+         */
+        Notification: {
+            /**
+             * @description Stable: the `webhook-id` of every delivery attempt. Dedupe by it.
+             * @example msg_2b7d4c8e9a012b3c4d5e6f703f1c2a9e
+             */
+            id: string;
+            type: components["schemas"]["NotificationType"];
+            /**
+             * Format: date-time
+             * @description When the change it reports committed.
+             */
+            created_at: string;
+            data: components["schemas"]["PurchaseEventData"] | components["schemas"]["SpendEventData"];
+            delivery: components["schemas"]["NotificationDelivery"];
+        };
+        /**
+         * NotificationPage
+         * @example {
+         *       "notifications": [
+         *         {
+         *           "id": "msg_2b7d4c8e9a012b3c4d5e6f703f1c2a9e",
+         *           "type": "purchase.succeeded",
+         *           "created_at": "2024-01-01T00:00:01.000Z",
+         *           "data": {
+         *             "user_id": "3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70",
+         *             "sequence": 1,
+         *             "coins": 100,
+         *             "balance": 100,
+         *             "transaction_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+         *             "package_id": "package_1",
+         *             "amount_paid": 1000,
+         *             "currency": "usd",
+         *             "payment_intent_id": "pi_3Q1w2E3r4T5y6U7i"
+         *           },
+         *           "delivery": {
+         *             "status": "delivered",
+         *             "attempts": 1,
+         *             "last_attempt_at": "2024-01-01T00:00:01.050Z",
+         *             "delivered_at": "2024-01-01T00:00:01.080Z"
+         *           }
+         *         }
+         *       ],
+         *       "next_cursor": "41"
+         *     }
+         */
+        NotificationPage: {
+            /** @description Newest first. */
+            notifications: components["schemas"]["Notification"][];
+            /** @description Pass as `cursor` for the next (older) page; absent on the last page. */
+            next_cursor?: string;
         };
         /**
          * Health
@@ -2379,6 +2597,357 @@ export interface operations {
             };
             /** @description No customer has this `user_id`. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this API key (or IP); see `Retry-After`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; the body never shows its cause. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service is overloaded or its database cannot be reached; nothing was changed. Retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listNotifications: {
+        parameters: {
+            query?: {
+                /** @description Notifications per page. */
+                limit?: number;
+                /** @description `next_cursor` from the previous page. */
+                cursor?: string;
+                type?: components["schemas"]["NotificationType"];
+                status?: "pending" | "delivered" | "failed";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of notifications. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "notifications": [
+                     *         {
+                     *           "id": "msg_2b7d4c8e9a012b3c4d5e6f703f1c2a9e",
+                     *           "type": "purchase.succeeded",
+                     *           "created_at": "2024-01-01T00:00:01.000Z",
+                     *           "data": {
+                     *             "user_id": "3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70",
+                     *             "sequence": 1,
+                     *             "coins": 100,
+                     *             "balance": 100,
+                     *             "transaction_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+                     *             "package_id": "package_1",
+                     *             "amount_paid": 1000,
+                     *             "currency": "usd",
+                     *             "payment_intent_id": "pi_3Q1w2E3r4T5y6U7i"
+                     *           },
+                     *           "delivery": {
+                     *             "status": "delivered",
+                     *             "attempts": 1,
+                     *             "last_attempt_at": "2024-01-01T00:00:01.050Z",
+                     *             "delivered_at": "2024-01-01T00:00:01.080Z"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "next_cursor": "41"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["NotificationPage"];
+                };
+            };
+            /** @description A malformed query. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this API key (or IP); see `Retry-After`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; the body never shows its cause. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service is overloaded or its database cannot be reached; nothing was changed. Retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getNotification: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example msg_2b7d4c8e9a012b3c4d5e6f703f1c2a9e */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The notification. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "msg_2b7d4c8e9a012b3c4d5e6f703f1c2a9e",
+                     *       "type": "purchase.succeeded",
+                     *       "created_at": "2024-01-01T00:00:01.000Z",
+                     *       "data": {
+                     *         "user_id": "3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70",
+                     *         "sequence": 1,
+                     *         "coins": 100,
+                     *         "balance": 100,
+                     *         "transaction_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+                     *         "package_id": "package_1",
+                     *         "amount_paid": 1000,
+                     *         "currency": "usd",
+                     *         "payment_intent_id": "pi_3Q1w2E3r4T5y6U7i"
+                     *       },
+                     *       "delivery": {
+                     *         "status": "delivered",
+                     *         "attempts": 1,
+                     *         "last_attempt_at": "2024-01-01T00:00:01.050Z",
+                     *         "delivered_at": "2024-01-01T00:00:01.080Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Notification"];
+                };
+            };
+            /** @description A malformed id. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No notification has this id. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this API key (or IP); see `Retry-After`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; the body never shows its cause. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service is overloaded or its database cannot be reached; nothing was changed. Retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    redeliverNotification: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Any unique string (a UUID is ideal). A retry with the same key and body replays the first answer (marked `Idempotent-Replayed: true`) and changes nothing; keys are kept for at least 24 hours. */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @example msg_2b7d4c8e9a012b3c4d5e6f703f1c2a9e */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The notification, queued (`delivery.status` is `pending`). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "msg_2b7d4c8e9a012b3c4d5e6f703f1c2a9e",
+                     *       "type": "purchase.succeeded",
+                     *       "created_at": "2024-01-01T00:00:01.000Z",
+                     *       "data": {
+                     *         "user_id": "3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70",
+                     *         "sequence": 1,
+                     *         "coins": 100,
+                     *         "balance": 100,
+                     *         "transaction_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+                     *         "package_id": "package_1",
+                     *         "amount_paid": 1000,
+                     *         "currency": "usd",
+                     *         "payment_intent_id": "pi_3Q1w2E3r4T5y6U7i"
+                     *       },
+                     *       "delivery": {
+                     *         "status": "delivered",
+                     *         "attempts": 1,
+                     *         "last_attempt_at": "2024-01-01T00:00:01.050Z",
+                     *         "delivered_at": "2024-01-01T00:00:01.080Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Notification"];
+                };
+            };
+            /** @description A malformed id. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No notification has this id. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An attempt to deliver it is under way; try again once it has finished. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The Idempotency-Key was used with a different request. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

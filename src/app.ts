@@ -16,9 +16,11 @@ import customerRoutes from './routes/customers/index.js';
 import paymentMethodRoutes from './routes/payment-methods/index.js';
 import purchaseRoutes from './routes/purchases/index.js';
 import ledgerRoutes from './routes/ledger/index.js';
+import notificationRoutes from './routes/notifications/index.js';
 import simulatorRoutes from './routes/simulator/index.js';
 import webhookRoutes from './routes/webhooks/index.js';
 import idempotency from './plugins/idempotency.js';
+import notifier from './plugins/notifier.js';
 import reconciler from './plugins/reconciler.js';
 import identity, { requireApiKey } from './plugins/auth.js';
 import metrics from './plugins/metrics.js';
@@ -191,6 +193,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // A request holding a key longer than any Stripe call can take has died: a retry may take it over.
   await app.register(idempotency, { lockTimeoutMs: config.STRIPE_TIMEOUT_MS * (config.STRIPE_MAX_NETWORK_RETRIES + 1) + 30_000 });
   await app.register(reconciler);
+  await app.register(notifier);
 
   await app.register(healthRoutes);
   await app.register(catalogRoutes);
@@ -199,6 +202,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(paymentMethodRoutes);
   await app.register(purchaseRoutes);
   await app.register(ledgerRoutes);
+  await app.register(notificationRoutes);
   await app.register(webhookRoutes);
   await app.register(simulatorRoutes);
   await app.register(checkoutRoutes);

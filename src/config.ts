@@ -1,5 +1,9 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { NOTIFICATION_TYPES } from '../schemas/notification.js';
+
+/** One notification type, as a regular expression. */
+const NOTIFICATION_TYPE = `(${NOTIFICATION_TYPES.map((type) => type.replace('.', '\\.')).join('|')})`;
 
 /** An IPv4 or IPv6 address, optionally with a CIDR prefix length. */
 const PROXY_ADDRESS = '(?:\\d{1,3}(?:\\.\\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*)(?:/\\d{1,3})?';
@@ -84,11 +88,27 @@ export const ConfigSchema = Type.Object({
   REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 30_000 }),
   /** On SIGTERM, how long in-flight requests get to finish before the process exits anyway. */
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 90_000 }),
+  /** Where the game server receives signed notifications of money events; unset = none sent (the feed still fills). */
+  GAME_WEBHOOK_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$' })),
+  /** The Standard Webhooks signing secret the game server verifies with: `whsec_` + base64. */
+  GAME_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_[A-Za-z0-9+/]{16,}={0,2}$' })),
+  /** Comma-separated notification types to send (default: all); the others stay in the feed. */
+  GAME_WEBHOOK_EVENTS: Type.Optional(Type.String({ pattern: `^${NOTIFICATION_TYPE}(,${NOTIFICATION_TYPE})*$` })),
+  /** How long the game server gets to answer one delivery attempt. */
+  GAME_WEBHOOK_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 60_000, default: 10_000 }),
 });
 export type Config = Static<typeof ConfigSchema>;
 
 /** Variables whose values must never be echoed back, even in an error. */
-const SECRET_VARIABLES = new Set(['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'API_KEYS', 'CLIENT_TOKEN_SECRETS', 'DATABASE_URL', 'REDIS_URL']);
+const SECRET_VARIABLES = new Set([
+  'STRIPE_SECRET_KEY',
+  'STRIPE_WEBHOOK_SECRET',
+  'API_KEYS',
+  'CLIENT_TOKEN_SECRETS',
+  'DATABASE_URL',
+  'REDIS_URL',
+  'GAME_WEBHOOK_SECRET',
+]);
 
 const hints: Partial<Record<keyof Config, string>> = {
   NODE_ENV: 'one of development, production, test',
@@ -119,6 +139,10 @@ const hints: Partial<Record<keyof Config, string>> = {
   HEAP_GROWTH_PERCENT: "an integer percentage from 0 (V8's own) to 400",
   REQUEST_TIMEOUT_MS: 'an integer number of milliseconds from 1000 to 600000',
   SHUTDOWN_GRACE_MS: 'an integer number of milliseconds from 1000 to 600000',
+  GAME_WEBHOOK_URL: 'an http(s) URL such as https://game.example.com/coinshop-events',
+  GAME_WEBHOOK_SECRET: 'a Standard Webhooks secret: whsec_ followed by the base64 of at least 16 random bytes',
+  GAME_WEBHOOK_EVENTS: `a comma-separated list of ${NOTIFICATION_TYPES.join(', ')}`,
+  GAME_WEBHOOK_TIMEOUT_MS: 'an integer number of milliseconds from 1000 to 60000',
 };
 
 /** What production refuses to run without, and why. */
@@ -165,6 +189,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (secretMode !== publishableMode) {
       throw new ConfigError('STRIPE_PUBLISHABLE_KEY', `Invalid configuration: STRIPE_PUBLISHABLE_KEY is a ${publishableMode} key but STRIPE_SECRET_KEY is a ${secretMode} key`);
     }
+  }
+  if (config.GAME_WEBHOOK_URL !== undefined) {
+    if (!URL.canParse(config.GAME_WEBHOOK_URL)) {
+      throw new ConfigError('GAME_WEBHOOK_URL', `Invalid configuration: GAME_WEBHOOK_URL must be ${hints.GAME_WEBHOOK_URL}`);
+    }
+    if (config.GAME_WEBHOOK_SECRET === undefined) {
+      throw new ConfigError('GAME_WEBHOOK_SECRET', 'Invalid configuration: GAME_WEBHOOK_SECRET is required with GAME_WEBHOOK_URL (the game server verifies every notification with it)');
+    }
+  }
+  if (config.GAME_WEBHOOK_SECRET !== undefined && Buffer.from(config.GAME_WEBHOOK_SECRET.slice('whsec_'.length), 'base64').length < 16) {
+    throw new ConfigError('GAME_WEBHOOK_SECRET', `Invalid configuration: GAME_WEBHOOK_SECRET must be ${hints.GAME_WEBHOOK_SECRET}`);
   }
   if (config.NODE_ENV === 'production') {
     for (const [variable, why] of PRODUCTION_REQUIRES) {

@@ -29,6 +29,8 @@ export const problemTypes = {
   authentication_failed: { status: 400, title: 'Authentication failed' },
   insufficient_balance: { status: 400, title: 'Insufficient coin balance' },
   purchase_not_found: { status: 404, title: 'Purchase not found' },
+  notification_not_found: { status: 404, title: 'Notification not found' },
+  delivery_in_progress: { status: 409, title: 'Delivery in progress' },
   refund_rejected: { status: 409, title: 'Refund refused' },
   invalid_state: { status: 409, title: 'Not possible in this state' },
   idempotency_key_in_use: { status: 409, title: 'Idempotency key in use' },

@@ -214,7 +214,18 @@ t.test('every operator-only operation refuses a client token with 403, and nothi
   const operatorOnly = operations.filter((op) => op.security === undefined);
   t.same(
     operatorOnly.map((op) => op.operationId).sort(),
-    ['createClientToken', 'createCustomer', 'getMetrics', 'listLedgerEntries', 'refundPurchase', 'simulateDispute', 'simulateDisputeClosed'],
+    [
+      'createClientToken',
+      'createCustomer',
+      'getMetrics',
+      'getNotification',
+      'listLedgerEntries',
+      'listNotifications',
+      'redeliverNotification',
+      'refundPurchase',
+      'simulateDispute',
+      'simulateDisputeClosed',
+    ],
   );
   const before = await snapshot(app, [a]);
   for (const op of operatorOnly) {

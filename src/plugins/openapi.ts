@@ -13,6 +13,10 @@ export const apiTags = [
   { name: 'Purchases', description: 'Buying coin packages, purchase history, refunds.' },
   { name: 'Ledger', description: 'Spending coins, and the append-only ledger behind every balance.' },
   { name: 'Webhooks', description: 'Stripe events: how payments finished elsewhere reach coinshop.' },
+  {
+    name: 'Notifications',
+    description: 'Signed notifications of every money event, sent to the game server (GAME_WEBHOOK_URL) until it acknowledges them; and the feed of them.',
+  },
   { name: 'Simulator', description: 'Development only (no STRIPE_SECRET_KEY): play the parts of the customer and the bank.' },
   { name: 'Operations', description: 'Health, readiness and metrics.' },
 ];

@@ -1,5 +1,6 @@
 import type { PurchaseRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
+import { notifyPurchase } from './notifications.js';
 
 /** The counter-accounts coins move to and from (each journal is balanced against one of them). */
 export const COUNTER_ACCOUNTS = {
@@ -49,11 +50,15 @@ export async function creditPurchase(
     amount: moved.coins,
     counterAccount: COUNTER_ACCOUNTS.sales,
   });
+  await notifyPurchase(tx, 'purchase.succeeded', moved, { coins: balance === undefined ? 0 : moved.coins, balance });
   return { purchase: moved, balance };
 }
 
 export async function settleRequiresAction(tx: Store, transactionId: string, paymentIntentId: string): Promise<PurchaseRow> {
-  return (await tx.movePurchase(transactionId, 'requires_action', { payment_intent_id: paymentIntentId })) ?? current(tx, transactionId);
+  const moved = await tx.movePurchase(transactionId, 'requires_action', { payment_intent_id: paymentIntentId });
+  if (!moved) return current(tx, transactionId);
+  await notifyPurchase(tx, 'purchase.requires_action', moved, { coins: 0 });
+  return moved;
 }
 
 export async function settleFailed(
@@ -63,7 +68,10 @@ export async function settleFailed(
   paymentIntentId: string | undefined,
 ): Promise<PurchaseRow> {
   const set = paymentIntentId ? { failure_code: failureCode, payment_intent_id: paymentIntentId } : { failure_code: failureCode };
-  return (await tx.movePurchase(transactionId, 'failed', set)) ?? current(tx, transactionId);
+  const moved = await tx.movePurchase(transactionId, 'failed', set);
+  if (!moved) return current(tx, transactionId);
+  await notifyPurchase(tx, 'purchase.failed', moved, { coins: 0, extra: { failure_code: failureCode } });
+  return moved;
 }
 
 const wasPaid = (p: PurchaseRow) => !['pending', 'requires_action', 'failed'].includes(p.status);

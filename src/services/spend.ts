@@ -2,6 +2,7 @@ import type { SpendResult } from '../../schemas/ledger.js';
 import { customerNotFound, ProblemError } from '../errors.js';
 import { completeIdempotency, type IdempotencyContext } from '../plugins/idempotency.js';
 import { InsufficientBalance, type Store } from '../store/store.js';
+import { notifySpend } from './notifications.js';
 import { COUNTER_ACCOUNTS } from './settlement.js';
 
 /**
@@ -34,6 +35,7 @@ export async function spendCurrency(
     }
     // The spend's journal and its key's answer commit together, so a posted spend is always replayed.
     if (balance === undefined) throw new Error(`spend ${context.spendId} was already posted`);
+    await notifySpend(tx, { userId: input.user_id, spendId: context.spendId, itemId: input.item_id, coins: input.amount, balance });
     const result: SpendResult = {
       status: 'success',
       spend_id: context.spendId,

@@ -99,6 +99,38 @@ const migrations = (engine: Engine): Record<string, Migration> => {
           .execute();
       },
     },
+    '0004_notifications': {
+      async up(db: Kysely<unknown>) {
+        // Each player's notifications are numbered 1, 2, 3… (user_seq) from this counter, taken in the
+        // transaction that writes the notification (the player's row is locked until it commits).
+        await db.schema.alterTable('customers').addColumn('notification_seq', 'bigint', (c) => c.notNull().defaultTo(0)).execute();
+        await db.schema
+          .createTable('notifications')
+          .addColumn('seq', rowIdType, rowId)
+          .addColumn('id', 'varchar(40)', (c) => c.notNull().unique())
+          .addColumn('type', 'varchar(64)', (c) => c.notNull())
+          .addColumn('user_id', 'varchar(64)', (c) => c.notNull().references('customers.user_id'))
+          .addColumn('user_seq', 'bigint', (c) => c.notNull())
+          .addColumn('data', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
+          .addColumn('status', 'varchar(16)', (c) => c.notNull())
+          .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('last_attempt_at', 'varchar(32)')
+          .addColumn('last_error', 'varchar(500)')
+          .addColumn('next_attempt_at', 'varchar(32)', (c) => c.notNull())
+          // When the current series of attempts began (creation, or an operator's redelivery): the
+          // retry schedule and its 3-day limit count from here.
+          .addColumn('retry_from', 'varchar(32)', (c) => c.notNull())
+          // A replica sending it holds it until then; a lease that ran out (the process died) is taken over.
+          .addColumn('lease_until', 'varchar(32)')
+          .addColumn('delivered_at', 'varchar(32)')
+          .addUniqueConstraint('notifications_user_seq', ['user_id', 'user_seq'])
+          .addCheckConstraint('notifications_status', sql`status in ('pending', 'delivered', 'failed')`)
+          .execute();
+        await db.schema.createIndex('notifications_due').on('notifications').columns(['status', 'next_attempt_at']).execute();
+        await db.schema.createIndex('notifications_type').on('notifications').columns(['type', 'seq']).execute();
+      },
+    },
   };
 };
 

@@ -48,6 +48,8 @@ export interface CustomersTable {
   /** Always the sum of the player's ledger entries; written only together with one. */
   currency_balance: number;
   created_at: string;
+  /** The number of the player's last notification (see NotificationsTable.user_seq). */
+  notification_seq: Generated<number>;
 }
 
 export interface PurchasesTable {
@@ -113,6 +115,34 @@ export interface IdempotencyKeysTable {
   created_at: string;
 }
 
+export type NotificationStatus = 'pending' | 'delivered' | 'failed';
+
+/**
+ * The outbox: one row per money event the game is told of, written in the transaction of the change
+ * it reports, then delivered (signed, retried) beside the request path.
+ */
+export interface NotificationsTable {
+  /** Global order; the feed's cursor. */
+  seq: Generated<number>;
+  /** `msg_…`: the `webhook-id` of every delivery attempt. */
+  id: string;
+  type: string;
+  user_id: string;
+  /** 1, 2, 3… per player, so a receiver can order one player's events. */
+  user_seq: number;
+  /** The event's `data`, as JSON text. */
+  data: string;
+  created_at: string;
+  status: NotificationStatus;
+  attempts: number;
+  last_attempt_at: string | null;
+  last_error: string | null;
+  next_attempt_at: string;
+  retry_from: string;
+  lease_until: string | null;
+  delivered_at: string | null;
+}
+
 export interface WebhookEventsTable {
   event_id: string;
   type: string;
@@ -126,6 +156,7 @@ export interface Database {
   ledger_entries: LedgerEntriesTable;
   idempotency_keys: IdempotencyKeysTable;
   webhook_events: WebhookEventsTable;
+  notifications: NotificationsTable;
 }
 
 /**
@@ -134,7 +165,16 @@ export interface Database {
  * and a prepared `*` fails once a migration adds a column ("cached plan must not change result
  * type"). A column added to a table above and not here fails to compile where the row is returned.
  */
-export const CUSTOMER_COLUMNS = ['user_id', 'email', 'name', 'stripe_customer_id', 'payment_method_id', 'currency_balance', 'created_at'] as const;
+export const CUSTOMER_COLUMNS = [
+  'user_id',
+  'email',
+  'name',
+  'stripe_customer_id',
+  'payment_method_id',
+  'currency_balance',
+  'created_at',
+  'notification_seq',
+] as const;
 export const PURCHASE_COLUMNS = [
   'id',
   'transaction_id',
@@ -157,3 +197,4 @@ export type CustomerRow = Selectable<CustomersTable>;
 export type PurchaseRow = Selectable<PurchasesTable>;
 export type NewPurchase = Insertable<PurchasesTable>;
 export type IdempotencyRow = Selectable<IdempotencyKeysTable>;
+export type NotificationRow = Selectable<NotificationsTable>;

@@ -12,6 +12,8 @@ import {
   type IdempotencyRow,
   type JournalKind,
   type NewPurchase,
+  type NotificationRow,
+  type NotificationStatus,
   type PurchaseRow,
   type PurchaseStatus,
 } from './schema.js';
@@ -70,9 +72,24 @@ export class Store {
     readonly engine: Engine,
   ) {}
 
-  transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T> {
+  /** Set on a transaction's Store once it wrote or re-queued a notification. */
+  #notified = false;
+
+  /** Called once a change that wrote or re-queued notifications has committed (the sender wakes up). */
+  onNotificationsCommitted: (() => void) | undefined;
+
+  async transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T> {
     if (this.db.isTransaction) return fn(this);
-    return this.db.transaction().execute((trx) => fn(new Store(trx, this.engine)));
+    let tx: Store | undefined;
+    const result = await this.db.transaction().execute((trx) => fn((tx = new Store(trx, this.engine))));
+    if (tx !== undefined && tx.#notified) this.onNotificationsCommitted?.();
+    return result;
+  }
+
+  /** Notes that notifications were written: at once when not in a transaction, else at its commit. */
+  #wroteNotifications(): void {
+    if (this.db.isTransaction) this.#notified = true;
+    else this.onNotificationsCommitted?.();
   }
 
   /** A hot statement, compiled once (see runPrepared): `key` names it and whatever besides its arguments' names varies its SQL. */
@@ -87,7 +104,7 @@ export class Store {
   // Customers
 
   async insertCustomer(customer: Pick<CustomerRow, 'user_id' | 'email' | 'name' | 'stripe_customer_id'>) {
-    const row: CustomerRow = { ...customer, payment_method_id: null, currency_balance: 0, created_at: now() };
+    const row: CustomerRow = { ...customer, payment_method_id: null, currency_balance: 0, created_at: now(), notification_seq: 0 };
     await this.db.insertInto('customers').values(row).execute();
     return row;
   }
@@ -425,5 +442,133 @@ export class Store {
       .returning('event_id')
       .executeTakeFirst();
     return inserted !== undefined;
+  }
+
+  // Notifications (the outbox)
+
+  /**
+   * Writes a notification in the caller's transaction, numbered after the player's last one. Taking
+   * the number updates the player's row, which holds it until the transaction ends: one player's
+   * notifications are numbered in commit order, with no gaps and no duplicates.
+   */
+  async insertNotification(input: { id: string; type: string; userId: string; data: Record<string, unknown> }): Promise<NotificationRow> {
+    const { rows } = await this.#prepared('nextNotificationSeq', { userId: input.userId }, (db, a) =>
+      db
+        .updateTable('customers')
+        .set((eb) => ({ notification_seq: eb('notification_seq', '+', 1) }))
+        .where('user_id', '=', a.userId)
+        .returning('notification_seq'),
+    );
+    const userSeq = rows[0]?.notification_seq;
+    if (userSeq === undefined) throw new Error(`notification for unknown customer ${input.userId}`);
+    const at = now();
+    const row = {
+      id: input.id,
+      type: input.type,
+      user_id: input.userId,
+      user_seq: Number(userSeq),
+      data: JSON.stringify({ ...input.data, sequence: Number(userSeq) }),
+      created_at: at,
+      status: 'pending' as const,
+      attempts: 0,
+      last_attempt_at: null,
+      last_error: null,
+      next_attempt_at: at,
+      retry_from: at,
+      lease_until: null,
+      delivered_at: null,
+    };
+    const inserted = await this.#prepared('insertNotification', row, (db, a) => db.insertInto('notifications').values(a).returning('seq'));
+    this.#wroteNotifications();
+    return { ...row, seq: Number(inserted.rows[0]?.seq) };
+  }
+
+  /** The feed, newest first: `limit` notifications before `before` (a seq), of a type and status when given. */
+  listNotifications(options: { limit: number; before?: number | undefined; type?: string | undefined; status?: NotificationStatus | undefined }) {
+    let query = this.db.selectFrom('notifications').selectAll().orderBy('seq', 'desc').limit(options.limit);
+    if (options.before !== undefined) query = query.where('seq', '<', options.before);
+    if (options.type !== undefined) query = query.where('type', '=', options.type);
+    if (options.status !== undefined) query = query.where('status', '=', options.status);
+    return query.execute();
+  }
+
+  findNotification(id: string): Promise<NotificationRow | undefined> {
+    return this.db.selectFrom('notifications').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /**
+   * Takes up to `limit` pending notifications that are due and not held by another sender (or whose
+   * holder's lease ran out: it died mid-delivery), holding each until `leaseUntil`, and counts the
+   * attempt. On PostgreSQL replicas skip the rows another replica is taking at the same moment
+   * (FOR UPDATE SKIP LOCKED); a SQLite database has one writer at a time.
+   */
+  async claimNotifications(options: { at: string; leaseUntil: string; limit: number; types: readonly string[] | undefined }): Promise<NotificationRow[]> {
+    return this.transaction(async (tx) => {
+      let due = tx.db
+        .selectFrom('notifications')
+        .select('seq')
+        .where('status', '=', 'pending')
+        .where('next_attempt_at', '<=', options.at)
+        .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<=', options.at)]))
+        .orderBy('next_attempt_at')
+        .limit(options.limit);
+      if (options.types !== undefined) due = due.where('type', 'in', options.types);
+      if (tx.engine === 'postgres') due = due.forUpdate().skipLocked();
+      const seqs = (await due.execute()).map((row) => row.seq);
+      if (seqs.length === 0) return [];
+      return tx.db
+        .updateTable('notifications')
+        .set((eb) => ({ lease_until: options.leaseUntil, attempts: eb('attempts', '+', 1), last_attempt_at: options.at }))
+        .where('seq', 'in', seqs)
+        .returningAll()
+        .execute();
+    });
+  }
+
+  /**
+   * Records how an attempt went, if this sender still holds the notification (`leaseUntil` is the
+   * lease it took): delivered, or when to try again, or failed for good.
+   */
+  async settleNotification(
+    id: string,
+    leaseUntil: string,
+    outcome: { status: 'delivered'; at: string } | { status: 'pending' | 'failed'; error: string; nextAttemptAt: string },
+  ): Promise<boolean> {
+    const set =
+      outcome.status === 'delivered'
+        ? { status: outcome.status, delivered_at: outcome.at, last_error: null, lease_until: null }
+        : { status: outcome.status, last_error: outcome.error.slice(0, 500), next_attempt_at: outcome.nextAttemptAt, lease_until: null };
+    const result = await this.db.updateTable('notifications').set(set).where('id', '=', id).where('lease_until', '=', leaseUntil).executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  /**
+   * Queues a notification to be sent again now, whatever its status, with a new retry series; not
+   * while a sender holds it (that attempt is still under way). Returns the row, or why not.
+   */
+  async redeliverNotification(id: string, at: string): Promise<NotificationRow | 'not_found' | 'in_flight'> {
+    const updated = await this.db
+      .updateTable('notifications')
+      .set({ status: 'pending', next_attempt_at: at, retry_from: at })
+      .where('id', '=', id)
+      .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<=', at)]))
+      .returningAll()
+      .executeTakeFirst();
+    if (updated) {
+      this.#wroteNotifications();
+      return updated;
+    }
+    return (await this.findNotification(id)) ? 'in_flight' : 'not_found';
+  }
+
+  /** How many notifications wait to be sent (of `types`, when given), and since when the oldest. */
+  async undeliveredNotifications(types: readonly string[] | undefined): Promise<{ count: number; oldest: string | null }> {
+    let query = this.db
+      .selectFrom('notifications')
+      .select((eb) => [eb.fn.countAll<number>().as('count'), eb.fn.min('created_at').as('oldest')])
+      .where('status', '=', 'pending');
+    if (types !== undefined) query = query.where('type', 'in', types);
+    const row = await query.executeTakeFirstOrThrow();
+    return { count: Number(row.count), oldest: row.oldest ?? null };
   }
 }

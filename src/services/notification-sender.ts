@@ -1,0 +1,172 @@
+import type { FastifyBaseLogger } from 'fastify';
+import { Webhook } from 'standardwebhooks';
+import type { NotificationRow } from '../store/schema.js';
+import type { Store } from '../store/store.js';
+import { nextAttemptAt, notificationBody } from './notifications.js';
+
+export interface SenderOptions {
+  url: string;
+  /** `whsec_` + base64: the Standard Webhooks signing secret. */
+  secret: string;
+  /** Only these types are sent (all when undefined); the others stay in the feed. */
+  types: readonly string[] | undefined;
+  /** How long the game server gets to answer one attempt. */
+  timeoutMs: number;
+  /** How often the outbox is looked at when nothing woke the sender (other replicas' work, retries that came due). */
+  pollMs: number;
+  /** Attempts under way at once, at most. */
+  maxInFlight: number;
+  log: FastifyBaseLogger;
+  onAttempt?: (outcome: 'delivered' | 'retry' | 'failed') => void;
+}
+
+/** An attempt's result: the receiver's 2xx, or what went wrong. */
+type Attempt = { ok: true } | { ok: false; error: string };
+
+/**
+ * Delivers the outbox to the game server: signed (Standard Webhooks), at least once, retried with
+ * backoff for three days. Runs beside the request path: a change only wakes it (after its commit),
+ * so a receiver that is slow or down costs a purchase nothing.
+ *
+ * Each notification is held by one sender at a time: claiming it takes a lease longer than an
+ * attempt can last (several replicas on PostgreSQL skip each other's rows), so no two attempts at
+ * the same notification overlap. A sender that dies mid-attempt leaves its lease to run out; the
+ * notification is then sent again, with the same `webhook-id`.
+ */
+export class NotificationSender {
+  readonly #store: Store;
+  readonly #options: SenderOptions;
+  readonly #webhook: Webhook;
+  readonly #leaseMs: number;
+  readonly #inFlight = new Set<Promise<void>>();
+  readonly #aborts = new Set<AbortController>();
+  #timer: NodeJS.Timeout | undefined;
+  #pumping = false;
+  #again = false;
+  #closed = false;
+
+  constructor(store: Store, options: SenderOptions) {
+    this.#store = store;
+    this.#options = options;
+    this.#webhook = new Webhook(options.secret);
+    // Longer than an attempt can take (its timeout) plus the time to record its outcome.
+    this.#leaseMs = options.timeoutMs + 5_000;
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => this.wake(), this.#options.pollMs);
+    this.#timer.unref();
+    this.wake();
+  }
+
+  /** Looks at the outbox now (a change committed, an attempt finished). */
+  wake(): void {
+    if (this.#closed) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    void this.#pump();
+  }
+
+  /** Stops sending: attempts under way are abandoned (their leases run out; they are sent again later). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    for (const abort of this.#aborts) abort.abort();
+    await Promise.allSettled([...this.#inFlight]);
+  }
+
+  async #pump(): Promise<void> {
+    this.#pumping = true;
+    try {
+      do {
+        this.#again = false;
+        const room = this.#options.maxInFlight - this.#inFlight.size;
+        if (room <= 0) break;
+        const at = Date.now();
+        const claimed = await this.#store.claimNotifications({
+          at: new Date(at).toISOString(),
+          leaseUntil: new Date(at + this.#leaseMs).toISOString(),
+          limit: room,
+          types: this.#options.types,
+        });
+        for (const row of claimed) {
+          const attempt = this.#deliver(row).finally(() => {
+            this.#inFlight.delete(attempt);
+            this.wake();
+          });
+          this.#inFlight.add(attempt);
+        }
+        if (claimed.length === room) this.#again = true;
+      } while (this.#again && !this.#closed);
+    } catch (err) {
+      this.#options.log.error({ err }, 'notification sender: could not read the outbox');
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  async #deliver(row: NotificationRow): Promise<void> {
+    // The lease claimNotifications took: the outcome is recorded only while it is still ours.
+    const lease = row.lease_until;
+    if (lease === null) return;
+    const attempt = await this.#send(row);
+    if (this.#closed) return;
+    const now = Date.now();
+    try {
+      if (attempt.ok) {
+        await this.#store.settleNotification(row.id, lease, { status: 'delivered', at: new Date(now).toISOString() });
+        this.#options.onAttempt?.('delivered');
+        return;
+      }
+      const next = nextAttemptAt(Date.parse(row.retry_from), now, Math.random());
+      await this.#store.settleNotification(row.id, lease, {
+        status: next === undefined ? 'failed' : 'pending',
+        error: attempt.error,
+        nextAttemptAt: new Date(next ?? now).toISOString(),
+      });
+      this.#options.onAttempt?.(next === undefined ? 'failed' : 'retry');
+      const log = this.#options.log;
+      if (next === undefined) log.error({ notificationId: row.id, error: attempt.error }, 'notification not delivered after 3 days of retries: failed');
+      else log.warn({ notificationId: row.id, error: attempt.error, attempts: row.attempts }, 'notification delivery failed; will retry');
+    } catch (err) {
+      // The lease runs out and the notification is sent again: at least once, never lost.
+      this.#options.log.error({ err, notificationId: row.id }, 'notification sender: could not record an attempt');
+    }
+  }
+
+  /** One attempt: POST the signed event, no redirects followed, answered within the timeout. */
+  async #send(row: NotificationRow): Promise<Attempt> {
+    const body = notificationBody(row);
+    const at = new Date();
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new Error(`timed out after ${this.#options.timeoutMs / 1000} s`)), this.#options.timeoutMs);
+    this.#aborts.add(abort);
+    try {
+      const response = await fetch(this.#options.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'coinshop-notifications',
+          'webhook-id': row.id,
+          'webhook-timestamp': String(Math.floor(at.getTime() / 1000)),
+          'webhook-signature': this.#webhook.sign(row.id, at, body),
+        },
+        body,
+        redirect: 'manual',
+        signal: abort.signal,
+      });
+      // The answer's body means nothing to us; reading it lets the connection be reused.
+      await response.arrayBuffer().catch(() => undefined);
+      return response.status >= 200 && response.status < 300 ? { ok: true } : { ok: false, error: `HTTP ${response.status}` };
+    } catch (err) {
+      const reason: unknown = abort.signal.aborted ? abort.signal.reason : err;
+      const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+      return { ok: false, error: reason instanceof Error ? `${reason.message}${abort.signal.aborted ? '' : cause}` : String(reason) };
+    } finally {
+      clearTimeout(timer);
+      this.#aborts.delete(abort);
+    }
+  }
+}
