@@ -1,9 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { renderSdkSchema } from '../sdk/generate.js';
-import { createCoinshopClient, type Customer, type Package, type Problem, type PurchaseResult, type Transaction } from '../sdk/index.js';
-import { buildTestApp } from './support/helper.js';
+import {
+  createCoinshopClient,
+  verifyNotification,
+  type Customer,
+  type NotificationEvent,
+  type Package,
+  type Problem,
+  type PurchaseResult,
+  type Transaction,
+} from '../sdk/index.js';
+import { buildTestApp, buy, customerWithCard } from './support/helper.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const apiKey = 'ck_test_sdk_0123456789abcdefghijklmn';
@@ -133,4 +144,54 @@ t.test('a request the schema refuses names each bad field in FieldError entries'
   const refused = await shop.POST('/stripe/create-customer', { body: { email: 'not-an-email', name: 'Someone' } });
   t.equal(refused.response.status, 400);
   t.match(refused.error, { code: 'validation_error', errors: [{ field: 'body/email', message: String }] });
+});
+
+t.test("a game server's notification handler, written with the SDK's verifyNotification", async (t) => {
+  const secret = `whsec_${Buffer.from(randomUUID()).toString('base64')}`;
+  const granted: NotificationEvent[] = [];
+  const seen = new Set<string>();
+  const refused: string[] = [];
+  // The handler the README shows: verify, dedupe by webhook-id, grant, answer 2xx.
+  const game = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    req.on('end', () => {
+      let event: NotificationEvent;
+      try {
+        event = verifyNotification(body, req.headers, secret);
+      } catch (err) {
+        refused.push(String(err));
+        res.writeHead(400).end();
+        return;
+      }
+      const id = String(req.headers['webhook-id']);
+      if (!seen.has(id)) {
+        seen.add(id);
+        granted.push(event);
+      }
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => game.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => game.close(() => resolve())));
+  const gameUrl = `http://127.0.0.1:${(game.address() as AddressInfo).port}/coinshop`;
+
+  const app = await buildTestApp(t, { env: { GAME_WEBHOOK_URL: gameUrl, GAME_WEBHOOK_SECRET: secret } });
+  await app.ready();
+  const { user_id } = await customerWithCard(app);
+  await buy(app, user_id, 'package_2');
+  const deadline = Date.now() + 10_000;
+  while (granted.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  t.same(refused, []);
+  t.match(granted, [{ type: 'purchase.succeeded', data: { user_id, coins: 300, balance: 300, sequence: 1 } }]);
+
+  // A forged delivery (wrong secret) is refused by the helper.
+  const forged = await fetch(gameUrl, {
+    method: 'POST',
+    headers: { 'webhook-id': 'msg_forged', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': 'v1,AAAA' },
+    body: '{"type":"purchase.succeeded","timestamp":"2024-01-01T00:00:00.000Z","data":{}}',
+  });
+  t.equal(forged.status, 400);
+  t.equal(refused.length, 1);
+  t.equal(granted.length, 1, 'nothing granted for it');
 });
