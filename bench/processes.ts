@@ -64,7 +64,7 @@ const startArgs = packageJson.scripts.start.split(' ').slice(1);
  * the real StripeGateway. `nodeArgs` (such as --cpu-prof) come after npm start's node options, so
  * one given here wins over the same one there.
  */
-export async function coinshop(stripeUrl: string, databaseUrl: string, nodeArgs: string[] = []) {
+export async function coinshop(stripeUrl: string, databaseUrl: string, nodeArgs: string[] = [], env: Record<string, string> = {}) {
   return start(process.execPath, [...startArgs.slice(0, -1), ...nodeArgs, ...startArgs.slice(-1)], {
     NODE_ENV: 'production',
     PORT: '0',
@@ -76,8 +76,15 @@ export async function coinshop(stripeUrl: string, databaseUrl: string, nodeArgs:
     CLIENT_TOKEN_SECRETS: 'bench-client-token-secret-0123456789abcdef',
     STRIPE_API_BASE: stripeUrl,
     RATE_LIMIT_PER_MINUTE: '1000000',
+    ...env,
   });
 }
+
+/** The Standard Webhooks secret the benchmark's game receiver is sent notifications with. */
+export const GAME_SECRET = `whsec_${Buffer.from('coinshop bench game secret 0123').toString('base64')}`;
+
+/** The game server's notification endpoint: answers 204 to each delivery, counts them at GET /. */
+export const gameReceiver = () => start(process.execPath, ts('bench/game-receiver.ts'), {});
 
 /** Makes `count` customers with a saved card, through the API. */
 export async function buyers(url: string, count: number): Promise<string[]> {

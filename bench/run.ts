@@ -14,7 +14,10 @@
  *   BENCH_NODE_ARGS: node options for coinshop's processes (say --max-old-space-size=128);
  *   replicas: purchases with one and two coinshop processes on SQLite (one file) and on PostgreSQL
  *   (BENCH_PG_URL, default the local `test` database; each run in a new schema, dropped after),
- *   BENCH_REPLICA_CONNECTIONS (default 200) in all, Stripe latency BENCH_REPLICA_LATENCY_MS (default 50).
+ *   BENCH_REPLICA_CONNECTIONS (default 200) in all, Stripe latency BENCH_REPLICA_LATENCY_MS (default 50);
+ *   notifications: purchases on SQLite with no game server (the outbox fills, nothing is sent) and
+ *   with one receiving every notification (GAME_WEBHOOK_URL), BENCH_NOTIFY_CONNECTIONS (default 200),
+ *   Stripe latency BENCH_NOTIFY_LATENCY_MS (default 50): what delivery costs a purchase.
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,19 +27,21 @@ import { join } from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { EVENT_LOOP_SAMPLE_MS } from '../src/plugins/metrics.js';
-import { api, auth, buyers, coinshop, fakeStripe, purchaseLoad, root, start, stop, ts } from './processes.js';
+import { api, auth, buyers, coinshop, fakeStripe, GAME_SECRET, gameReceiver, purchaseLoad, root, start, stop, ts } from './processes.js';
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 5);
 const warmUpSeconds = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2);
 const rampLimitSeconds = Number(process.env['BENCH_RAMP_LIMIT_SECONDS'] ?? 60);
 const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg.length > 0);
-const scenarios = (process.env['BENCH_SCENARIOS'] ?? 'packages,customer,purchases,replicas').split(',');
+const scenarios = (process.env['BENCH_SCENARIOS'] ?? 'packages,customer,purchases,replicas,notifications').split(',');
 const PG_URL = process.env['BENCH_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const list = (name: string, fallback: string) => (process.env[name] ?? fallback).split(',').map(Number);
 const purchaseLatencies = list('BENCH_LATENCIES', '0,300');
 const purchaseConnections = list('BENCH_CONNECTIONS', '50,200,1000');
 const replicaConnections = Number(process.env['BENCH_REPLICA_CONNECTIONS'] ?? 200);
 const replicaLatency = Number(process.env['BENCH_REPLICA_LATENCY_MS'] ?? 50);
+const notifyConnections = Number(process.env['BENCH_NOTIFY_CONNECTIONS'] ?? 200);
+const notifyLatency = Number(process.env['BENCH_NOTIFY_LATENCY_MS'] ?? 50);
 interface Row {
   scenario: string;
   requestsPerSecond: number;
@@ -356,6 +361,39 @@ async function main() {
           await stop(stripe.child);
           await database.drop();
         }
+      }
+    }
+
+    if (scenarios.includes('notifications')) {
+      for (const delivery of ['off', 'on'] as const) {
+        rmSync(join(dir, 'notify.db'), { force: true });
+        const stripe = await fakeStripe(notifyLatency);
+        const game = delivery === 'on' ? await gameReceiver() : undefined;
+        const shop = await coinshop(stripe.url, join(dir, 'notify.db'), nodeArgs, game ? { GAME_WEBHOOK_URL: `${game.url}/events`, GAME_WEBHOOK_SECRET: GAME_SECRET } : {});
+        const users = await buyers(shop.url, 200);
+        await measure(
+          `purchase, notifications ${delivery === 'on' ? 'delivered to a game server' : 'kept in the outbox only (no GAME_WEBHOOK_URL)'}, Stripe +${notifyLatency} ms, ${notifyConnections} connections`,
+          shop.child,
+          { url: `${shop.url}/stripe/purchase-currency`, connections: notifyConnections, ...purchaseLoad(users, `notify-${delivery}`) },
+        );
+        const row = rows.at(-1)!;
+        row.note = await creditedOnce(shop.url, users);
+        if (game) {
+          // Every notification reaches the game once the load is over (they trail it by the sender's pace).
+          const deadline = Date.now() + 60_000;
+          let pending = Infinity;
+          while (pending > 0 && Date.now() < deadline) {
+            const metrics = await (await fetch(`${shop.url}/metrics`, { headers: auth })).text();
+            pending = Number(/^coinshop_notifications_pending (\S+)$/m.exec(metrics)?.[1] ?? Infinity);
+            if (pending > 0) await new Promise((resolve) => setTimeout(resolve, 500));
+          }
+          const received = Number(((await (await fetch(game.url)).json()) as { received: number }).received);
+          row.note += `; ${received} notifications received by the game, ${pending} left pending`;
+          await stop(game.child);
+        }
+        console.log(row.note);
+        await stop(shop.child);
+        await stop(stripe.child);
       }
     }
   } finally {

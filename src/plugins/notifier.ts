@@ -57,7 +57,8 @@ export default fp(
       types,
       timeoutMs,
       pollMs: POLL_MS,
-      maxInFlight: 16,
+      batchSize: 32,
+      maxBatches: 2,
       log: app.log,
       onAttempt: (outcome) => deliveries.inc({ outcome }),
     });

@@ -14,14 +14,19 @@ export interface SenderOptions {
   timeoutMs: number;
   /** How often the outbox is looked at when nothing woke the sender (other replicas' work, retries that came due). */
   pollMs: number;
-  /** Attempts under way at once, at most. */
-  maxInFlight: number;
+  /** Notifications claimed, sent (at once) and recorded together. */
+  batchSize: number;
+  /** Batches under way at once, at most. */
+  maxBatches: number;
   log: FastifyBaseLogger;
   onAttempt?: (outcome: 'delivered' | 'retry' | 'failed') => void;
 }
 
 /** An attempt's result: the receiver's 2xx, or what went wrong. */
 type Attempt = { ok: true } | { ok: false; error: string };
+
+/** How long a wake-up waits for more commits to join it, so a busy shop claims and records in batches. */
+const GATHER_MS = 5;
 
 /**
  * Delivers the outbox to the game server: signed (Standard Webhooks), at least once, retried with
@@ -31,16 +36,18 @@ type Attempt = { ok: true } | { ok: false; error: string };
  * Each notification is held by one sender at a time: claiming it takes a lease longer than an
  * attempt can last (several replicas on PostgreSQL skip each other's rows), so no two attempts at
  * the same notification overlap. A sender that dies mid-attempt leaves its lease to run out; the
- * notification is then sent again, with the same `webhook-id`.
+ * notification is then sent again, with the same `webhook-id`. Notifications are claimed, sent and
+ * recorded in batches: two commits a batch, not two a notification.
  */
 export class NotificationSender {
   readonly #store: Store;
   readonly #options: SenderOptions;
   readonly #webhook: Webhook;
   readonly #leaseMs: number;
-  readonly #inFlight = new Set<Promise<void>>();
+  readonly #batches = new Set<Promise<void>>();
   readonly #aborts = new Set<AbortController>();
   #timer: NodeJS.Timeout | undefined;
+  #gathering: NodeJS.Timeout | undefined;
   #pumping = false;
   #again = false;
   #closed = false;
@@ -59,22 +66,26 @@ export class NotificationSender {
     this.wake();
   }
 
-  /** Looks at the outbox now (a change committed, an attempt finished). */
+  /** Looks at the outbox soon (a change committed, a batch finished). */
   wake(): void {
     if (this.#closed) return;
     if (this.#pumping) {
       this.#again = true;
       return;
     }
-    void this.#pump();
+    this.#gathering ??= setTimeout(() => {
+      this.#gathering = undefined;
+      void this.#pump();
+    }, GATHER_MS);
   }
 
   /** Stops sending: attempts under way are abandoned (their leases run out; they are sent again later). */
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#gathering);
     for (const abort of this.#aborts) abort.abort();
-    await Promise.allSettled([...this.#inFlight]);
+    await Promise.allSettled([...this.#batches]);
   }
 
   async #pump(): Promise<void> {
@@ -82,23 +93,21 @@ export class NotificationSender {
     try {
       do {
         this.#again = false;
-        const room = this.#options.maxInFlight - this.#inFlight.size;
-        if (room <= 0) break;
+        if (this.#batches.size >= this.#options.maxBatches) break;
         const at = Date.now();
         const claimed = await this.#store.claimNotifications({
           at: new Date(at).toISOString(),
           leaseUntil: new Date(at + this.#leaseMs).toISOString(),
-          limit: room,
+          limit: this.#options.batchSize,
           types: this.#options.types,
         });
-        for (const row of claimed) {
-          const attempt = this.#deliver(row).finally(() => {
-            this.#inFlight.delete(attempt);
-            this.wake();
-          });
-          this.#inFlight.add(attempt);
-        }
-        if (claimed.length === room) this.#again = true;
+        if (claimed.length === 0) break;
+        const batch = this.#deliver(claimed).finally(() => {
+          this.#batches.delete(batch);
+          this.wake();
+        });
+        this.#batches.add(batch);
+        if (claimed.length === this.#options.batchSize) this.#again = true;
       } while (this.#again && !this.#closed);
     } catch (err) {
       this.#options.log.error({ err }, 'notification sender: could not read the outbox');
@@ -107,32 +116,36 @@ export class NotificationSender {
     }
   }
 
-  async #deliver(row: NotificationRow): Promise<void> {
-    // The lease claimNotifications took: the outcome is recorded only while it is still ours.
-    const lease = row.lease_until;
-    if (lease === null) return;
-    const attempt = await this.#send(row);
+  /** Sends a claimed batch at once, then records every outcome in one transaction. */
+  async #deliver(rows: NotificationRow[]): Promise<void> {
+    // The lease claimNotifications took (the same for the whole batch): outcomes are recorded only while it is still ours.
+    const lease = rows[0]?.lease_until;
+    if (lease === null || lease === undefined) return;
+    const attempts = await Promise.all(rows.map((row) => this.#send(row)));
     if (this.#closed) return;
     const now = Date.now();
-    try {
-      if (attempt.ok) {
-        await this.#store.settleNotification(row.id, lease, { status: 'delivered', at: new Date(now).toISOString() });
-        this.#options.onAttempt?.('delivered');
-        return;
-      }
+    const outcomes = rows.map((row, i) => {
+      const attempt = attempts[i] ?? { ok: false, error: 'not sent' };
+      if (attempt.ok) return { id: row.id, status: 'delivered' as const, at: new Date(now).toISOString() };
       const next = nextAttemptAt(Date.parse(row.retry_from), now, Math.random());
-      await this.#store.settleNotification(row.id, lease, {
-        status: next === undefined ? 'failed' : 'pending',
-        error: attempt.error,
-        nextAttemptAt: new Date(next ?? now).toISOString(),
-      });
-      this.#options.onAttempt?.(next === undefined ? 'failed' : 'retry');
-      const log = this.#options.log;
-      if (next === undefined) log.error({ notificationId: row.id, error: attempt.error }, 'notification not delivered after 3 days of retries: failed');
-      else log.warn({ notificationId: row.id, error: attempt.error, attempts: row.attempts }, 'notification delivery failed; will retry');
+      return { id: row.id, status: next === undefined ? ('failed' as const) : ('pending' as const), error: attempt.error, nextAttemptAt: new Date(next ?? now).toISOString(), attempts: row.attempts };
+    });
+    try {
+      await this.#store.settleNotifications(lease, outcomes);
     } catch (err) {
-      // The lease runs out and the notification is sent again: at least once, never lost.
-      this.#options.log.error({ err, notificationId: row.id }, 'notification sender: could not record an attempt');
+      // The leases run out and the notifications are sent again: at least once, never lost.
+      this.#options.log.error({ err, notifications: rows.length }, 'notification sender: could not record a batch of attempts');
+      return;
+    }
+    for (const outcome of outcomes) {
+      if (outcome.status === 'delivered') {
+        this.#options.onAttempt?.('delivered');
+        continue;
+      }
+      this.#options.onAttempt?.(outcome.status === 'failed' ? 'failed' : 'retry');
+      const details = { notificationId: outcome.id, error: outcome.error, attempts: outcome.attempts };
+      if (outcome.status === 'failed') this.#options.log.error(details, 'notification not delivered after 3 days of retries: failed');
+      else this.#options.log.warn(details, 'notification delivery failed; will retry');
     }
   }
 

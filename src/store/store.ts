@@ -526,20 +526,27 @@ export class Store {
   }
 
   /**
-   * Records how an attempt went, if this sender still holds the notification (`leaseUntil` is the
-   * lease it took): delivered, or when to try again, or failed for good.
+   * Records how a batch of attempts went, for those this sender still holds (`leaseUntil` is the
+   * lease it took): delivered, or when to try again, or failed for good. One transaction.
    */
-  async settleNotification(
-    id: string,
+  async settleNotifications(
     leaseUntil: string,
-    outcome: { status: 'delivered'; at: string } | { status: 'pending' | 'failed'; error: string; nextAttemptAt: string },
-  ): Promise<boolean> {
-    const set =
-      outcome.status === 'delivered'
-        ? { status: outcome.status, delivered_at: outcome.at, last_error: null, lease_until: null }
-        : { status: outcome.status, last_error: outcome.error.slice(0, 500), next_attempt_at: outcome.nextAttemptAt, lease_until: null };
-    const result = await this.db.updateTable('notifications').set(set).where('id', '=', id).where('lease_until', '=', leaseUntil).executeTakeFirst();
-    return Number(result.numUpdatedRows) === 1;
+    outcomes: readonly ({ id: string; status: 'delivered'; at: string } | { id: string; status: 'pending' | 'failed'; error: string; nextAttemptAt: string })[],
+  ): Promise<void> {
+    const delivered = outcomes.filter((o) => o.status === 'delivered');
+    await this.transaction(async (tx) => {
+      const held = tx.db.updateTable('notifications').where('lease_until', '=', leaseUntil);
+      if (delivered.length > 0) {
+        await held
+          .set({ status: 'delivered', delivered_at: delivered[0]?.at ?? now(), last_error: null, lease_until: null })
+          .where('id', 'in', delivered.map((o) => o.id))
+          .execute();
+      }
+      for (const o of outcomes) {
+        if (o.status === 'delivered') continue;
+        await held.set({ status: o.status, last_error: o.error.slice(0, 500), next_attempt_at: o.nextAttemptAt, lease_until: null }).where('id', '=', o.id).execute();
+      }
+    });
   }
 
   /**
