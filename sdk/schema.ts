@@ -874,7 +874,7 @@ export interface components {
          * LedgerReason
          * @description Why the coins moved.
          */
-        LedgerReason: "purchase" | "refund" | "dispute" | "dispute_reversal" | "spend";
+        LedgerReason: "purchase" | "refund" | "refund_reversal" | "dispute" | "dispute_reversal" | "spend";
         /** LedgerEntry */
         LedgerEntry: {
             /** @description Increases with every entry. */
