@@ -226,7 +226,7 @@ export interface paths {
         put?: never;
         /**
          * Refund a purchase in Stripe and take its coins back
-         * @description For operators. Refunds all that remains, or `amount_cents`, through Stripe; coins are taken back pro rata (rounded down, in the player’s favour). Coins already spent are still taken: the balance may go below zero, a visible debt that later purchases pay off first and that blocks spending.
+         * @description For operators. Refunds all that remains, or `amount_cents`, through Stripe; coins are taken back pro rata (rounded down, in the player’s favour). Coins already spent are still taken: the balance may go below zero, a visible debt that later purchases pay off first and that blocks spending. Once Stripe has made the refund, the answer is that refund. A retry with the same `Idempotency-Key` answers the refund it made, even if a webhook has settled it since. A refund that Stripe later reports failed gives the coins back (the purchase is `completed` or `partially_refunded` again).
          */
         post: operations["refundPurchase"];
         delete?: never;
@@ -2053,7 +2053,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The purchase after the refund. */
+            /** @description The purchase after the refund (for a retry with the same key: after the refund it made). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2114,7 +2114,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The purchase cannot be refunded in its state, or Stripe refused the refund. */
+            /** @description The purchase cannot be refunded in its state, or Stripe refused the refund (nothing was refunded). */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2150,7 +2150,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Stripe failed or could not be reached. */
+            /** @description Stripe failed or could not be reached before the refund was known. Unless the detail says to try again, the refund may have been made: retry with the same `Idempotency-Key` (it answers the refund Stripe made, or makes it once); reconciliation also finishes it. */
             502: {
                 headers: {
                     [name: string]: unknown;
