@@ -42,7 +42,7 @@ export const SpendResult = Type.Object(
 export type SpendResult = Static<typeof SpendResult>;
 
 export const LedgerReason = Type.Union(
-  ['purchase', 'refund', 'dispute', 'dispute_reversal', 'spend'].map((r) => Type.Literal(r)),
+  ['purchase', 'refund', 'refund_reversal', 'dispute', 'dispute_reversal', 'spend'].map((r) => Type.Literal(r)),
   { $id: 'LedgerReason', title: 'LedgerReason', description: 'Why the coins moved.' },
 );
 export type LedgerReason = Static<typeof LedgerReason>;

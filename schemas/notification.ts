@@ -7,6 +7,7 @@ export const NOTIFICATION_TYPES = [
   'purchase.failed',
   'purchase.requires_action',
   'purchase.refunded',
+  'purchase.refund_failed',
   'purchase.disputed',
   'purchase.dispute_closed',
   'coins.spent',
@@ -20,7 +21,8 @@ export const NotificationType = Type.Union(
     description:
       '`purchase.succeeded`: coins credited (by the purchase call, a lookup, a webhook or reconciliation). ' +
       '`purchase.failed`: declined or refused, nothing credited. `purchase.requires_action`: waiting for 3-D Secure. ' +
-      '`purchase.refunded`: refunded in whole or in part, coins taken back. `purchase.disputed`: a chargeback ' +
+      '`purchase.refunded`: refunded in whole or in part, coins taken back. `purchase.refund_failed`: a refund ' +
+      'failed after it was made, coins given back. `purchase.disputed`: a chargeback ' +
       'opened, coins held back. `purchase.dispute_closed`: won (coins returned) or lost. `coins.spent`: coins spent.',
   },
 );
@@ -45,7 +47,9 @@ export const PurchaseEventData = Type.Object(
     currency: Type.String(),
     payment_intent_id: Type.Optional(Type.String()),
     failure_code: Type.Optional(Type.String({ description: 'For `purchase.failed`: why.' })),
-    amount_refunded: Type.Optional(Type.Integer({ description: 'For `purchase.refunded`: cents refunded in all so far.' })),
+    amount_refunded: Type.Optional(
+      Type.Integer({ description: 'For `purchase.refunded` and `purchase.refund_failed`: cents refunded in all, after this event.' }),
+    ),
     dispute_id: Type.Optional(Type.String({ description: 'For `purchase.disputed` and `purchase.dispute_closed`.' })),
     dispute_outcome: Type.Optional(Type.Union([Type.Literal('won'), Type.Literal('lost')], { description: 'For `purchase.dispute_closed`.' })),
   },

@@ -226,7 +226,7 @@ export interface paths {
         put?: never;
         /**
          * Refund a purchase in Stripe and take its coins back
-         * @description For operators. Refunds all that remains, or `amount_cents`, through Stripe; coins are taken back pro rata (rounded down, in the player’s favour). Coins already spent are still taken: the balance may go below zero, a visible debt that later purchases pay off first and that blocks spending.
+         * @description For operators. Refunds all that remains, or `amount_cents`, through Stripe; coins are taken back pro rata (rounded down, in the player’s favour). Coins already spent are still taken: the balance may go below zero, a visible debt that later purchases pay off first and that blocks spending. Once Stripe has made the refund, the answer is that refund. A retry with the same `Idempotency-Key` answers the refund it made, even if a webhook has settled it since. A refund that Stripe later reports failed gives the coins back (the purchase is `completed` or `partially_refunded` again).
          */
         post: operations["refundPurchase"];
         delete?: never;
@@ -931,7 +931,7 @@ export interface components {
          * LedgerReason
          * @description Why the coins moved.
          */
-        LedgerReason: "purchase" | "refund" | "dispute" | "dispute_reversal" | "spend";
+        LedgerReason: "purchase" | "refund" | "refund_reversal" | "dispute" | "dispute_reversal" | "spend";
         /** LedgerEntry */
         LedgerEntry: {
             /** @description Increases with every entry. */
@@ -1075,9 +1075,9 @@ export interface components {
         };
         /**
          * NotificationType
-         * @description `purchase.succeeded`: coins credited (by the purchase call, a lookup, a webhook or reconciliation). `purchase.failed`: declined or refused, nothing credited. `purchase.requires_action`: waiting for 3-D Secure. `purchase.refunded`: refunded in whole or in part, coins taken back. `purchase.disputed`: a chargeback opened, coins held back. `purchase.dispute_closed`: won (coins returned) or lost. `coins.spent`: coins spent.
+         * @description `purchase.succeeded`: coins credited (by the purchase call, a lookup, a webhook or reconciliation). `purchase.failed`: declined or refused, nothing credited. `purchase.requires_action`: waiting for 3-D Secure. `purchase.refunded`: refunded in whole or in part, coins taken back. `purchase.refund_failed`: a refund failed after it was made, coins given back. `purchase.disputed`: a chargeback opened, coins held back. `purchase.dispute_closed`: won (coins returned) or lost. `coins.spent`: coins spent.
          */
-        NotificationType: "purchase.succeeded" | "purchase.failed" | "purchase.requires_action" | "purchase.refunded" | "purchase.disputed" | "purchase.dispute_closed" | "coins.spent";
+        NotificationType: "purchase.succeeded" | "purchase.failed" | "purchase.requires_action" | "purchase.refunded" | "purchase.refund_failed" | "purchase.disputed" | "purchase.dispute_closed" | "coins.spent";
         /**
          * PurchaseEventData
          * @example {
@@ -1110,7 +1110,7 @@ export interface components {
             payment_intent_id?: string;
             /** @description For `purchase.failed`: why. */
             failure_code?: string;
-            /** @description For `purchase.refunded`: cents refunded in all so far. */
+            /** @description For `purchase.refunded` and `purchase.refund_failed`: cents refunded in all, after this event. */
             amount_refunded?: number;
             /** @description For `purchase.disputed` and `purchase.dispute_closed`. */
             dispute_id?: string;
@@ -2280,7 +2280,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The purchase after the refund. */
+            /** @description The purchase after the refund (for a retry with the same key: after the refund it made). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2341,7 +2341,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The purchase cannot be refunded in its state, or Stripe refused the refund. */
+            /** @description The purchase cannot be refunded in its state, or Stripe refused the refund (nothing was refunded). */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2377,7 +2377,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Stripe failed or could not be reached. */
+            /** @description Stripe failed or could not be reached before the refund was known. Unless the detail says to try again, the refund may have been made: retry with the same `Idempotency-Key` (it answers the refund Stripe made, or makes it once); reconciliation also finishes it. */
             502: {
                 headers: {
                     [name: string]: unknown;

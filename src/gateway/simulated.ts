@@ -151,7 +151,7 @@ export class SimulatedGateway implements PaymentsGateway {
       throw new RefundRejected(`Refund amount (${amount}) is greater than unrefunded amount on charge (${remaining})`);
     }
     intent.amountRefunded += amount;
-    const result: RefundResult = { refundId: stripeLikeId('re'), amountRefunded: intent.amountRefunded, amountCharged: intent.amount };
+    const result: RefundResult = { refundId: stripeLikeId('re'), amount, status: 'succeeded', amountRefunded: intent.amountRefunded };
     this.refundsByKey.set(request.idempotencyKey, result);
     await this.emit('charge.refunded', chargeObject(intent));
     return result;

@@ -4,6 +4,7 @@ import {
   GatewayError,
   PaymentMethodRejected,
   RefundRejected,
+  providerRefundStatus,
   type ChargeOutcome,
   type ChargeRequest,
   type PaymentsGateway,
@@ -215,23 +216,34 @@ export class StripeGateway implements PaymentsGateway {
 
   async refund(request: RefundRequest): Promise<RefundResult> {
     const attempts = this.#attempts.track(request.idempotencyKey);
+    let refund: Stripe.Refund;
     try {
-      const refund = await this.stripe.refunds.create(
-        { payment_intent: request.paymentIntentId, ...(request.amountCents !== undefined ? { amount: request.amountCents } : {}) },
+      refund = await this.stripe.refunds.create(
+        {
+          payment_intent: request.paymentIntentId,
+          ...(request.amountCents !== undefined ? { amount: request.amountCents } : {}),
+          ...(request.metadata ? { metadata: request.metadata } : {}),
+          // The charge as it is with this refund, in the same answer: no second read can fail after the
+          // refund exists (an answer lost then would invite the operator to refund again).
+          expand: ['charge'],
+        },
         { idempotencyKey: request.idempotencyKey },
       );
-      const chargeId = typeof refund.charge === 'string' ? refund.charge : refund.charge?.id;
-      if (!chargeId) throw new GatewayError(`Stripe refund ${refund.id} names no charge`, { mayHaveCharged: false });
-      const charge = await this.stripe.charges.retrieve(chargeId);
-      return { refundId: refund.id, amountRefunded: charge.amount_refunded, amountCharged: charge.amount };
     } catch (err) {
-      if (err instanceof GatewayError) throw err;
       // After a retry, a refusal may answer a refund an earlier attempt made: not known, so not a rejection.
       if (err instanceof Stripe.errors.StripeInvalidRequestError && !attempts.retried()) throw new RefundRejected(err.message);
       throw providerFailure('refund', err, attempts.retried());
     } finally {
       attempts.done();
     }
+    const charge = refund.charge !== null && typeof refund.charge === 'object' ? refund.charge : undefined;
+    return {
+      refundId: refund.id,
+      amount: refund.amount,
+      status: providerRefundStatus(refund.status),
+      failureReason: refund.failure_reason ?? undefined,
+      amountRefunded: charge?.amount_refunded,
+    };
   }
 
   verifyWebhook(payload: Buffer, signature: string | undefined): WebhookEvent {

@@ -27,7 +27,10 @@ export interface PaymentsGateway {
    */
   findPaymentByTransaction(transactionId: string): Promise<ChargeOutcome | undefined>;
 
-  /** Refunds all or part of a succeeded PaymentIntent; answers with the charge's refund totals. */
+  /**
+   * Refunds all or part of a succeeded PaymentIntent and answers with the refund. Once the refund
+   * exists, this never fails for want of a second read: the answer is the refund itself.
+   */
   refund(request: RefundRequest): Promise<RefundResult>;
 
   /**
@@ -42,14 +45,29 @@ export interface RefundRequest {
   /** Cents to refund; everything that remains when omitted. */
   amountCents?: number | undefined;
   idempotencyKey: string;
+  /** Kept on the refund (our transaction id and refund key), so its events lead back to the purchase. */
+  metadata?: Record<string, string> | undefined;
 }
+
+/** A refund's status as the provider reports it (Stripe's). */
+export type ProviderRefundStatus = 'pending' | 'requires_action' | 'succeeded' | 'failed' | 'canceled';
 
 export interface RefundResult {
   refundId: string;
-  /** All that has been refunded on the charge so far, this refund included. */
-  amountRefunded: number;
-  /** What the charge was for. */
-  amountCharged: number;
+  /** This refund's amount. */
+  amount: number;
+  status: ProviderRefundStatus;
+  failureReason?: string | undefined;
+  /**
+   * All that the charge had refunded when the refund was made, this one included, when the provider
+   * told it with the refund (Stripe: the refund's `charge`, expanded); undefined otherwise.
+   */
+  amountRefunded?: number | undefined;
+}
+
+/** Stripe's refund status as coinshop knows it (an unknown or missing one is still `pending`). */
+export function providerRefundStatus(status: string | null | undefined): ProviderRefundStatus {
+  return status === 'succeeded' || status === 'failed' || status === 'canceled' || status === 'requires_action' ? status : 'pending';
 }
 
 /** A verified Stripe event: its id, type and the object it carries (a PaymentIntent, Charge, Dispute…). */

@@ -1,3 +1,4 @@
+import type { ProviderRefundStatus } from '../gateway/types.js';
 import type { PurchaseRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { notifyPurchase } from './notifications.js';
@@ -79,8 +80,9 @@ const wasPaid = (p: PurchaseRow) => !['pending', 'requires_action', 'failed'].in
 /**
  * The coins a purchase should leave with the player, from its state alone: its coins less the
  * refunded share (rounded down, in the player's favour), and none while a dispute is open or lost.
- * Refund and dispute events move the purchase's state monotonically (refunded cents only grow, a
- * dispute only moves on), and the ledger is then brought to this figure — so the order in which
+ * Refund and dispute events move the purchase's state monotonically (what is known of its refunds
+ * only grows, see refundedCents; a dispute only moves on), and the ledger is then brought to this
+ * figure — so the order in which
  * Stripe's events arrive cannot change where the coins end up.
  */
 export function coinsHeld(p: PurchaseRow): number {
@@ -88,13 +90,20 @@ export function coinsHeld(p: PurchaseRow): number {
   return p.coins - Math.floor((p.coins * Math.min(p.refunded_cents, p.amount_cents)) / p.amount_cents);
 }
 
-/** Posts the difference between what the purchase's journals hold and what they should. */
-async function converge(tx: Store, purchase: PurchaseRow, cause: { kind: 'refund' | 'dispute'; reference: string; memo: string }) {
-  const held = await tx.journalTotal(purchase.transaction_id, ['purchase', 'refund', 'dispute', 'dispute_reversal']);
+/**
+ * Posts the difference between what the purchase's journals hold and what they should; returns the
+ * coins it moved (0 when none) and, when it moved some, the player's balance after.
+ */
+async function converge(
+  tx: Store,
+  purchase: PurchaseRow,
+  cause: { kind: 'refund' | 'dispute'; reference: string; memo: string },
+): Promise<{ coins: number; balance?: number | undefined }> {
+  const held = await tx.journalTotal(purchase.transaction_id, ['purchase', 'refund', 'refund_reversal', 'dispute', 'dispute_reversal']);
   const delta = coinsHeld(purchase) - held;
-  if (delta === 0) return;
-  const kind = cause.kind === 'refund' ? 'refund' : delta < 0 ? 'dispute' : 'dispute_reversal';
-  await tx.postJournal({
+  if (delta === 0) return { coins: 0 };
+  const kind = cause.kind === 'refund' ? (delta < 0 ? 'refund' : 'refund_reversal') : delta < 0 ? 'dispute' : 'dispute_reversal';
+  const balance = await tx.postJournal({
     kind,
     reference: cause.reference,
     userId: purchase.user_id,
@@ -103,28 +112,84 @@ async function converge(tx: Store, purchase: PurchaseRow, cause: { kind: 'refund
     amount: delta,
     counterAccount: kind === 'refund' ? COUNTER_ACCOUNTS.refunds : COUNTER_ACCOUNTS.disputes,
   });
+  return balance === undefined ? { coins: 0 } : { coins: delta, balance };
+}
+
+/**
+ * What is refunded of a purchase, from what is known: every Stripe refund coinshop knows of (`made`;
+ * `undone`, those that failed or were canceled after), and the largest `amount_refunded` a charge was
+ * seen with (refunds coinshop has no object for, made in the Dashboard, are in it). Each input only
+ * grows — refunds become known, a refund's status only moves on, the largest figure only rises — so
+ * events in any order land on the same figure. It never counts a refund that is not there (a charge
+ * figure that included a refund since failed is covered by that refund's own amount); a Dashboard
+ * refund made after another one failed may be counted only once its own refund event arrives.
+ */
+export function refundedCents(p: PurchaseRow, refunds: { made: number; undone: number }): number {
+  const refunded = Math.max(refunds.made, p.stripe_refunded_cents) - refunds.undone;
+  return Math.min(Math.max(refunded, 0), p.amount_cents);
+}
+
+/**
+ * Brings a paid purchase's refunded amount, status and coins to what its refunds say. The journal's
+ * reference names the refund state it converges to, which never repeats (`made` and `undone` only
+ * grow), so a refund taken back, failed, then made again posts each time.
+ */
+async function convergeRefunds(tx: Store, transactionId: string, paymentIntentId: string): Promise<PurchaseRow> {
+  const paid = await current(tx, transactionId);
+  const totals = await tx.refundTotals(transactionId);
+  const refunded = refundedCents(paid, totals);
+  const status = refunded === 0 ? 'succeeded' : refunded >= paid.amount_cents ? 'refunded' : 'partially_refunded';
+  // While a dispute is open or decided, the status stays the dispute's; the refund still counts.
+  await tx.setRefunded(transactionId, refunded, status);
+  const purchase = await current(tx, transactionId);
+  const undone = totals.undone > 0 ? `:after-failed:${totals.undone}` : '';
+  const moved = await converge(tx, purchase, {
+    kind: 'refund',
+    reference: `${paymentIntentId}:refunded:${refunded}${undone}`,
+    memo:
+      totals.undone > 0
+        ? `refund of ${refunded} of ${purchase.amount_cents} ${purchase.currency} (${totals.undone} refunded then failed)`
+        : `refund of ${refunded} of ${purchase.amount_cents} ${purchase.currency}`,
+  });
+  if (purchase.refunded_cents !== paid.refunded_cents) {
+    // More refunded: coins taken back (or none, while a dispute holds them); less: a refund failed, coins returned.
+    const type = purchase.refunded_cents > paid.refunded_cents ? 'purchase.refunded' : 'purchase.refund_failed';
+    await notifyPurchase(tx, type, purchase, { ...moved, extra: { amount_refunded: purchase.refunded_cents } });
+  }
+  return purchase;
 }
 
 /** The charge has `amountRefunded` cents refunded in all (a smaller, older figure changes nothing). */
 export async function settleRefunded(tx: Store, transactionId: string, paymentIntentId: string, amountRefunded: number) {
   const paid = await settleSucceeded(tx, transactionId, paymentIntentId);
-  if (!wasPaid(paid) || amountRefunded <= paid.refunded_cents) return paid;
-  const refunded = Math.min(amountRefunded, paid.amount_cents);
-  await tx.db
-    .updateTable('purchases')
-    .set({ refunded_cents: refunded })
-    .where('transaction_id', '=', transactionId)
-    .where('refunded_cents', '<', refunded)
-    .execute();
-  // While a dispute is open or decided, the status stays the dispute's; the refund still counts.
-  await tx.movePurchase(transactionId, refunded >= paid.amount_cents ? 'refunded' : 'partially_refunded');
-  const purchase = await current(tx, transactionId);
-  await converge(tx, purchase, {
-    kind: 'refund',
-    reference: `${paymentIntentId}:refunded:${refunded}`,
-    memo: `refund of ${refunded} of ${purchase.amount_cents} ${purchase.currency}`,
-  });
-  return purchase;
+  if (!wasPaid(paid)) return paid;
+  await tx.raiseStripeRefunded(transactionId, amountRefunded);
+  return convergeRefunds(tx, transactionId, paymentIntentId);
+}
+
+/**
+ * Stripe says this of one refund (its answer to the refund call, or an event about the refund): its
+ * amount and status — a refund that failed after it succeeded gives its coins back — and, with the
+ * refund call, the charge's refunded total then.
+ */
+export async function settleRefund(
+  tx: Store,
+  transactionId: string,
+  paymentIntentId: string,
+  refund: {
+    id: string;
+    amount: number;
+    status: ProviderRefundStatus;
+    failureReason?: string | null | undefined;
+    refundKey?: string | undefined;
+    amountRefunded?: number | undefined;
+  },
+): Promise<PurchaseRow> {
+  const paid = await settleSucceeded(tx, transactionId, paymentIntentId);
+  if (!wasPaid(paid)) return paid;
+  await tx.recordRefund(transactionId, refund);
+  if (refund.amountRefunded !== undefined) await tx.raiseStripeRefunded(transactionId, refund.amountRefunded);
+  return convergeRefunds(tx, transactionId, paymentIntentId);
 }
 
 /**

@@ -5,7 +5,8 @@ import type { WebhookEvent } from '../gateway/types.js';
 import type { PurchaseRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { declineCode } from './declines.js';
-import { settleDispute, settleFailed, settleRefunded, settleRequiresAction, settleSucceeded } from './settlement.js';
+import { providerRefundStatus } from '../gateway/types.js';
+import { settleDispute, settleFailed, settleRefund, settleRefunded, settleRequiresAction, settleSucceeded } from './settlement.js';
 
 // The few fields of each Stripe object we act on; anything else in the object is ignored.
 const PaymentIntent = Type.Object({
@@ -16,12 +17,23 @@ const PaymentIntent = Type.Object({
     Type.Union([Type.Null(), Type.Object({ code: Type.Optional(Type.String()), decline_code: Type.Optional(Type.String()) })]),
   ),
 });
+const Refund = Type.Object({
+  id: Type.String(),
+  amount: Type.Integer({ minimum: 0 }),
+  status: Type.Union([Type.String(), Type.Null()]),
+  payment_intent: Type.Union([Type.String(), Type.Null()]),
+  failure_reason: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+  // Ours carry the purchase's transaction id and the operator request's refund key.
+  metadata: Type.Optional(Type.Record(Type.String(), Type.String())),
+});
 const Charge = Type.Object({
   id: Type.String(),
   payment_intent: Type.String(),
   amount_refunded: Type.Integer({ minimum: 0 }),
   // The PaymentIntent's metadata, copied to its charge: the purchase's transaction id.
   metadata: Type.Optional(Type.Record(Type.String(), Type.String())),
+  // Older API versions list the charge's refunds in it.
+  refunds: Type.Optional(Type.Union([Type.Null(), Type.Object({ data: Type.Array(Refund) })])),
 });
 const Dispute = Type.Object({
   id: Type.String(),
@@ -55,6 +67,17 @@ async function purchaseFor(tx: Store, paymentIntentId: string, metadata?: Record
   return (transactionId ? await tx.findPurchase(transactionId) : undefined) ?? tx.findPurchaseByPaymentIntent(paymentIntentId);
 }
 
+function settleRefundObject(tx: Store, purchase: PurchaseRow, paymentIntentId: string, refund: Static<typeof Refund>) {
+  const refundKey = refund.metadata?.['refund_key'];
+  return settleRefund(tx, purchase.transaction_id, paymentIntentId, {
+    id: refund.id,
+    amount: refund.amount,
+    status: providerRefundStatus(refund.status),
+    failureReason: refund.failure_reason,
+    ...(refundKey ? { refundKey } : {}),
+  });
+}
+
 async function apply(tx: Store, event: WebhookEvent): Promise<boolean> {
   switch (event.type) {
     case 'payment_intent.succeeded':
@@ -77,7 +100,21 @@ async function apply(tx: Store, event: WebhookEvent): Promise<boolean> {
       // (the purchase call timed out); settling it credits the payment first, then takes the refund back.
       const purchase = charge && (await purchaseFor(tx, charge.payment_intent, charge.metadata));
       if (!charge || !purchase) return false;
+      for (const refund of charge.refunds?.data ?? []) await settleRefundObject(tx, purchase, charge.payment_intent, refund);
       await settleRefunded(tx, purchase.transaction_id, charge.payment_intent, charge.amount_refunded);
+      return true;
+    }
+    // A refund changed (or, on newer API versions, was made): a refund that fails after it succeeded
+    // gives its coins back. Its status is taken as it is now, whatever was said of it before.
+    case 'charge.refund.updated':
+    case 'refund.created':
+    case 'refund.updated':
+    case 'refund.failed': {
+      const refund = parse(Refund, event.object);
+      const paymentIntentId = refund?.payment_intent;
+      const purchase = paymentIntentId && (await purchaseFor(tx, paymentIntentId, refund.metadata));
+      if (!refund || !paymentIntentId || !purchase) return false;
+      await settleRefundObject(tx, purchase, paymentIntentId, refund);
       return true;
     }
     case 'charge.dispute.created':

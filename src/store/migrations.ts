@@ -99,6 +99,35 @@ const migrations = (engine: Engine): Record<string, Migration> => {
           .execute();
       },
     },
+    '0002_refunds': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('refunds')
+          .addColumn('id', rowIdType, rowId)
+          .addColumn('refund_key', 'varchar(64)', (c) => c.unique())
+          .addColumn('transaction_id', 'varchar(64)', (c) => c.notNull().references('purchases.transaction_id'))
+          .addColumn('requested_cents', 'bigint')
+          .addColumn('stripe_refund_id', 'varchar(255)', (c) => c.unique())
+          .addColumn('amount_cents', 'bigint')
+          .addColumn('status', 'varchar(16)', (c) => c.notNull())
+          .addColumn('failure_reason', 'varchar(64)')
+          .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
+          .addColumn('updated_at', 'varchar(32)', (c) => c.notNull())
+          .addCheckConstraint(
+            'refunds_status',
+            sql`status in ('requested', 'rejected', 'pending', 'requires_action', 'succeeded', 'failed', 'canceled')`,
+          )
+          .execute();
+        await db.schema.createIndex('refunds_purchase').on('refunds').column('transaction_id').execute();
+        await db.schema.createIndex('refunds_unfinished').on('refunds').columns(['status', 'created_at']).execute();
+        // Until now refunded_cents was the largest amount_refunded Stripe reported: that is what it was.
+        await db.schema
+          .alterTable('purchases')
+          .addColumn('stripe_refunded_cents', 'bigint', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await sql`update purchases set stripe_refunded_cents = refunded_cents`.execute(db);
+      },
+    },
     '0004_notifications': {
       async up(db: Kysely<unknown>) {
         // Each player's notifications are numbered 1, 2, 3… (user_seq) from this counter, taken in the

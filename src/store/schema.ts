@@ -4,6 +4,12 @@ import type { Generated, Insertable, Selectable } from 'kysely';
  * A purchase's life. It only moves forward: see `PURCHASE_TRANSITIONS` for the edges. `failed` can
  * still become `succeeded` when Stripe says the PaymentIntent succeeded after all (the customer
  * finished it with another attempt): money that moved is always credited.
+ *
+ * One edge goes back, and only through `Store.setRefunded`, never `movePurchase`: among
+ * `REFUND_SETTLED` the status follows `refunded_cents`, which falls when a refund fails after
+ * Stripe reported it (`pm_card_refundFail`; the bank sends the money back to the merchant). A
+ * `refunded` purchase whose refund failed is `succeeded` (or `partially_refunded`) again, because the
+ * player paid and was not repaid: its coins are returned.
  */
 export type PurchaseStatus =
   | 'pending'
@@ -37,6 +43,8 @@ export const UNFINISHED: readonly PurchaseStatus[] = ['pending', 'requires_actio
  * is credited (`failed` → `succeeded`).
  */
 export const REVIVABLE_FAILURE = 'authentication_failed';
+/** The statuses a paid, undisputed purchase takes from its refunded amount (none, part, all). */
+export const REFUND_SETTLED: readonly PurchaseStatus[] = ['succeeded', 'partially_refunded', 'refunded'];
 
 export interface CustomersTable {
   user_id: string;
@@ -66,14 +74,22 @@ export interface PurchasesTable {
   status: PurchaseStatus;
   payment_intent_id: string | null;
   failure_code: string | null;
-  /** Cumulative amount refunded in Stripe, in cents. */
+  /**
+   * What is refunded in Stripe now, in cents: refunds coinshop knows (pending or succeeded), plus
+   * what the charge reported beyond them (see settlement's refundedCents). Falls when a refund fails.
+   */
   refunded_cents: number;
+  /** The largest cumulative `amount_refunded` a Stripe Charge was seen with; never falls. */
+  stripe_refunded_cents: number;
   created_at: string;
   updated_at: string;
 }
 
-/** Why coins moved. Each (kind, reference) can be written once: that is the exactly-once guarantee. */
-export type JournalKind = 'purchase' | 'refund' | 'dispute' | 'dispute_reversal' | 'spend';
+/**
+ * Why coins moved. Each (kind, reference) can be written once: that is the exactly-once guarantee.
+ * `refund_reversal`: coins a refund took back, returned because the refund failed.
+ */
+export type JournalKind = 'purchase' | 'refund' | 'refund_reversal' | 'dispute' | 'dispute_reversal' | 'spend';
 
 /** One balanced movement of coins: its entries sum to zero. */
 export interface LedgerJournalsTable {
@@ -143,6 +159,33 @@ export interface NotificationsTable {
   delivered_at: string | null;
 }
 
+/**
+ * Where a refund is: `requested` (recorded before Stripe is called; Stripe's answer not known yet),
+ * `rejected` (Stripe made no refund for it), or the Stripe refund's own status.
+ */
+export type RefundStatus = 'requested' | 'rejected' | 'pending' | 'requires_action' | 'succeeded' | 'failed' | 'canceled';
+
+/**
+ * The refunds of a purchase: each operator refund is recorded (`requested`) before Stripe is called,
+ * under the key it is sent to Stripe with, so that one interrupted before its answer was written is
+ * found and finished; refunds made elsewhere (the Dashboard) are recorded when an event shows them.
+ */
+export interface RefundsTable {
+  id: Generated<number>;
+  /** The operator request's key (`refund-<key>` at Stripe); null for refunds coinshop did not make. */
+  refund_key: string | null;
+  transaction_id: string;
+  /** What the operator asked for; null: all that remained. */
+  requested_cents: number | null;
+  stripe_refund_id: string | null;
+  /** The refund's amount, once Stripe has told it. */
+  amount_cents: number | null;
+  status: RefundStatus;
+  failure_reason: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
 export interface WebhookEventsTable {
   event_id: string;
   type: string;
@@ -157,6 +200,7 @@ export interface Database {
   idempotency_keys: IdempotencyKeysTable;
   webhook_events: WebhookEventsTable;
   notifications: NotificationsTable;
+  refunds: RefundsTable;
 }
 
 /**
@@ -189,6 +233,7 @@ export const PURCHASE_COLUMNS = [
   'payment_intent_id',
   'failure_code',
   'refunded_cents',
+  'stripe_refunded_cents',
   'created_at',
   'updated_at',
 ] as const;
@@ -198,3 +243,4 @@ export type PurchaseRow = Selectable<PurchasesTable>;
 export type NewPurchase = Insertable<PurchasesTable>;
 export type IdempotencyRow = Selectable<IdempotencyKeysTable>;
 export type NotificationRow = Selectable<NotificationsTable>;
+export type RefundRow = Selectable<RefundsTable>;

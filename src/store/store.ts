@@ -6,6 +6,7 @@ import {
   PURCHASE_COLUMNS,
   PURCHASE_TRANSITIONS,
   REVIVABLE_FAILURE,
+  REFUND_SETTLED,
   UNFINISHED,
   type CustomerRow,
   type Database,
@@ -16,9 +17,22 @@ import {
   type NotificationStatus,
   type PurchaseRow,
   type PurchaseStatus,
+  type RefundRow,
+  type RefundStatus,
 } from './schema.js';
 
 export const now = () => new Date().toISOString();
+
+/** How far on a refund is: a status only moves to a higher rank. */
+const REFUND_RANK: Readonly<Record<RefundStatus, number>> = {
+  requested: 0,
+  rejected: 0,
+  pending: 1,
+  requires_action: 1,
+  succeeded: 2,
+  failed: 3,
+  canceled: 3,
+};
 
 export const playerAccount = (userId: string) => `player:${userId}`;
 
@@ -123,9 +137,11 @@ export class Store {
   // Purchases
 
   /** Records a purchase before the provider is called (money invariant 3); returns the row. */
-  async insertPendingPurchase(purchase: Omit<NewPurchase, 'status' | 'created_at' | 'updated_at' | 'refunded_cents'>): Promise<PurchaseRow> {
+  async insertPendingPurchase(
+    purchase: Omit<NewPurchase, 'status' | 'created_at' | 'updated_at' | 'refunded_cents' | 'stripe_refunded_cents'>,
+  ): Promise<PurchaseRow> {
     const at = now();
-    const row = { ...purchase, status: 'pending' as const, refunded_cents: 0, created_at: at, updated_at: at };
+    const row = { ...purchase, status: 'pending' as const, refunded_cents: 0, stripe_refunded_cents: 0, created_at: at, updated_at: at };
     const { rows } = await this.#prepared('insertPendingPurchase', row, (db, a) => db.insertInto('purchases').values(a).returning(PURCHASE_COLUMNS));
     return rows[0]!;
   }
@@ -216,6 +232,151 @@ export class Store {
         .returning(PURCHASE_COLUMNS),
     );
     return rows[0];
+  }
+
+  // Refunds
+
+  /** The refund an operator request recorded under `refundKey`, if any. */
+  findRefundAttempt(refundKey: string): Promise<RefundRow | undefined> {
+    return this.db.selectFrom('refunds').selectAll().where('refund_key', '=', refundKey).executeTakeFirst();
+  }
+
+  /**
+   * Records an operator's refund before Stripe is called (as a purchase is recorded before charging),
+   * or, for a retry of the same request, makes one Stripe made nothing of `requested` again.
+   */
+  async recordRefundAttempt(attempt: { refundKey: string; transactionId: string; requestedCents: number | null }): Promise<void> {
+    const at = now();
+    await this.db
+      .insertInto('refunds')
+      .values({
+        refund_key: attempt.refundKey,
+        transaction_id: attempt.transactionId,
+        requested_cents: attempt.requestedCents,
+        stripe_refund_id: null,
+        amount_cents: null,
+        status: 'requested',
+        failure_reason: null,
+        created_at: at,
+        updated_at: at,
+      })
+      .onConflict((oc) => oc.column('refund_key').doUpdateSet({ status: 'requested', updated_at: at }).where('refunds.status', '=', 'rejected'))
+      .execute();
+  }
+
+  /** Stripe made no refund for this request (it refused, or failed before doing anything). */
+  async rejectRefundAttempt(refundKey: string): Promise<void> {
+    await this.db
+      .updateTable('refunds')
+      .set({ status: 'rejected', updated_at: now() })
+      .where('refund_key', '=', refundKey)
+      .where('status', '=', 'requested')
+      .execute();
+  }
+
+  /**
+   * Records what Stripe says of one refund, found by its id or by the request that made it. Its
+   * status only moves on (requested → pending → succeeded → failed or canceled), so an older
+   * answer arriving late changes nothing. Call with the purchase locked.
+   */
+  async recordRefund(
+    transactionId: string,
+    refund: { id: string; amount: number; status: RefundStatus; failureReason?: string | null | undefined; refundKey?: string | undefined },
+  ): Promise<void> {
+    const at = now();
+    const known =
+      (await this.db.selectFrom('refunds').selectAll().where('stripe_refund_id', '=', refund.id).executeTakeFirst()) ??
+      (refund.refundKey === undefined ? undefined : await this.findRefundAttempt(refund.refundKey));
+    if (!known) {
+      await this.db
+        .insertInto('refunds')
+        .values({
+          refund_key: refund.refundKey ?? null,
+          transaction_id: transactionId,
+          requested_cents: null,
+          stripe_refund_id: refund.id,
+          amount_cents: refund.amount,
+          status: refund.status,
+          failure_reason: refund.failureReason ?? null,
+          created_at: at,
+          updated_at: at,
+        })
+        .execute();
+      return;
+    }
+    const moves = REFUND_RANK[refund.status] > REFUND_RANK[known.status];
+    await this.db
+      .updateTable('refunds')
+      .set({
+        stripe_refund_id: refund.id,
+        amount_cents: refund.amount,
+        ...(moves ? { status: refund.status, failure_reason: refund.failureReason ?? null } : {}),
+        updated_at: at,
+      })
+      .where('id', '=', known.id)
+      .execute();
+  }
+
+  /** The Stripe refunds a purchase is known to have: their total, and the part that failed or was canceled. */
+  async refundTotals(transactionId: string): Promise<{ made: number; undone: number }> {
+    const rows = await this.db
+      .selectFrom('refunds')
+      .select(['amount_cents', 'status'])
+      .where('transaction_id', '=', transactionId)
+      .where('stripe_refund_id', 'is not', null)
+      .execute();
+    let made = 0;
+    let undone = 0;
+    for (const row of rows) {
+      const amount = Number(row.amount_cents ?? 0);
+      made += amount;
+      if (row.status === 'failed' || row.status === 'canceled') undone += amount;
+    }
+    return { made, undone };
+  }
+
+  /** A Stripe Charge was seen with `amountRefunded` refunded in all: kept if it is the largest yet. */
+  async raiseStripeRefunded(transactionId: string, amountRefunded: number): Promise<void> {
+    await this.db
+      .updateTable('purchases')
+      .set({ stripe_refunded_cents: amountRefunded })
+      .where('transaction_id', '=', transactionId)
+      .where('stripe_refunded_cents', '<', amountRefunded)
+      .execute();
+  }
+
+  /**
+   * Sets what is refunded of a purchase, up or down, and (unless a dispute holds the status) the
+   * status it gives among REFUND_SETTLED: the one backward edge of a purchase's life (see schema).
+   */
+  async setRefunded(transactionId: string, refundedCents: number, status: PurchaseStatus): Promise<void> {
+    const at = now();
+    await this.db
+      .updateTable('purchases')
+      .set({ refunded_cents: refundedCents, updated_at: at })
+      .where('transaction_id', '=', transactionId)
+      .where('refunded_cents', '!=', refundedCents)
+      .execute();
+    await this.db
+      .updateTable('purchases')
+      .set({ status, updated_at: at })
+      .where('transaction_id', '=', transactionId)
+      .where('status', 'in', REFUND_SETTLED)
+      .where('status', '!=', status)
+      .execute();
+  }
+
+  /** Operator refunds still `requested` (Stripe's answer never recorded), recorded before `startedBefore`, after row `afterId`. */
+  listUnfinishedRefunds(startedBefore: string, afterId: number, limit: number): Promise<RefundRow[]> {
+    return this.db
+      .selectFrom('refunds')
+      .selectAll()
+      .where('status', '=', 'requested')
+      .where('created_at', '<', startedBefore)
+      .where('id', '>', afterId)
+      .orderBy('id')
+      .limit(limit)
+      .execute();
   }
 
   // Ledger

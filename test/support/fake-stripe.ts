@@ -156,10 +156,13 @@ export interface StoredRefund {
   charge: string;
   created: number;
   currency: string;
+  /** Why a refund failed (set with `status: 'failed'`). */
+  failure_reason: 'lost_or_stolen_card' | 'expired_or_canceled_card' | 'unknown' | null;
   metadata: Record<string, string>;
   payment_intent: string;
   reason: RefundReason | null;
-  status: 'succeeded';
+  /** `succeeded` when made; `failed` later for a card that behaves like `pm_card_refundFail` (see failRefund). */
+  status: 'succeeded' | 'failed';
 }
 
 export interface StoredDispute {
@@ -198,6 +201,7 @@ type EventsOf<T extends string, O> = T extends string ? EventEnvelope<T, O> : ne
 export type StripeEventObject =
   | EventsOf<'payment_intent.succeeded' | 'payment_intent.payment_failed' | 'payment_intent.requires_action', StoredPaymentIntent>
   | EventsOf<'charge.succeeded' | 'charge.refunded', StoredCharge>
+  | EventsOf<'charge.refund.updated' | 'refund.failed', StoredRefund>
   | EventsOf<'charge.dispute.created' | 'charge.dispute.closed', StoredDispute>;
 
 export type StripeEventType = StripeEventObject['type'];
@@ -257,8 +261,19 @@ export interface FakeStripe {
    * succeeds when charged, or behaves like the given Stripe test token (e.g. `pm_card_chargeDeclined`).
    */
   createPaymentMethod(behavesLike?: string): string;
-  /** The next `count` requests (of any kind) get a Stripe error with this status (500: api_error). */
-  failNext(count: number, status?: number): void;
+  /**
+   * The next `count` requests get a Stripe error with this status (500: api_error) instead of being
+   * run: any request, or only those whose method and path match `only` (e.g. `{ method: 'GET', path:
+   * /^\/v1\/charges\// }`, a follow-up read after the call before it succeeded).
+   */
+  failNext(count: number, status?: number, only?: { method?: string; path?: RegExp }): void;
+  /**
+   * A refund of a card that behaves like `pm_card_refundFail` fails after it succeeded, as Stripe's
+   * test card does some time later: the refund becomes `failed` (`failure_reason`), its amount is no
+   * longer counted in the charge's `amount_refunded`, and Stripe sends `charge.refund.updated` and
+   * `refund.failed`. Throws for any other refund, or one not `succeeded`.
+   */
+  failRefund(refundId: string): StoredRefund;
   setLatency(ms: number): void;
   close(): Promise<void>;
 }
@@ -434,6 +449,12 @@ function readEmail(body: FormObject): string | null | undefined {
 // Known parameters per endpoint (Stripe answers 400 parameter_unknown to anything else)
 
 const EXPAND_ONLY = new Set(['expand']);
+
+/** Whether the request asks for `field` expanded (`expand[]=field`, which stripe-node sends as `expand[0]=field`). */
+function expands(body: FormObject, field: string): boolean {
+  const expand = body.expand;
+  return Array.isArray(expand) ? expand.includes(field) : expand === field;
+}
 const RETRIEVE_INTENT_PARAMS = new Set(['client_secret', 'expand']);
 const CUSTOMER_PARAMS = new Set([
   'address', 'balance', 'business_name', 'cash_balance', 'coupon', 'description', 'email', 'expand',
@@ -604,8 +625,10 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
   const events: StripeEventObject[] = [];
   const eventsById = new Map<string, StripeEventObject>();
   const idempotency = new Map<string, IdempotencyEntry>();
-  const failures: { remaining: number; status: number }[] = [];
   let heldInProcessing = 0;
+  const failures: { remaining: number; status: number; method?: string | undefined; path?: RegExp | undefined }[] = [];
+  /** PaymentMethods made from `pm_card_refundFail`: their refunds fail later (failRefund). */
+  const refundFailCards = new Set<string>(['pm_card_refundFail']);
   const timers = new Set<NodeJS.Timeout>();
 
   const instance = randomToken(8);
@@ -634,6 +657,7 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     };
     paymentMethods.set(pm.id, pm);
     behaviours.set(pm.id, behaviour);
+    if (likeToken === 'pm_card_refundFail') refundFailCards.add(pm.id);
     return pm;
   }
 
@@ -1059,6 +1083,7 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
       charge: charge.id,
       created: now(),
       currency: charge.currency,
+      failure_reason: null,
       metadata,
       payment_intent: charge.payment_intent,
       reason,
@@ -1128,7 +1153,11 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
         }
       }
       if (resource === 'refunds' && action === undefined) {
-        if (method === 'POST' && id === undefined) return createRefund(body);
+        if (method === 'POST' && id === undefined) {
+          const refund = createRefund(body);
+          // `expand[]=charge`: the refund's charge as it is now, this refund counted (Stripe expands on create too).
+          return expands(body, 'charge') ? { ...refund, charge: charges.get(refund.charge) ?? refund.charge } : refund;
+        }
         if (method === 'GET' && id !== undefined) return retrieve(refunds, id, 'refund', body);
       }
       if (method === 'GET' && id !== undefined && action === undefined) {
@@ -1201,7 +1230,10 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
             code: 'rate_limit',
             message: 'Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.',
           }
-        : { type: 'api_error', message: 'An unknown error occurred' };
+        : status === 400 || status === 404
+          ? // A refusal of the request itself (Stripe says why in an invalid_request_error).
+            { type: 'invalid_request_error', code: 'resource_missing', message: 'No such object (refused by failNext)' }
+          : { type: 'api_error', message: 'An unknown error occurred' };
     return { status, json: JSON.stringify({ error }), store: false };
   }
 
@@ -1230,9 +1262,12 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     requests.push({ method, path, idempotencyKey, body });
     const reply = (r: Reply): void => later(() => send(res, r, requestId, stripeVersion, idempotencyKey));
 
-    const failure = failures[0];
+    const failureAt = failures.findIndex(
+      (f) => (f.method === undefined || f.method === method) && (f.path === undefined || f.path.test(path)),
+    );
+    const failure = failures[failureAt];
     if (failure) {
-      if (--failure.remaining <= 0) failures.shift();
+      if (--failure.remaining <= 0) failures.splice(failureAt, 1);
       reply(failureReply(failure.status));
       return;
     }
@@ -1433,8 +1468,26 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
       }
       return makePaymentMethod(behaviour, behavesLike ?? 'pm_card_visa', null).id;
     },
-    failNext(count: number, status = 500): void {
-      if (count > 0) failures.push({ remaining: count, status });
+    failNext(count: number, status = 500, only: { method?: string; path?: RegExp } = {}): void {
+      if (count > 0) failures.push({ remaining: count, status, method: only.method, path: only.path });
+    },
+    failRefund(refundId: string): StoredRefund {
+      const refund = refunds.get(refundId);
+      if (!refund) throw new Error(`fake-stripe: no refund ${refundId}`);
+      const intent = paymentIntents.get(refund.payment_intent);
+      if (!intent?.payment_method || !refundFailCards.has(intent.payment_method)) {
+        throw new Error(`fake-stripe: refund ${refundId} is not of a card that behaves like pm_card_refundFail`);
+      }
+      if (refund.status !== 'succeeded') throw new Error(`fake-stripe: refund ${refundId} is already ${refund.status}`);
+      const charge = charges.get(refund.charge);
+      if (!charge) throw new Error(`fake-stripe: refund ${refundId} has no charge`);
+      refund.status = 'failed';
+      refund.failure_reason = 'expired_or_canceled_card';
+      charge.amount_refunded -= refund.amount;
+      charge.refunded = charge.amount_refunded === charge.amount;
+      record(snapshotEvent('charge.refund.updated', refund));
+      record(snapshotEvent('refund.failed', refund));
+      return refund;
     },
     setLatency(ms: number): void {
       latencyMs = Math.max(0, ms);

@@ -29,7 +29,6 @@ import {
   idempotencyConflicts,
   idempotencyKeyHeader,
   internalError,
-  paymentProviderFailed,
   problemResponse,
   callerErrors,
   playerSecurity,
@@ -205,15 +204,18 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'For operators. Refunds all that remains, or `amount_cents`, through Stripe; coins are taken back ' +
           'pro rata (rounded down, in the player’s favour). Coins already spent are still taken: the balance ' +
-          'may go below zero, a visible debt that later purchases pay off first and that blocks spending.',
+          'may go below zero, a visible debt that later purchases pay off first and that blocks spending. ' +
+          'Once Stripe has made the refund, the answer is that refund. A retry with the same `Idempotency-Key` ' +
+          'answers the refund it made, even if a webhook has settled it since. A refund that Stripe later reports ' +
+          'failed gives the coins back (the purchase is `completed` or `partially_refunded` again).',
         headers: idempotencyKeyHeader,
         params: TransactionIdParams,
         body: ref(RefundPurchaseRequest),
         response: {
-          200: { ...ref(Purchase), description: 'The purchase after the refund.' },
+          200: { ...ref(Purchase), description: 'The purchase after the refund (for a retry with the same key: after the refund it made).' },
           400: problemResponse('The request is malformed.', { validation_error: 'Invalid input: body/amount_cents must be >= 1' }),
           404: purchaseNotFound,
-          409: problemResponse('The purchase cannot be refunded in its state, or Stripe refused the refund.', {
+          409: problemResponse('The purchase cannot be refunded in its state, or Stripe refused the refund (nothing was refunded).', {
             invalid_state: 'Only a completed purchase can be refunded; this one is failed',
             refund_rejected: 'Stripe refused the refund: Charge ch_1 has already been refunded.',
             idempotency_key_in_use: 'A request with this Idempotency-Key is still being processed; retry later',
@@ -221,7 +223,15 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
           422: idempotencyConflicts[422],
           ...callerErrors,
           500: internalError,
-          502: paymentProviderFailed,
+          502: problemResponse(
+            'Stripe failed or could not be reached before the refund was known. Unless the detail says to try again, ' +
+              'the refund may have been made: retry with the same `Idempotency-Key` (it answers the refund Stripe made, ' +
+              'or makes it once); reconciliation also finishes it.',
+            {
+              payment_provider_error:
+                'The payment provider failed or could not be reached, and the request may have taken effect there; retry with the same Idempotency-Key',
+            },
+          ),
         },
       },
     },
