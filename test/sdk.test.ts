@@ -151,7 +151,7 @@ t.test("a game server's notification handler, written with the SDK's verifyNotif
   const granted: NotificationEvent[] = [];
   const seen = new Set<string>();
   const refused: string[] = [];
-  // The handler the README shows: verify, dedupe by webhook-id, grant, answer 2xx.
+  // The handler docs/notifications.md shows: verify, dedupe by webhook-id, grant, answer 2xx.
   const game = http.createServer((req, res) => {
     let body = '';
     req.on('data', (chunk: Buffer) => (body += chunk.toString()));
