@@ -268,6 +268,12 @@ export interface FakeStripe {
    */
   failNext(count: number, status?: number, only?: { method?: string; path?: RegExp }): void;
   /**
+   * The next `count` requests (matching `only`) are carried out — a charge is made, a refund too —
+   * but their answer is lost: the connection is dropped instead, as when the network fails or the
+   * caller dies after Stripe acted.
+   */
+  loseNextAnswer(count: number, only?: { method?: string; path?: RegExp }): void;
+  /**
    * A refund of a card that behaves like `pm_card_refundFail` fails after it succeeded, as Stripe's
    * test card does some time later: the refund becomes `failed` (`failure_reason`), its amount is no
    * longer counted in the charge's `amount_refunded`, and Stripe sends `charge.refund.updated` and
@@ -626,6 +632,7 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
   const eventsById = new Map<string, StripeEventObject>();
   const idempotency = new Map<string, IdempotencyEntry>();
   let heldInProcessing = 0;
+  const losses: { remaining: number; method?: string | undefined; path?: RegExp | undefined }[] = [];
   const failures: { remaining: number; status: number; method?: string | undefined; path?: RegExp | undefined }[] = [];
   /** PaymentMethods made from `pm_card_refundFail`: their refunds fail later (failRefund). */
   const refundFailCards = new Set<string>(['pm_card_refundFail']);
@@ -1202,7 +1209,7 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     timers.add(timer);
   }
 
-  function send(
+  function sendReply(
     res: http.ServerResponse,
     reply: Reply,
     requestId: string,
@@ -1260,6 +1267,11 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     const stripeVersion = typeof versionHeader === 'string' ? versionHeader : DEFAULT_STRIPE_VERSION;
     const requestId = `req_${randomToken(14)}`;
     requests.push({ method, path, idempotencyKey, body });
+    const lossAt = losses.findIndex((l) => (l.method === undefined || l.method === method) && (l.path === undefined || l.path.test(path)));
+    const loss = losses[lossAt];
+    if (loss && --loss.remaining <= 0) losses.splice(lossAt, 1);
+    const send = (response: http.ServerResponse, r: Reply, id: string, version: string, key: string | undefined) =>
+      loss ? req.socket.destroy() : sendReply(response, r, id, version, key);
     const reply = (r: Reply): void => later(() => send(res, r, requestId, stripeVersion, idempotencyKey));
 
     const failureAt = failures.findIndex(
@@ -1470,6 +1482,9 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     },
     failNext(count: number, status = 500, only: { method?: string; path?: RegExp } = {}): void {
       if (count > 0) failures.push({ remaining: count, status, method: only.method, path: only.path });
+    },
+    loseNextAnswer(count: number, only: { method?: string; path?: RegExp } = {}): void {
+      if (count > 0) losses.push({ remaining: count, method: only.method, path: only.path });
     },
     failRefund(refundId: string): StoredRefund {
       const refund = refunds.get(refundId);
