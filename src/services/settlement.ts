@@ -1,4 +1,4 @@
-import type { PurchaseRow } from '../store/schema.js';
+import type { DisputeRow, DisputeStatus, PurchaseRow, PurchaseStatus } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 
 /** The counter-accounts coins move to and from (each journal is balanced against one of them). */
@@ -120,21 +120,62 @@ export async function settleRefunded(tx: Store, transactionId: string, paymentIn
 }
 
 /**
- * A dispute in state `status`: opened, the coins are held back; won, they come back (less any
- * refund); lost, they stay gone. A `closed` event that arrives before its `created` event lands in
- * the same place, because both move the status forward and the ledger follows the status.
+ * How far along a dispute is: a status replaces a known one only when it ranks higher, so a late or
+ * repeated event about an earlier state changes nothing. An inquiry can be escalated in place to a
+ * chargeback; `warning_closed`, `won` and `lost` are final.
+ */
+const DISPUTE_PROGRESS: Readonly<Record<DisputeStatus, number>> = {
+  warning_needs_response: 1,
+  warning_under_review: 2,
+  needs_response: 3,
+  under_review: 4,
+  warning_closed: 5,
+  won: 5,
+  lost: 5,
+};
+
+/** Inquiries (`warning_*`) move no money at Stripe, so they hold no coins back either. */
+export const isInquiry = (status: DisputeStatus) => status.startsWith('warning_');
+
+/**
+ * The dispute status a purchase shows, from every dispute its charge has met: lost if a chargeback
+ * was lost (the money is gone for good), disputed while one is open, won once every chargeback was
+ * won. Inquiries do not count. `undefined`: no chargeback, the purchase keeps the status it has — but
+ * one disputed before disputes were kept one by one (an inquiry was then taken for a chargeback) is
+ * won once nothing holds it any more.
+ */
+function disputeStatusOf(current: PurchaseStatus, disputes: DisputeRow[]): PurchaseStatus | undefined {
+  const chargebacks = disputes.filter((d) => !isInquiry(d.status)).map((d) => d.status);
+  if (chargebacks.includes('lost')) return 'dispute_lost';
+  if (chargebacks.some((s) => s === 'needs_response' || s === 'under_review')) return 'disputed';
+  if (chargebacks.includes('won') || current === 'disputed') return 'dispute_won';
+  return undefined;
+}
+
+/**
+ * A dispute in state `status`. Each dispute object is kept on its own (a charge can meet several: an
+ * inquiry, later a chargeback; a new chargeback after a won one), its status only moving forward; the
+ * purchase's status and coins follow from all of them: none while a chargeback is open or lost, all
+ * (less any refund) once every chargeback was won; an inquiry holds nothing back. Events in any order
+ * (a `closed` before its `created`) end in the same place.
  */
 export async function settleDispute(
   tx: Store,
   transactionId: string,
   paymentIntentId: string,
-  dispute: { id: string; status: string },
+  dispute: { id: string; status: DisputeStatus },
 ): Promise<PurchaseRow> {
   const paid = await settleSucceeded(tx, transactionId, paymentIntentId);
   if (!wasPaid(paid)) return paid;
-  await tx.movePurchase(transactionId, 'disputed');
-  if (dispute.status === 'won' || dispute.status === 'warning_closed') await tx.movePurchase(transactionId, 'dispute_won');
-  else if (dispute.status === 'lost') await tx.movePurchase(transactionId, 'dispute_lost');
+  await tx.recordDispute(
+    { disputeId: dispute.id, transactionId, status: dispute.status },
+    (known) => DISPUTE_PROGRESS[dispute.status] > DISPUTE_PROGRESS[known],
+  );
+  const target = disputeStatusOf(paid.status, await tx.listDisputes(transactionId));
+  if (target && target !== paid.status) {
+    await tx.movePurchase(transactionId, 'disputed');
+    if (target !== 'disputed') await tx.movePurchase(transactionId, target);
+  }
   const purchase = await current(tx, transactionId);
   await converge(tx, purchase, { kind: 'dispute', reference: dispute.id, memo: `dispute ${dispute.status}` });
   return purchase;

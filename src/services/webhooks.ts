@@ -2,7 +2,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebhookEvent } from '../gateway/types.js';
-import type { PurchaseRow } from '../store/schema.js';
+import { DISPUTE_STATUSES, type PurchaseRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { declineCode } from './declines.js';
 import { settleDispute, settleFailed, settleRefunded, settleRequiresAction, settleSucceeded } from './settlement.js';
@@ -26,7 +26,8 @@ const Charge = Type.Object({
 const Dispute = Type.Object({
   id: Type.String(),
   payment_intent: Type.String(),
-  status: Type.String(),
+  // A status Stripe adds later is acknowledged and ignored rather than guessed at.
+  status: Type.Union(DISPUTE_STATUSES.map((s) => Type.Literal(s))),
 });
 
 function parse<T extends TSchema>(schema: T, object: Record<string, unknown>): Static<T> | undefined {
