@@ -2469,6 +2469,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A dispute for a PaymentIntent no purchase knows yet, and Stripe could not be asked which purchase it is: nothing was recorded, and Stripe will retry. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No STRIPE_WEBHOOK_SECRET is configured, or the database cannot be reached: nothing was recorded, and Stripe will retry. */
             503: {
                 headers: {

@@ -151,3 +151,94 @@ t.test('a new chargeback after a won one holds the coins back again', async (t) 
   ]);
   t.same(await app.store.balanceMismatches(), []);
 });
+
+/**
+ * A purchase whose Stripe call timed out (Stripe charged, coinshop never heard the answer): it stays
+ * pending with no PaymentIntent id. Returns the PaymentIntent Stripe made.
+ */
+async function purchaseLeftPending(t: Test, app: FastifyInstance, stripe: Awaited<ReturnType<typeof appOnFakeStripe>>['stripe']) {
+  const { user_id } = await customerWithCard(app);
+  stripe.setLatency(600);
+  const { transaction_id } = expectProblem(t, await buy(app, user_id, 'package_2'), 502, 'payment_pending');
+  for (let waited = 0; stripe.paymentIntents.size === 0 && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+  stripe.setLatency(0);
+  const [intent] = [...stripe.paymentIntents.values()];
+  if (!intent) throw new Error('Stripe made no PaymentIntent');
+  t.equal(intent.status, 'succeeded', 'Stripe charged');
+  const transactionId = String(transaction_id);
+  t.match(await purchase(app, transactionId), { status: 'pending' });
+  t.notOk((await purchase(app, transactionId))['payment_intent_id'], 'coinshop does not know the PaymentIntent');
+  return { userId: user_id, transactionId, intent };
+}
+
+t.test('a dispute that arrives before the purchase knows its PaymentIntent is linked through Stripe, not ignored', async (t) => {
+  const { app, stripe, deliver } = await appOnFakeStripe(t, { STRIPE_TIMEOUT_MS: '200' });
+  const { userId, transactionId, intent } = await purchaseLeftPending(t, app, stripe);
+
+  // The chargeback's event is the first coinshop hears of the payment (the Dispute has no metadata).
+  const dispute = stripe.dispute(intent.id);
+  const [opened] = disputeEvents(stripe.events, intent.id);
+  if (!opened) throw new Error('no event');
+  const lookupsBefore = stripe.requests.filter((r) => r.method === 'GET' && r.path === `/v1/payment_intents/${intent.id}`).length;
+  t.same(json(await deliver(opened)), { received: true, outcome: 'processed' });
+  t.equal(
+    stripe.requests.filter((r) => r.method === 'GET' && r.path === `/v1/payment_intents/${intent.id}`).length,
+    lookupsBefore + 1,
+    'coinshop read the PaymentIntent (its metadata names the purchase)',
+  );
+  t.match(await purchase(app, transactionId), { status: 'disputed', payment_intent_id: intent.id });
+  t.equal(await balance(app, userId), 0, 'credited and held back at once: nothing to spend');
+  expectProblem(t, await post(app, '/stripe/spend-currency', { user_id: userId, amount: 1, item_id: 'sword' }), 400, 'insufficient_balance');
+
+  // The payment's own event, and a lookup, come later: the coins stay held back.
+  const succeeded = stripe.events.find((e) => e.type === 'payment_intent.succeeded' && e.data.object.id === intent.id);
+  if (!succeeded) throw new Error('no event');
+  t.same(json(await deliver(succeeded)), { received: true, outcome: 'processed' });
+  t.match(await purchase(app, transactionId), { status: 'disputed' });
+  t.equal(await balance(app, userId), 0);
+
+  stripe.closeDispute(dispute.id, 'lost');
+  const lost = disputeEvents(stripe.events, intent.id).at(-1);
+  if (!lost) throw new Error('no event');
+  t.same(json(await deliver(lost)), { received: true, outcome: 'processed' });
+  t.match(await purchase(app, transactionId), { status: 'dispute_lost' });
+  t.equal(await balance(app, userId), 0);
+  t.same(await journals(app, transactionId), [`purchase ${intent.id}`, `dispute ${dispute.id}`]);
+  t.same(await app.store.balanceMismatches(), []);
+});
+
+t.test('an early dispute whose closing event is the only one to arrive still takes the coins', async (t) => {
+  const { app, stripe, deliver } = await appOnFakeStripe(t, { STRIPE_TIMEOUT_MS: '200' });
+  const { userId, transactionId, intent } = await purchaseLeftPending(t, app, stripe);
+  const dispute = stripe.dispute(intent.id);
+  stripe.closeDispute(dispute.id, 'lost');
+  const lost = disputeEvents(stripe.events, intent.id).at(-1);
+  if (!lost) throw new Error('no event');
+  t.same(json(await deliver(lost)), { received: true, outcome: 'processed' });
+  t.match(await purchase(app, transactionId), { status: 'dispute_lost', payment_intent_id: intent.id });
+  t.equal(await balance(app, userId), 0);
+  // Reconciliation (or the purchase lookup) finds the payment succeeded: it was credited already.
+  const succeeded = stripe.events.find((e) => e.type === 'payment_intent.succeeded' && e.data.object.id === intent.id);
+  if (!succeeded) throw new Error('no event');
+  t.same(json(await deliver(succeeded)), { received: true, outcome: 'processed' });
+  t.equal(await balance(app, userId), 0);
+  t.same(await journals(app, transactionId), [`purchase ${intent.id}`, `dispute ${dispute.id}`]);
+});
+
+t.test('when Stripe cannot be asked about an early dispute, the webhook fails and Stripe delivers it again', async (t) => {
+  const { app, stripe, deliver } = await appOnFakeStripe(t, { STRIPE_TIMEOUT_MS: '200' });
+  const { userId, transactionId, intent } = await purchaseLeftPending(t, app, stripe);
+  stripe.dispute(intent.id);
+  const [opened] = disputeEvents(stripe.events, intent.id);
+  if (!opened) throw new Error('no event');
+  stripe.failNext(1, 500);
+  expectProblem(t, await deliver(opened), 502, 'payment_provider_error');
+  t.equal(
+    (await app.store.db.selectFrom('webhook_events').select('event_id').where('event_id', '=', opened.id).execute()).length,
+    0,
+    'the event is not recorded, so its redelivery is processed',
+  );
+  t.same(json(await deliver(opened)), { received: true, outcome: 'processed' });
+  t.match(await purchase(app, transactionId), { status: 'disputed', payment_intent_id: intent.id });
+  t.equal(await balance(app, userId), 0);
+});

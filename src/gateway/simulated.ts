@@ -132,6 +132,10 @@ export class SimulatedGateway implements PaymentsGateway {
     return outcomeOf(this.intent(paymentIntentId));
   }
 
+  async retrievePaymentMetadata(paymentIntentId: string): Promise<Record<string, string>> {
+    return { ...this.intents.get(paymentIntentId)?.metadata };
+  }
+
   async refund(request: RefundRequest): Promise<RefundResult> {
     const replay = this.refundsByKey.get(request.idempotencyKey);
     if (replay) return replay;

@@ -20,6 +20,12 @@ export interface PaymentsGateway {
   /** Reads a PaymentIntent's current state (used to finish purchases whose outcome we missed). */
   retrievePayment(paymentIntentId: string): Promise<ChargeOutcome>;
 
+  /**
+   * A PaymentIntent's metadata (ours name the purchase: `transaction_id`). Used to link an event whose
+   * object carries no metadata (a Dispute) to a purchase that does not know its PaymentIntent yet.
+   */
+  retrievePaymentMetadata(paymentIntentId: string): Promise<Record<string, string>>;
+
   /** Refunds all or part of a succeeded PaymentIntent; answers with the charge's refund totals. */
   refund(request: RefundRequest): Promise<RefundResult>;
 
