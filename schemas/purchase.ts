@@ -64,8 +64,10 @@ export const TransactionStatus = Type.Union(
       '`completed`: paid and credited. `failed`: declined, nothing charged. `pending`: sent to Stripe, ' +
       'outcome not yet known. `requires_action`: waiting for the customer to authenticate (3-D Secure). ' +
       '`partially_refunded`/`refunded`: money returned, coins taken back pro rata. `disputed`: the ' +
-      "cardholder's bank disputes the payment, its coins are held back; `dispute_won` gives them back, " +
-      '`dispute_lost` does not. A status only moves forward.',
+      "cardholder's bank charged the payment back, its coins are held back; `dispute_won` gives them back, " +
+      '`dispute_lost` does not. An inquiry (a bank asking a question, no money taken) changes neither status ' +
+      'nor coins. A status only moves forward, except that a new chargeback after a won one makes the ' +
+      'purchase `disputed` again.',
   },
 );
 export type TransactionStatus = Static<typeof TransactionStatus>;

@@ -760,7 +760,7 @@ export interface components {
         };
         /**
          * TransactionStatus
-         * @description `completed`: paid and credited. `failed`: declined, nothing charged. `pending`: sent to Stripe, outcome not yet known. `requires_action`: waiting for the customer to authenticate (3-D Secure). `partially_refunded`/`refunded`: money returned, coins taken back pro rata. `disputed`: the cardholder's bank disputes the payment, its coins are held back; `dispute_won` gives them back, `dispute_lost` does not. A status only moves forward.
+         * @description `completed`: paid and credited. `failed`: declined, nothing charged. `pending`: sent to Stripe, outcome not yet known. `requires_action`: waiting for the customer to authenticate (3-D Secure). `partially_refunded`/`refunded`: money returned, coins taken back pro rata. `disputed`: the cardholder's bank charged the payment back, its coins are held back; `dispute_won` gives them back, `dispute_lost` does not. An inquiry (a bank asking a question, no money taken) changes neither status nor coins. A status only moves forward, except that a new chargeback after a won one makes the purchase `disputed` again.
          */
         TransactionStatus: "pending" | "requires_action" | "completed" | "failed" | "partially_refunded" | "refunded" | "disputed" | "dispute_won" | "dispute_lost";
         /** Transaction */
@@ -3040,6 +3040,15 @@ export interface operations {
             };
             /** @description Unexpected failure; the body never shows its cause. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dispute for a PaymentIntent no purchase knows yet, and Stripe could not be asked which purchase it is: nothing was recorded, and Stripe will retry. */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };

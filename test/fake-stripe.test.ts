@@ -771,6 +771,36 @@ t.test('disputes: open, refusing refunds, closed won or lost', async (t) => {
   t.equal(fake.disputes.size, 2);
 });
 
+t.test('disputes: an inquiry moves no money and closes as warning_closed; the charge may meet another dispute', async (t) => {
+  const { fake, stripe } = await setup(t);
+  const intent = await stripe.paymentIntents.create({ ...CHARGE, payment_method: 'pm_card_visa' });
+  const inquiry = fake.dispute(intent.id, { inquiry: true });
+  t.match(inquiry, { status: 'warning_needs_response', is_charge_refundable: true });
+  t.equal((await stripe.disputes.retrieve(inquiry.id)).status, 'warning_needs_response');
+  t.match(thrown(() => fake.dispute(intent.id)).message, /already disputed/, 'one open dispute at a time');
+  t.match(thrown(() => fake.closeDispute(inquiry.id, 'lost')).message, /an inquiry cannot close as lost/);
+  const partial = await stripe.refunds.create({ payment_intent: intent.id, amount: 100 });
+  t.equal(partial.amount, 100, 'an inquiry does not block a refund');
+  fake.closeDispute(inquiry.id, 'warning_closed');
+  t.match(thrown(() => fake.closeDispute(inquiry.id, 'warning_closed')).message, /already warning_closed/);
+
+  const chargeback = fake.dispute(intent.id);
+  t.not(chargeback.id, inquiry.id);
+  t.match(chargeback, { status: 'needs_response', is_charge_refundable: false, payment_intent: intent.id });
+  t.match(thrown(() => fake.closeDispute(chargeback.id, 'warning_closed')).message, /a chargeback cannot close as warning_closed/);
+  t.match(await failure(stripe.refunds.create({ payment_intent: intent.id })), { code: 'charge_disputed' });
+  fake.closeDispute(chargeback.id, 'lost');
+  t.same(
+    [...eventsOf(fake, 'charge.dispute.created'), ...eventsOf(fake, 'charge.dispute.closed')].map((e) => [e.type, e.data.object.id, e.data.object.status]),
+    [
+      ['charge.dispute.created', inquiry.id, 'warning_needs_response'],
+      ['charge.dispute.created', chargeback.id, 'needs_response'],
+      ['charge.dispute.closed', inquiry.id, 'warning_closed'],
+      ['charge.dispute.closed', chargeback.id, 'lost'],
+    ],
+  );
+});
+
 t.test('events: Stripe envelopes holding snapshots, emitted once per change', async (t) => {
   const { fake, stripe } = await setup(t);
   const params = { ...CHARGE, payment_method: 'pm_card_visa', metadata: { tx: 'e1' } };

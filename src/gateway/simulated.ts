@@ -137,6 +137,10 @@ export class SimulatedGateway implements PaymentsGateway {
     return intent && outcomeOf(intent);
   }
 
+  async retrievePaymentMetadata(paymentIntentId: string): Promise<Record<string, string>> {
+    return { ...this.intents.get(paymentIntentId)?.metadata };
+  }
+
   async refund(request: RefundRequest): Promise<RefundResult> {
     const replay = this.refundsByKey.get(request.idempotencyKey);
     if (replay) return replay;

@@ -214,6 +214,15 @@ export class StripeGateway implements PaymentsGateway {
     }
   }
 
+  async retrievePaymentMetadata(paymentIntentId: string): Promise<Record<string, string>> {
+    try {
+      return (await this.stripe.paymentIntents.retrieve(paymentIntentId)).metadata;
+    } catch (err) {
+      // A read changes nothing at Stripe, whatever went wrong: asking again is always safe.
+      throw new GatewayError(providerFailure('payment lookup', err).message, { mayHaveCharged: false, cause: err });
+    }
+  }
+
   async refund(request: RefundRequest): Promise<RefundResult> {
     const attempts = this.#attempts.track(request.idempotencyKey);
     let refund: Stripe.Refund;

@@ -28,6 +28,12 @@ export interface PaymentsGateway {
   findPaymentByTransaction(transactionId: string): Promise<ChargeOutcome | undefined>;
 
   /**
+   * A PaymentIntent's metadata (ours name the purchase: `transaction_id`). Used to link an event whose
+   * object carries no metadata (a Dispute) to a purchase that does not know its PaymentIntent yet.
+   */
+  retrievePaymentMetadata(paymentIntentId: string): Promise<Record<string, string>>;
+
+  /**
    * Refunds all or part of a succeeded PaymentIntent and answers with the refund. Once the refund
    * exists, this never fails for want of a second read: the answer is the refund itself.
    */

@@ -1,5 +1,5 @@
 import type { ProviderRefundStatus } from '../gateway/types.js';
-import type { PurchaseRow } from '../store/schema.js';
+import type { DisputeRow, DisputeStatus, PurchaseRow, PurchaseStatus } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { notifyPurchase } from './notifications.js';
 
@@ -193,22 +193,78 @@ export async function settleRefund(
 }
 
 /**
- * A dispute in state `status`: opened, the coins are held back; won, they come back (less any
- * refund); lost, they stay gone. A `closed` event that arrives before its `created` event lands in
- * the same place, because both move the status forward and the ledger follows the status.
+ * How far along a dispute is: a status replaces a known one only when it ranks higher, so a late or
+ * repeated event about an earlier state changes nothing. An inquiry can be escalated in place to a
+ * chargeback; `warning_closed`, `won` and `lost` are final.
+ */
+const DISPUTE_PROGRESS: Readonly<Record<DisputeStatus, number>> = {
+  warning_needs_response: 1,
+  warning_under_review: 2,
+  needs_response: 3,
+  under_review: 4,
+  warning_closed: 5,
+  won: 5,
+  lost: 5,
+};
+
+/** Inquiries (`warning_*`) move no money at Stripe, so they hold no coins back either. */
+export const isInquiry = (status: DisputeStatus) => status.startsWith('warning_');
+
+/**
+ * The dispute status a purchase shows, from every dispute its charge has met: lost if a chargeback
+ * was lost (the money is gone for good), disputed while one is open, won once every chargeback was
+ * won. Inquiries do not count. `undefined`: no chargeback, the purchase keeps the status it has — but
+ * one disputed before disputes were kept one by one (an inquiry was then taken for a chargeback) is
+ * won once nothing holds it any more.
+ */
+function disputeStatusOf(current: PurchaseStatus, disputes: DisputeRow[]): PurchaseStatus | undefined {
+  const chargebacks = disputes.filter((d) => !isInquiry(d.status)).map((d) => d.status);
+  if (chargebacks.includes('lost')) return 'dispute_lost';
+  if (chargebacks.some((s) => s === 'needs_response' || s === 'under_review')) return 'disputed';
+  if (chargebacks.includes('won') || current === 'disputed') return 'dispute_won';
+  return undefined;
+}
+
+/**
+ * A dispute in state `status`. Each dispute object is kept on its own (a charge can meet several: an
+ * inquiry, later a chargeback; a new chargeback after a won one), its status only moving forward; the
+ * purchase's status and coins follow from all of them: none while a chargeback is open or lost, all
+ * (less any refund) once every chargeback was won; an inquiry holds nothing back. Events in any order
+ * (a `closed` before its `created`) end in the same place.
  */
 export async function settleDispute(
   tx: Store,
   transactionId: string,
   paymentIntentId: string,
-  dispute: { id: string; status: string },
+  dispute: { id: string; status: DisputeStatus },
 ): Promise<PurchaseRow> {
   const paid = await settleSucceeded(tx, transactionId, paymentIntentId);
   if (!wasPaid(paid)) return paid;
-  await tx.movePurchase(transactionId, 'disputed');
-  if (dispute.status === 'won' || dispute.status === 'warning_closed') await tx.movePurchase(transactionId, 'dispute_won');
-  else if (dispute.status === 'lost') await tx.movePurchase(transactionId, 'dispute_lost');
+  const statusOf = (disputes: DisputeRow[]) => disputes.find((d) => d.dispute_id === dispute.id)?.status;
+  const before = statusOf(await tx.listDisputes(transactionId));
+  await tx.recordDispute(
+    { disputeId: dispute.id, transactionId, status: dispute.status },
+    (known) => DISPUTE_PROGRESS[dispute.status] > DISPUTE_PROGRESS[known],
+  );
+  const disputes = await tx.listDisputes(transactionId);
+  const after = statusOf(disputes);
+  const target = disputeStatusOf(paid.status, disputes);
+  if (target && target !== paid.status) {
+    await tx.movePurchase(transactionId, 'disputed');
+    if (target !== 'disputed') await tx.movePurchase(transactionId, target);
+  }
   const purchase = await current(tx, transactionId);
-  await converge(tx, purchase, { kind: 'dispute', reference: dispute.id, memo: `dispute ${dispute.status}` });
+  const moved = await converge(tx, purchase, { kind: 'dispute', reference: dispute.id, memo: `dispute ${dispute.status}` });
+  // The game hears of a chargeback when it opens and when it is decided (an inquiry moves no money:
+  // nothing to tell); a `closed` event that comes first tells both at once, as one dispute_closed.
+  const closed = after === 'won' || after === 'lost';
+  const opened = !closed && after !== undefined && !isInquiry(after) && (before === undefined || isInquiry(before));
+  const decided = closed && before !== after;
+  if (opened || decided || moved.coins !== 0) {
+    await notifyPurchase(tx, closed ? 'purchase.dispute_closed' : 'purchase.disputed', purchase, {
+      ...moved,
+      extra: { dispute_id: dispute.id, ...(closed ? { dispute_outcome: after } : {}) },
+    });
+  }
   return purchase;
 }

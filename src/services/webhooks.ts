@@ -1,8 +1,8 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { FastifyBaseLogger } from 'fastify';
-import type { WebhookEvent } from '../gateway/types.js';
-import type { PurchaseRow } from '../store/schema.js';
+import type { PaymentsGateway, WebhookEvent } from '../gateway/types.js';
+import { DISPUTE_STATUSES, type PurchaseRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { declineCode } from './declines.js';
 import { providerRefundStatus } from '../gateway/types.js';
@@ -38,7 +38,8 @@ const Charge = Type.Object({
 const Dispute = Type.Object({
   id: Type.String(),
   payment_intent: Type.String(),
-  status: Type.String(),
+  // A status Stripe adds later is acknowledged and ignored rather than guessed at.
+  status: Type.Union(DISPUTE_STATUSES.map((s) => Type.Literal(s))),
 });
 
 function parse<T extends TSchema>(schema: T, object: Record<string, unknown>): Static<T> | undefined {
@@ -52,10 +53,15 @@ export type WebhookResult = 'processed' | 'duplicate' | 'ignored';
  * so a redelivered event changes nothing; the effect converges on the state the event's object
  * describes, so events in any order end in the same place, and a state never moves backwards.
  */
-export async function handleWebhookEvent(deps: { store: Store; log: FastifyBaseLogger }, event: WebhookEvent): Promise<WebhookResult> {
+export async function handleWebhookEvent(
+  deps: { store: Store; log: FastifyBaseLogger; payments?: Pick<PaymentsGateway, 'retrievePaymentMetadata'> },
+  event: WebhookEvent,
+): Promise<WebhookResult> {
+  // Stripe is asked, when it must be, before the transaction: never while holding the database.
+  const intentMetadata = await disputedIntentMetadata(deps, event);
   return deps.store.transaction(async (tx) => {
     if (!(await tx.recordEvent(event.id, event.type))) return 'duplicate';
-    const applied = await apply(tx, event);
+    const applied = await apply(tx, event, intentMetadata);
     if (!applied) deps.log.info({ eventId: event.id, type: event.type }, 'webhook event acknowledged without effect');
     return applied ? 'processed' : 'ignored';
   });
@@ -78,7 +84,23 @@ function settleRefundObject(tx: Store, purchase: PurchaseRow, paymentIntentId: s
   });
 }
 
-async function apply(tx: Store, event: WebhookEvent): Promise<boolean> {
+/**
+ * A Dispute names its PaymentIntent but carries no metadata. When no purchase knows that PaymentIntent
+ * yet (the purchase call ended before Stripe's answer came), the PaymentIntent's metadata names the
+ * purchase: it is read from Stripe. If Stripe cannot be asked this throws, nothing is recorded, the
+ * webhook answers 502, and Stripe delivers the event again later.
+ */
+async function disputedIntentMetadata(
+  deps: { store: Store; payments?: Pick<PaymentsGateway, 'retrievePaymentMetadata'> },
+  event: WebhookEvent,
+): Promise<Record<string, string> | undefined> {
+  if (!deps.payments || (event.type !== 'charge.dispute.created' && event.type !== 'charge.dispute.closed')) return undefined;
+  const dispute = parse(Dispute, event.object);
+  if (!dispute || (await deps.store.findPurchaseByPaymentIntent(dispute.payment_intent))) return undefined;
+  return deps.payments.retrievePaymentMetadata(dispute.payment_intent);
+}
+
+async function apply(tx: Store, event: WebhookEvent, intentMetadata: Record<string, string> | undefined): Promise<boolean> {
   switch (event.type) {
     case 'payment_intent.succeeded':
     case 'payment_intent.payment_failed':
@@ -120,7 +142,7 @@ async function apply(tx: Store, event: WebhookEvent): Promise<boolean> {
     case 'charge.dispute.created':
     case 'charge.dispute.closed': {
       const dispute = parse(Dispute, event.object);
-      const purchase = dispute && (await purchaseFor(tx, dispute.payment_intent));
+      const purchase = dispute && (await purchaseFor(tx, dispute.payment_intent, intentMetadata));
       if (!dispute || !purchase) return false;
       await settleDispute(tx, purchase.transaction_id, dispute.payment_intent, dispute);
       return true;

@@ -128,6 +128,35 @@ const migrations = (engine: Engine): Record<string, Migration> => {
         await sql`update purchases set stripe_refunded_cents = refunded_cents`.execute(db);
       },
     },
+    // Each dispute object on its own (a charge can meet several). Independent of 0002.
+    '0003_disputes': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('disputes')
+          .addColumn('dispute_id', 'varchar(255)', (c) => c.primaryKey())
+          .addColumn('transaction_id', 'varchar(64)', (c) => c.notNull().references('purchases.transaction_id'))
+          .addColumn('status', 'varchar(32)', (c) => c.notNull())
+          .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
+          .addColumn('updated_at', 'varchar(32)', (c) => c.notNull())
+          .addCheckConstraint(
+            'disputes_status',
+            sql`status in ('warning_needs_response', 'warning_under_review', 'warning_closed', 'needs_response', 'under_review', 'won', 'lost')`,
+          )
+          .execute();
+        await db.schema.createIndex('disputes_transaction').on('disputes').column('transaction_id').execute();
+        // Disputes settled before this table existed: their journals name them, their purchase's
+        // status tells where they stood (an open or won inquiry was then taken for a chargeback).
+        await sql`
+          insert into disputes (dispute_id, transaction_id, status, created_at, updated_at)
+          select distinct j.reference, p.transaction_id,
+            case p.status when 'disputed' then 'needs_response' when 'dispute_won' then 'won' else 'lost' end,
+            p.updated_at, p.updated_at
+          from purchases p
+          join ledger_journals j on j.transaction_id = p.transaction_id and j.kind in ('dispute', 'dispute_reversal')
+          where p.status in ('disputed', 'dispute_won', 'dispute_lost')
+        `.execute(db);
+      },
+    },
     '0004_notifications': {
       async up(db: Kysely<unknown>) {
         // Each player's notifications are numbered 1, 2, 3… (user_seq) from this counter, taken in the

@@ -22,7 +22,12 @@ export type PurchaseStatus =
   | 'dispute_won'
   | 'dispute_lost';
 
-/** For each status, the statuses a purchase may move to it from. */
+/**
+ * For each status, the statuses a purchase may move to it from. `dispute_won` → `disputed` is the one
+ * step that looks backwards: a charge can meet several chargebacks in its life (each its own dispute
+ * object, each moving only forward), and a new one opened after a won one disputes the payment again.
+ * `dispute_lost` is final.
+ */
 export const PURCHASE_TRANSITIONS: Readonly<Record<PurchaseStatus, readonly PurchaseStatus[]>> = {
   pending: [],
   requires_action: ['pending'],
@@ -30,7 +35,7 @@ export const PURCHASE_TRANSITIONS: Readonly<Record<PurchaseStatus, readonly Purc
   succeeded: ['pending', 'requires_action', 'failed'],
   partially_refunded: ['succeeded', 'partially_refunded'],
   refunded: ['succeeded', 'partially_refunded'],
-  disputed: ['succeeded', 'partially_refunded'],
+  disputed: ['succeeded', 'partially_refunded', 'dispute_won'],
   dispute_won: ['disputed'],
   dispute_lost: ['disputed'],
 };
@@ -186,6 +191,41 @@ export interface RefundsTable {
   updated_at: string;
 }
 
+/**
+ * A Stripe dispute's status. Inquiries (`warning_*`, a bank's retrieval request) move no money;
+ * chargebacks (the others) do: the disputed amount is withdrawn while one is open, returned if won.
+ */
+export type DisputeStatus =
+  | 'warning_needs_response'
+  | 'warning_under_review'
+  | 'warning_closed'
+  | 'needs_response'
+  | 'under_review'
+  | 'won'
+  | 'lost';
+
+export const DISPUTE_STATUSES: readonly DisputeStatus[] = [
+  'warning_needs_response',
+  'warning_under_review',
+  'warning_closed',
+  'needs_response',
+  'under_review',
+  'won',
+  'lost',
+];
+
+/**
+ * Each Stripe dispute object on a purchase's charge, as the latest event about it said (a charge can
+ * meet several: an inquiry, later a chargeback). A dispute's status only moves forward.
+ */
+export interface DisputesTable {
+  dispute_id: string;
+  transaction_id: string;
+  status: DisputeStatus;
+  created_at: string;
+  updated_at: string;
+}
+
 export interface WebhookEventsTable {
   event_id: string;
   type: string;
@@ -201,6 +241,7 @@ export interface Database {
   webhook_events: WebhookEventsTable;
   notifications: NotificationsTable;
   refunds: RefundsTable;
+  disputes: DisputesTable;
 }
 
 /**
@@ -244,3 +285,4 @@ export type NewPurchase = Insertable<PurchasesTable>;
 export type IdempotencyRow = Selectable<IdempotencyKeysTable>;
 export type NotificationRow = Selectable<NotificationsTable>;
 export type RefundRow = Selectable<RefundsTable>;
+export type DisputeRow = Selectable<DisputesTable>;

@@ -10,6 +10,8 @@ import {
   UNFINISHED,
   type CustomerRow,
   type Database,
+  type DisputeRow,
+  type DisputeStatus,
   type IdempotencyRow,
   type JournalKind,
   type NewPurchase,
@@ -590,6 +592,40 @@ export class Store {
   async sweepKeys(createdBefore: string): Promise<number> {
     const result = await this.db.deleteFrom('idempotency_keys').where('created_at', '<', createdBefore).executeTakeFirst();
     return Number(result.numDeletedRows);
+  }
+
+  // Disputes
+
+  /**
+   * Records what an event says of one dispute on a purchase: a new dispute as it is, a known one only
+   * when its status moved forward (`isForward(current)`), so a late or redelivered event about an
+   * earlier state changes nothing. Call it holding the purchase (lockPurchase).
+   */
+  async recordDispute(
+    dispute: { disputeId: string; transactionId: string; status: DisputeStatus },
+    isForward: (current: DisputeStatus) => boolean,
+  ): Promise<void> {
+    const at = now();
+    const inserted = await this.db
+      .insertInto('disputes')
+      .values({ dispute_id: dispute.disputeId, transaction_id: dispute.transactionId, status: dispute.status, created_at: at, updated_at: at })
+      .onConflict((oc) => oc.column('dispute_id').doNothing())
+      .returning('dispute_id')
+      .executeTakeFirst();
+    if (inserted) return;
+    const known = await this.db.selectFrom('disputes').select('status').where('dispute_id', '=', dispute.disputeId).executeTakeFirstOrThrow();
+    if (!isForward(known.status)) return;
+    await this.db
+      .updateTable('disputes')
+      .set({ status: dispute.status, updated_at: at })
+      .where('dispute_id', '=', dispute.disputeId)
+      .where('status', '=', known.status)
+      .execute();
+  }
+
+  /** Every dispute a purchase's charge has met, oldest first. */
+  listDisputes(transactionId: string): Promise<DisputeRow[]> {
+    return this.db.selectFrom('disputes').selectAll().where('transaction_id', '=', transactionId).orderBy('created_at').orderBy('dispute_id').execute();
   }
 
   // Webhook events

@@ -172,14 +172,20 @@ export interface StoredDispute {
   charge: string;
   created: number;
   currency: string;
-  /** False, as for card chargebacks: the charge cannot be refunded while the dispute is open or lost. */
+  /**
+   * False for card chargebacks: the charge cannot be refunded while the dispute is open or lost.
+   * True for inquiries, which move no money.
+   */
   is_charge_refundable: boolean;
   livemode: false;
   metadata: Record<string, string>;
   payment_intent: string;
   reason: 'fraudulent';
-  status: 'needs_response' | 'won' | 'lost';
+  /** Inquiries (`warning_*`) move no money; chargebacks (the others) do. */
+  status: DisputeStatus;
 }
+
+export type DisputeStatus = 'warning_needs_response' | 'warning_closed' | 'needs_response' | 'won' | 'lost';
 
 interface EventEnvelope<T extends string, O> {
   id: string;
@@ -250,10 +256,18 @@ export interface FakeStripe {
    * the browser, as Stripe.js does after a failed 3-D Secure: the card is charged.
    */
   payAfterFailure(paymentIntentId: string): StoredPaymentIntent;
-  /** The cardholder disputes a succeeded PaymentIntent's charge. Throws if it has no charge or one already disputed. */
-  dispute(paymentIntentId: string): StoredDispute;
-  /** Stripe decides an open dispute. Throws if the dispute is unknown or already closed. */
-  closeDispute(disputeId: string, outcome: 'won' | 'lost'): StoredDispute;
+  /**
+   * The cardholder's bank disputes a succeeded PaymentIntent's charge: a chargeback
+   * (`needs_response`), or with `inquiry` a retrieval request (`warning_needs_response`) that moves no
+   * money. A charge can meet several disputes in its life, one at a time: throws if it has no charge
+   * or one whose dispute is still open.
+   */
+  dispute(paymentIntentId: string, options?: { inquiry?: boolean }): StoredDispute;
+  /**
+   * Stripe decides an open dispute: a chargeback is `won` or `lost`, an inquiry `warning_closed`.
+   * Throws if the dispute is unknown, already closed, or the outcome is not one for its kind.
+   */
+  closeDispute(disputeId: string, outcome: 'won' | 'lost' | 'warning_closed'): StoredDispute;
   /** Same as the exported `webhookRequest`. */
   webhookRequest(event: StripeEventObject, secret: string, options?: { timestamp?: number }): WebhookRequest;
   /**
@@ -494,6 +508,9 @@ function isRefundReason(reason: string): reason is RefundReason {
 }
 
 /** Smallest chargeable amounts for a few currencies (Stripe's table is longer). */
+/** A dispute in one of these is decided: the charge may meet another. */
+const CLOSED_DISPUTE: ReadonlySet<DisputeStatus> = new Set<DisputeStatus>(['warning_closed', 'won', 'lost']);
+
 const MINIMUM_AMOUNT: Readonly<Record<string, number>> = { usd: 50, eur: 50, gbp: 30, cad: 50, aud: 50, chf: 50 };
 const MAXIMUM_AMOUNT = 99_999_999;
 
@@ -1067,8 +1084,8 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
       error.doc_url = `https://stripe.com/docs/error-codes/${code.replaceAll('_', '-')}`;
       return new StripeFailure(400, error, true);
     };
-    const dispute = disputeOfCharge.get(charge.id);
-    if (dispute && !dispute.is_charge_refundable && dispute.status !== 'won') {
+    const chargedBack = [...disputes.values()].some((d) => d.charge === charge.id && !d.is_charge_refundable && d.status !== 'won');
+    if (chargedBack) {
       throw refusal(`Charge ${charge.id} has been charged back; cannot issue a refund.`, 'charge_disputed');
     }
     const remaining = charge.amount - charge.amount_refunded;
@@ -1436,12 +1453,14 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
       chargeCard(intent);
       return intent;
     },
-    dispute(paymentIntentId: string): StoredDispute {
+    dispute(paymentIntentId: string, options: { inquiry?: boolean } = {}): StoredDispute {
       const intent = paymentIntents.get(paymentIntentId);
       if (!intent) throw new Error(`fake-stripe: no PaymentIntent ${paymentIntentId}`);
       const charge = intent.latest_charge === null ? undefined : charges.get(intent.latest_charge);
       if (!charge) throw new Error(`fake-stripe: PaymentIntent ${paymentIntentId} (${intent.status}) has no charge to dispute`);
-      if (disputeOfCharge.has(charge.id)) throw new Error(`fake-stripe: charge ${charge.id} is already disputed`);
+      const previous = disputeOfCharge.get(charge.id);
+      if (previous && !CLOSED_DISPUTE.has(previous.status)) throw new Error(`fake-stripe: charge ${charge.id} is already disputed`);
+      const inquiry = options.inquiry === true;
       const dispute: StoredDispute = {
         id: newId('dp_1'),
         object: 'dispute',
@@ -1449,12 +1468,12 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
         charge: charge.id,
         created: now(),
         currency: charge.currency,
-        is_charge_refundable: false,
+        is_charge_refundable: inquiry,
         livemode: false,
         metadata: {},
         payment_intent: intent.id,
         reason: 'fraudulent',
-        status: 'needs_response',
+        status: inquiry ? 'warning_needs_response' : 'needs_response',
       };
       disputes.set(dispute.id, dispute);
       disputeOfCharge.set(charge.id, dispute);
@@ -1462,10 +1481,14 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
       record(snapshotEvent('charge.dispute.created', dispute));
       return dispute;
     },
-    closeDispute(disputeId: string, outcome: 'won' | 'lost'): StoredDispute {
+    closeDispute(disputeId: string, outcome: 'won' | 'lost' | 'warning_closed'): StoredDispute {
       const dispute = disputes.get(disputeId);
       if (!dispute) throw new Error(`fake-stripe: no dispute ${disputeId}`);
-      if (dispute.status !== 'needs_response') throw new Error(`fake-stripe: dispute ${disputeId} is already ${dispute.status}`);
+      if (CLOSED_DISPUTE.has(dispute.status)) throw new Error(`fake-stripe: dispute ${disputeId} is already ${dispute.status}`);
+      const inquiry = dispute.status === 'warning_needs_response';
+      if (inquiry !== (outcome === 'warning_closed')) {
+        throw new Error(`fake-stripe: ${inquiry ? 'an inquiry' : 'a chargeback'} cannot close as ${outcome}`);
+      }
       dispute.status = outcome;
       record(snapshotEvent('charge.dispute.closed', dispute));
       return dispute;

@@ -39,6 +39,10 @@ const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
             webhook_rejected: 'Webhook signature rejected: No signatures found matching the expected signature for payload.',
           }),
           500: internalError,
+          502: problemResponse(
+            'A dispute for a PaymentIntent no purchase knows yet, and Stripe could not be asked which purchase it is: nothing was recorded, and Stripe will retry.',
+            { payment_provider_error: 'The payment provider failed or could not be reached; try again' },
+          ),
           503: serviceUnavailable('No STRIPE_WEBHOOK_SECRET is configured, or the database cannot be reached: nothing was recorded, and Stripe will retry.', {
             webhooks_not_configured: 'Webhooks are not configured: set STRIPE_WEBHOOK_SECRET',
           }),
@@ -56,7 +60,7 @@ const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (err instanceof WebhookRejected) throw new ProblemError('webhook_rejected', `Webhook signature rejected: ${err.message}`);
         throw err;
       }
-      const outcome = await handleWebhookEvent({ store: app.store, log: request.log }, event);
+      const outcome = await handleWebhookEvent({ store: app.store, log: request.log, payments: app.payments }, event);
       app.metrics.webhookEvents.inc({ type: event.type, outcome });
       return { received: true as const, outcome };
     },
