@@ -167,7 +167,8 @@ t.test('case 5: a refund that fails later gives the coins back', async (t) => {
       const sdk = new (await import('stripe')).default('sk_test_coinshop', { host: '127.0.0.1', port: stripe.port, protocol: 'http' });
       const made = await sdk.refunds.create({ payment_intent: payment.id, amount: 1000 });
       stripe.failRefund(made.id);
-      const events = stripe.events.slice(before);
+      // As an endpoint on an API version without refund.created hears it: the refund's own creation is not told.
+      const events = stripe.events.slice(before).filter((e) => e.type !== 'refund.created');
       t.same(events.map((e) => e.type), ['charge.refunded', 'charge.refund.updated', 'refund.failed']);
       for (const event of order === 'reversed' ? events.reverse() : events) t.equal((await deliver(event)).statusCode, 200, `${order}: ${event.type}`);
       t.match(await purchase(app, transactionId), { status: 'completed', amount_refunded: 0 }, order);

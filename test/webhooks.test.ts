@@ -88,7 +88,15 @@ t.test('events in reverse order end where events in order do', async (t) => {
   const events = [...stripe.events].reverse();
   t.same(
     [...new Set(events.map((e) => e.type))].sort(),
-    ['charge.dispute.closed', 'charge.dispute.created', 'charge.refunded', 'charge.succeeded', 'payment_intent.requires_action', 'payment_intent.succeeded'],
+    [
+      'charge.dispute.closed',
+      'charge.dispute.created',
+      'charge.refunded',
+      'charge.succeeded',
+      'payment_intent.requires_action',
+      'payment_intent.succeeded',
+      'refund.created',
+    ],
   );
   for (const event of events) t.equal((await deliver(event)).statusCode, 200, event.type);
 

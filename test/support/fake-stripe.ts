@@ -207,7 +207,7 @@ type EventsOf<T extends string, O> = T extends string ? EventEnvelope<T, O> : ne
 export type StripeEventObject =
   | EventsOf<'payment_intent.succeeded' | 'payment_intent.payment_failed' | 'payment_intent.requires_action', StoredPaymentIntent>
   | EventsOf<'charge.succeeded' | 'charge.refunded', StoredCharge>
-  | EventsOf<'charge.refund.updated' | 'refund.failed', StoredRefund>
+  | EventsOf<'refund.created' | 'charge.refund.updated' | 'refund.failed', StoredRefund>
   | EventsOf<'charge.dispute.created' | 'charge.dispute.closed', StoredDispute>;
 
 export type StripeEventType = StripeEventObject['type'];
@@ -1117,6 +1117,8 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     charge.amount_refunded += refundAmount;
     charge.refunded = charge.amount_refunded === charge.amount;
     record(snapshotEvent('charge.refunded', charge));
+    // Stripe sends both: the charge's new total, and the refund itself.
+    record(snapshotEvent('refund.created', refund));
     return refund;
   }
 
