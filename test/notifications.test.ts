@@ -316,3 +316,27 @@ t.test('a receiver that is slow to answer costs a purchase nothing: the purchase
   t.equal(game.attempts[0]?.endedAt, undefined, 'the first is still unanswered');
   t.equal(json(await get(app, `/stripe/customer/${user_id}`))['currency_balance'], 400);
 });
+
+t.test('refunds and chargebacks are notified with the coins they move (the offline simulator plays the bank)', async (t) => {
+  const app = await buildTestApp(t);
+  const { user_id } = await customerWithCard(app);
+  const { transaction_id } = json(await buy(app, user_id, 'package_3'));
+  const purchase = json(await get(app, `/stripe/purchases/${String(transaction_id)}`));
+  t.equal((await post(app, `/stripe/purchases/${String(transaction_id)}/refund`, { amount_cents: 1000 })).statusCode, 200);
+  const dispute = json(await post(app, `/simulator/payment-intents/${String(purchase['payment_intent_id'])}/dispute`, {}));
+  t.equal((await post(app, `/simulator/disputes/${String(dispute['dispute_id'])}/close`, { outcome: 'lost' })).statusCode, 200);
+
+  const rows = (await feed(app)).notifications.reverse();
+  t.same(
+    rows.map((n) => [n['type'], (n['data'] as Json)['coins'], (n['data'] as Json)['balance']]),
+    [
+      ['purchase.succeeded', 700, 700],
+      ['purchase.refunded', -140, 560],
+      ['purchase.disputed', -560, 0],
+      ['purchase.dispute_closed', 0, 0],
+    ],
+  );
+  t.match(rows[1]?.['data'], { transaction_id, amount_refunded: 1000 });
+  t.match(rows[2]?.['data'], { dispute_id: dispute['dispute_id'] });
+  t.match(rows[3]?.['data'], { dispute_id: dispute['dispute_id'], dispute_outcome: 'lost' });
+});
