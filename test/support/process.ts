@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 
 const root = new URL('../..', import.meta.url).pathname;
 
@@ -34,6 +35,12 @@ export function spawnProject(file: string, args: string[], env: Record<string, s
   child.stdout?.on('data', (chunk: Buffer) => ((stdout += chunk.toString()), (both += chunk.toString())));
   child.stderr?.on('data', (chunk: Buffer) => ((stderr += chunk.toString()), (both += chunk.toString())));
   return { child, output: () => both, stdout: () => stdout, stderr: () => stderr };
+}
+
+/** The exit code of `child` once it exits (null when a signal ended it). */
+export async function exitCode(child: ChildProcess): Promise<number | null> {
+  const [code] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  return code;
 }
 
 /** Starts src/server.ts as a real process on a free port and waits until it listens. */
