@@ -164,7 +164,7 @@ async function measureMany(scenario: string, targets: { child: ChildProcess; opt
     let finished: (err: Error | null) => void = () => undefined;
     const done = new Promise<void>((resolve, reject) => (finished = (err) => (err ? reject(err) : resolve())));
     // Stopped after the measured window (the ramp decides when that starts).
-    const instance = autocannon({ ...target.options, duration: 3600 }, (err) => finished(err));
+    const instance = autocannon({ ...target.options, duration: 3600 }, (err: Error | null) => finished(err));
     instance.on('response', (client, status, _bytes, ms) => {
       if (rampSeconds === undefined) {
         answered.add(client);

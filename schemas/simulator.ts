@@ -32,7 +32,7 @@ export const SimulationResult = Type.Object(
     $id: 'SimulationResult',
     title: 'SimulationResult',
     additionalProperties: false,
-    examples: [{ purchase: Purchase.examples[0], dispute_id: 'dp_sim_0a1b2c3d4e5f6a7b8c9d0e1f' }],
+    examples: [{ purchase: (Purchase.examples as unknown[])[0], dispute_id: 'dp_sim_0a1b2c3d4e5f6a7b8c9d0e1f' }],
   },
 );
 export type SimulationResult = Static<typeof SimulationResult>;

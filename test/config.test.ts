@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sql } from 'kysely';
 import t from 'tap';
 import { loadCatalog } from '../src/catalog.js';
 import { ConfigError, loadConfig } from '../src/config.js';

@@ -1,10 +1,9 @@
-import { once } from 'node:events';
 import t from 'tap';
-import { spawnProject } from './support/process.js';
+import { exitCode, spawnProject } from './support/process.js';
 
 async function peakHeapMB(percent: number): Promise<number> {
   const run = spawnProject('test/support/heap-churn.ts', [String(percent)], {});
-  const [code] = await once(run.child, 'exit');
+  const code = await exitCode(run.child);
   if (code !== 0) throw new Error(run.output());
   return Number(run.stdout().trim());
 }

@@ -165,6 +165,8 @@ t.test('a keyed purchase commits twice: the key with its pending purchase, then 
   const { user_id } = await customerWithCard(app);
   // Each top-level transaction, and each write made outside one, is a commit (with SQLite FULL, an fsync).
   const commits: string[] = [];
+  // Kept to be called with .call(this) and put back.
+  // eslint-disable-next-line @typescript-eslint/unbound-method
   const { transaction, insertPendingPurchase } = Store.prototype;
   Store.prototype.transaction = function <T>(this: Store, fn: (tx: Store) => Promise<T>): Promise<T> {
     if (!this.db.isTransaction) commits.push('transaction');

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { LogDestination } from '../src/log-destination.js';
-import { spawnProject } from './support/process.js';
+import { exitCode, spawnProject } from './support/process.js';
 
 /** Runs test/support/log-writer.ts; `pauseMs`: how long its stdout is not read at first. */
 async function logWriter(lines: number, maxPendingBytes: number, exitAfterMs: number, pauseMs = 0) {
@@ -13,7 +13,7 @@ async function logWriter(lines: number, maxPendingBytes: number, exitAfterMs: nu
     run.child.stdout?.pause();
     setTimeout(() => run.child.stdout?.resume(), pauseMs);
   }
-  const [code] = await once(run.child, 'exit');
+  const code = await exitCode(run.child);
   if (!run.child.stdout?.readableEnded) await once(run.child.stdout!, 'end');
   const parsed = run
     .stdout()

@@ -31,8 +31,7 @@ const PACKAGES = {
 type PackageId = keyof typeof PACKAGES;
 const PACKAGE_IDS: readonly PackageId[] = ['package_1', 'package_2', 'package_3'];
 
-const CARDS = ['pm_card_visa', 'pm_card_chargeDeclined', 'pm_card_threeDSecure2Required'] as const;
-type Card = (typeof CARDS)[number];
+type Card = 'pm_card_visa' | 'pm_card_chargeDeclined' | 'pm_card_threeDSecure2Required';
 
 /** Few keys, shared by every idempotent route, so that retries, replays and reuse all happen. */
 const KEY_POOL = ['key-a', 'key-b', 'key-c', 'key-d'] as const;

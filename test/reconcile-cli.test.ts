@@ -1,14 +1,13 @@
-import { once } from 'node:events';
 import t from 'tap';
 import { buildApp } from '../src/app.js';
 import { freshDatabaseUrl } from './support/database.js';
 import { buy, customerWithCard, testConfig } from './support/helper.js';
-import { spawnProject } from './support/process.js';
+import { exitCode, spawnProject } from './support/process.js';
 
 async function runReconcile(databaseUrl: string) {
   const run = spawnProject('src/cli/reconcile.ts', ['--older-than-seconds', '0'], { DATABASE_URL: databaseUrl });
-  const [code] = await once(run.child, 'exit');
-  return { code: code as number, stdout: run.stdout(), stderr: run.stderr() };
+  const code = await exitCode(run.child);
+  return { code, stdout: run.stdout(), stderr: run.stderr() };
 }
 
 t.test('npm run reconcile prints its report and fails on a balance that is not its ledger', async (t) => {
@@ -28,5 +27,5 @@ t.test('npm run reconcile prints its report and fails on a balance that is not i
   await tampered.close();
   const dirty = await runReconcile(databaseUrl);
   t.equal(dirty.code, 1);
-  t.same(JSON.parse(dirty.stdout).mismatches, [{ user_id, balance: 5000, ledger: 100 }]);
+  t.same((JSON.parse(dirty.stdout) as { mismatches: unknown }).mismatches, [{ user_id, balance: 5000, ledger: 100 }]);
 });

@@ -4,7 +4,7 @@ import { connect, type AddressInfo } from 'node:net';
 import t from 'tap';
 import { freshDatabaseUrl } from './support/database.js';
 import { buildTestApp, testConfig } from './support/helper.js';
-import { spawnProject, startServer } from './support/process.js';
+import { exitCode, spawnProject, startServer } from './support/process.js';
 import packageJson from '../package.json' with { type: 'json' };
 
 async function call(url: string, init?: { method: string; body: object }) {
@@ -30,7 +30,7 @@ t.test('the server runs the seed flow over real HTTP, stops cleanly on SIGTERM, 
   t.equal(purchase.body['new_balance'], 700);
 
   first.child.kill('SIGTERM');
-  const [code] = await once(first.child, 'exit');
+  const code = await exitCode(first.child);
   t.equal(code, 0, 'SIGTERM closes the server with exit code 0');
   const lines = first.output().trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
   t.ok(lines.some((l) => String(l['msg']).includes('SIMULATED')), 'it says loudly that payments are simulated');
@@ -52,7 +52,7 @@ t.test('the server runs the seed flow over real HTTP, stops cleanly on SIGTERM, 
 
 t.test('a bad setting stops the start with one line that names it', async (t) => {
   const { child, stderr } = spawnProject('src/server.ts', [], { PORT: 'eighty', DATABASE_URL: ':memory:' });
-  const [code] = await once(child, 'exit');
+  const code = await exitCode(child);
   t.equal(code, 1);
   t.equal(stderr(), 'Invalid configuration: PORT must be an integer from 0 to 65535 (got "eighty")\n');
 });
@@ -88,7 +88,7 @@ t.test('SIGTERM during a slow purchase: the purchase completes and is recorded, 
   const response = await purchase;
   t.equal(response.status, 200, 'the in-flight purchase finished');
   t.match(await response.json(), { status: 'success', new_balance: 100 });
-  const [code] = await once(server.child, 'exit');
+  const code = await exitCode(server.child);
   t.equal(code, 0);
   t.notMatch(server.output(), apiKey, 'the API key never reaches the logs');
   t.notMatch(server.output(), 'sk_test_graceful', 'nor the Stripe key');
@@ -143,7 +143,7 @@ t.test('a request already sent but not yet read when closing starts gets an answ
 
 t.test('production mode without its settings stops at once, naming what is missing', async (t) => {
   const { child, stderr } = spawnProject('src/server.ts', [], { NODE_ENV: 'production', DATABASE_URL: ':memory:', STRIPE_SECRET_KEY: 'sk_live_x' });
-  const [code] = await once(child, 'exit');
+  const code = await exitCode(child);
   t.equal(code, 1);
   t.match(stderr(), /^Invalid configuration: API_KEYS is required when NODE_ENV=production \(.*\)\n$/);
 });

@@ -3,10 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { sql, type Kysely } from 'kysely';
-import { once } from 'node:events';
 import t, { type Test } from 'tap';
 import { GroupSync, openSqlite, SyncThread, type OpenedSqlite } from '../src/store/sqlite.js';
-import { spawnProject } from './support/process.js';
+import { exitCode, spawnProject } from './support/process.js';
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -167,7 +166,7 @@ t.test('a sync thread that dies hands syncing to the thread pool; no writer is l
 t.test('a process with nothing else to do does not end while its commits wait for the sync thread', async (t) => {
   const path = join(tempDir(t), 'cli.db');
   const run = spawnProject('test/support/sqlite-writer.ts', [path], {});
-  const [code] = await once(run.child, 'exit');
+  const code = await exitCode(run.child);
   t.equal(code, 0, run.stderr());
   t.equal(run.stdout(), 'acknowledged 3\n', 'every commit was acknowledged before the process ended');
   const written = new SQLite(path, { readonly: true });

@@ -91,6 +91,7 @@ class Attempts {
   readonly #inFlight = new Map<string, { calls: number; attempts: number }>();
 
   constructor(stripe: Stripe) {
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-call -- stripe-node types `on` as any
     stripe.on('request', (event: Stripe.RequestEvent) => {
       const entry = event.idempotency_key === undefined ? undefined : this.#inFlight.get(event.idempotency_key);
       if (entry) entry.attempts += 1;

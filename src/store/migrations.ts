@@ -212,6 +212,7 @@ export async function migrateToLatest<DB>(db: Kysely<DB>, engine: Engine): Promi
   }
   const failed = outcome.results?.find((r) => r.status === 'Error');
   if (outcome.error || failed) {
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- whatever was thrown, as String() shows it
     const why = outcome.error instanceof Error ? outcome.error.message : String(outcome.error ?? 'unknown error');
     throw new Error(`Database migration ${failed ? `${failed.migrationName} ` : ''}failed: ${why}`);
   }

@@ -17,7 +17,7 @@ function exactNumber(text: string): number {
 const INT8 = 20;
 const NUMERIC = 1700;
 const types = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+  getTypeParser: ((oid: number, format?: 'text' | 'binary'): unknown =>
     oid === INT8 || oid === NUMERIC ? exactNumber : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 

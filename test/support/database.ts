@@ -22,18 +22,37 @@ export function withPgOptions(url: string, options: string): string {
   return parsed.toString();
 }
 
-let admin: pg.Client | undefined;
-const schemas: string[] = [];
+/** `url` on another database of the same server. */
+function onDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+let admin: { client: pg.Client; url: string } | undefined;
 const dirs: string[] = [];
 
-async function adminClient(): Promise<pg.Client> {
+/**
+ * A client on a database of this test process's own, made on first use, named after TEST_PG_URL's
+ * database, and dropped when the process finishes (.ci/run drops any that a killed process left).
+ * Not a schema in TEST_PG_URL's database shared with the other test processes: Kysely's migrator
+ * reads the catalog of every schema in the database as an app starts, and fails ("schema … does not
+ * exist") when another process drops its schemas at that moment.
+ */
+async function adminClient(): Promise<{ client: pg.Client; url: string }> {
   if (!admin) {
-    admin = new pg.Client({ connectionString: TEST_PG_URL });
-    await admin.connect();
-    // Dropped when this test file's process finishes; CI drops the whole database after the run.
+    const database = `${new URL(TEST_PG_URL).pathname.slice(1) || 'postgres'}_${randomBytes(6).toString('hex')}`;
+    const server = new pg.Client({ connectionString: TEST_PG_URL });
+    await server.connect();
+    await server.query(`create database "${database}"`);
+    const url = onDatabase(TEST_PG_URL, database);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    admin = { client, url };
     t.teardown(async () => {
-      for (const schema of schemas.splice(0)) await admin?.query(`drop schema if exists "${schema}" cascade`);
-      await admin?.end();
+      await client.end();
+      await server.query(`drop database if exists "${database}" with (force)`);
+      await server.end();
       admin = undefined;
     });
   }
@@ -43,11 +62,11 @@ async function adminClient(): Promise<pg.Client> {
 /** A new, empty PostgreSQL schema and the DATABASE_URL that uses it. */
 export async function freshPostgresUrl(): Promise<string> {
   const schema = `coinshop_test_${randomBytes(6).toString('hex')}`;
-  await (await adminClient()).query(`create schema "${schema}"`);
-  schemas.push(schema);
+  const { client, url } = await adminClient();
+  await client.query(`create schema "${schema}"`);
   // Tests check behaviour, not that a commit survives a power cut: not waiting for each commit's
   // fsync makes the PostgreSQL pass several times faster. Production keeps the server's setting.
-  return withPgOptions(TEST_PG_URL, `-c search_path=${schema} -c synchronous_commit=off`);
+  return withPgOptions(url, `-c search_path=${schema} -c synchronous_commit=off`);
 }
 
 /**
