@@ -156,7 +156,7 @@ export const NotificationPage = Type.Object(
     $id: 'NotificationPage',
     title: 'NotificationPage',
     additionalProperties: false,
-    examples: [{ notifications: Notification.examples, next_cursor: '41' }],
+    examples: [{ notifications: Notification.examples as unknown[], next_cursor: '41' }],
   },
 );
 

@@ -25,8 +25,7 @@ import { startGameServer, type Behaviour, type GameServer } from './support/game
 import { attachCard, createCustomer, testConfig, type Json } from './support/helper.js';
 
 const SECRET = 'whsec_test_money_faults';
-const PACKAGES = { package_1: { coins: 100, cents: 1000 }, package_2: { coins: 300, cents: 2500 } } as const;
-type PackageId = keyof typeof PACKAGES;
+type PackageId = 'package_1' | 'package_2';
 const CARDS = ['pm_card_visa', 'pm_card_refundFail', 'pm_card_threeDSecure2Required', 'pm_card_chargeDeclined'] as const;
 
 type Action =

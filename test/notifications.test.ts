@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../src/config.js';
 import { nextAttemptAt, RETRY_FOR_MS } from '../src/services/notifications.js';
 import { buildTestApp, buy, customerWithCard, expectProblem, get, json, post, type Json } from './support/helper.js';
-import { startGameServer, type GameServer } from './support/game-server.js';
+import { startGameServer } from './support/game-server.js';
 
 /** A test app whose notifications go to a real HTTP game server that verifies each one. */
 async function appWithGame(t: Test, env: Record<string, string> = {}) {
@@ -57,7 +57,7 @@ t.test('a purchase tells the game: signed per Standard Webhooks, verified by the
       package_id: 'package_1',
       amount_paid: 1000,
       currency: 'usd',
-      payment_intent_id: (json(await get(app, `/stripe/purchases/${String(transaction_id)}`)) as Json)['payment_intent_id'],
+      payment_intent_id: json(await get(app, `/stripe/purchases/${String(transaction_id)}`))['payment_intent_id'],
       sequence: 1,
     },
   });

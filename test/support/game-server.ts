@@ -55,7 +55,7 @@ export async function startGameServer(secret = newSecret()): Promise<GameServer>
         'webhook-timestamp': String(req.headers['webhook-timestamp'] ?? ''),
         'webhook-signature': String(req.headers['webhook-signature'] ?? ''),
       };
-      let verified = false;
+      let verified: boolean;
       try {
         verifier.verify(body, headers);
         verified = true;
