@@ -21,7 +21,7 @@ import t from 'tap';
 import { buildApp } from '../src/app.js';
 import { reconcile } from '../src/services/reconcile.js';
 import { startFakeStripe, webhookRequest, type FakeStripe } from './support/fake-stripe.js';
-import { startGameServer, type Behaviour, type GameServer } from './support/game-server.js';
+import { dueNow, startGameServer, type Behaviour, type GameServer } from './support/game-server.js';
 import { attachCard, createCustomer, testConfig, type Json } from './support/helper.js';
 
 const SECRET = 'whsec_test_money_faults';
@@ -341,7 +341,7 @@ class Run {
       const pending = await store.db.selectFrom('notifications').select('id').where('status', '!=', 'delivered').execute();
       if (pending.length === 0) break;
       check(Date.now() < deadline, `${pending.length} notifications not delivered`);
-      await store.db.updateTable('notifications').set({ next_attempt_at: new Date().toISOString() }).where('status', '=', 'pending').execute();
+      await dueNow(store);
       this.app.notifier?.wake();
       await new Promise((resolve) => setTimeout(resolve, 20));
     }

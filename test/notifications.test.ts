@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../src/config.js';
 import { nextAttemptAt, RETRY_FOR_MS } from '../src/services/notifications.js';
 import { buildTestApp, buy, customerWithCard, expectProblem, get, json, post, type Json } from './support/helper.js';
-import { startGameServer } from './support/game-server.js';
+import { dueNow, startGameServer } from './support/game-server.js';
 
 /** A test app whose notifications go to a real HTTP game server that verifies each one. */
 async function appWithGame(t: Test, env: Record<string, string> = {}) {
@@ -25,7 +25,7 @@ async function until(check: () => boolean | Promise<boolean>, what: string) {
 
 /** Brings every pending retry forward to now and wakes the sender (instead of waiting for its backoff). */
 async function retryNow(app: FastifyInstance) {
-  await app.store.db.updateTable('notifications').set({ next_attempt_at: new Date().toISOString() }).where('status', '=', 'pending').execute();
+  await dueNow(app.store);
   app.notifier?.wake();
 }
 

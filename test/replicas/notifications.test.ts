@@ -5,7 +5,7 @@
 import t from 'tap';
 import { buildApp } from '../../src/app.js';
 import { freshPostgresUrl } from '../support/database.js';
-import { startGameServer } from '../support/game-server.js';
+import { dueNow, startGameServer } from '../support/game-server.js';
 import { buy, customerWithCard, testConfig } from '../support/helper.js';
 
 t.test('two replicas share the deliveries, and never send one notification at the same time', async (t) => {
@@ -34,7 +34,7 @@ t.test('two replicas share the deliveries, and never send one notification at th
     if (rows.every((row) => row.status === 'delivered')) break;
     if (Date.now() > deadline) throw new Error(`not delivered: ${JSON.stringify(rows)}`);
     // Retries come due at once instead of after their backoff.
-    await store.db.updateTable('notifications').set({ next_attempt_at: new Date().toISOString() }).where('status', '=', 'pending').execute();
+    await dueNow(store);
     for (const app of apps) app.notifier?.wake();
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

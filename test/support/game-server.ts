@@ -1,6 +1,18 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
+import type { Store } from '../../src/store/store.js';
+
+/**
+ * Brings every pending notification's next attempt forward to now (instead of waiting out its
+ * backoff). One row a statement: a statement that held several rows' locks could deadlock with a
+ * sender recording a batch, which locks them in another order.
+ */
+export async function dueNow(store: Store): Promise<void> {
+  const pending = await store.db.selectFrom('notifications').select('id').where('status', '=', 'pending').execute();
+  const at = new Date().toISOString();
+  for (const { id } of pending) await store.db.updateTable('notifications').set({ next_attempt_at: at }).where('id', '=', id).where('status', '=', 'pending').execute();
+}
 
 /** What the game server does with one delivery attempt. */
 export type Behaviour = 'accept' | 'fail' | 'hang' | 'close' | 'redirect';
