@@ -118,7 +118,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       });
       reply.raw.end(body);
     },
-    // A client gets this long to send its whole request (slow-loris protection).
+    // A client gets this long to send its whole request, headers and body (slow-loris protection).
+    // Node checks the deadlines only every connectionsCheckingInterval (30 s by default) and its
+    // headersTimeout stays 60 s unless set: both follow the setting, so it holds to within a second.
+    http: {
+      requestTimeout: config.REQUEST_TIMEOUT_MS,
+      headersTimeout: config.REQUEST_TIMEOUT_MS,
+      connectionsCheckingInterval: Math.min(1000, config.REQUEST_TIMEOUT_MS / 2),
+    },
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     // Behind a load balancer, the client's address (for per-IP rate limits and logs) comes from the
     // X-Forwarded-For entries the configured proxies added; otherwise the header is ignored.
@@ -150,6 +157,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // may not have been read yet (a busy event loop): it then gets Fastify's 503 for a closing server
   // with `Connection: close`, which says nothing was done, rather than a reset. (Fastify stops
   // listening in the same tick as this hook, so no connection comes after it.)
+  if (config.MAX_CONNECTIONS > 0) app.server.maxConnections = config.MAX_CONNECTIONS;
   let closing = false;
   const connections = new Set<Socket>();
   app.server.on('connection', (socket: Socket) => {
