@@ -2460,8 +2460,26 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookAck"];
                 };
             };
-            /** @description The signature is missing, wrong or older than 5 minutes: nothing was changed. */
+            /** @description The signature is missing or wrong, or its timestamp more than 5 minutes old or ahead: nothing was changed. */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A body over 256 KiB (Stripe's events are a few KiB): nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More than 20 deliveries with a bad signature from this address within a minute: it is refused until the minute is over (see `Retry-After`). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
