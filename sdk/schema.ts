@@ -2574,7 +2574,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The simulator only exists while payments are simulated (no STRIPE_SECRET_KEY). */
+            /** @description No such simulated PaymentIntent or dispute, or (with a client token) no purchase of this player has it. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2679,7 +2679,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The simulator only exists while payments are simulated (no STRIPE_SECRET_KEY). */
+            /** @description No such simulated PaymentIntent or dispute, or (with a client token) no purchase of this player has it. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2793,7 +2793,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The simulator only exists while payments are simulated (no STRIPE_SECRET_KEY). */
+            /** @description No such simulated PaymentIntent or dispute, or (with a client token) no purchase of this player has it. */
             404: {
                 headers: {
                     [name: string]: unknown;

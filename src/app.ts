@@ -6,6 +6,7 @@ import { loadCatalog, type Catalog } from './catalog.js';
 import type { Config } from './config.js';
 import { problemDocument, ProblemError } from './errors.js';
 import paymentsGateway from './gateway/index.js';
+import { SimulatedGateway } from './gateway/simulated.js';
 import type { PaymentsGateway } from './gateway/types.js';
 import errors from './plugins/errors.js';
 import openapi from './plugins/openapi.js';
@@ -208,7 +209,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(purchaseRoutes);
   await app.register(ledgerRoutes);
   await app.register(webhookRoutes);
-  await app.register(simulatorRoutes);
+  // Development stand-ins for the outside world: in any other mode, or with real Stripe, they do not exist.
+  if (config.NODE_ENV === 'development' && app.payments instanceof SimulatedGateway) await app.register(simulatorRoutes, { simulator: app.payments });
   await app.register(checkoutRoutes);
 
   return app;

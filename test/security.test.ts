@@ -272,3 +272,30 @@ t.test('/metrics counts purchases by outcome, webhook events by type, replays', 
   t.match(metrics.body, /coinshop_http_request_duration_seconds_bucket\{le="[0-9.]+",method="POST",route="\/stripe\/purchase-currency",status_code="200"\}/);
   t.match(metrics.body, /coinshop_ledger_mismatches_found_total 0\n/);
 });
+
+t.test('the simulator exists only in development on the simulated gateway: elsewhere its routes are not registered at all', async (t) => {
+  const { buildAppOnFakeStripe } = await import('./support/helper.js');
+  const secrets = { API_KEYS: KEY, CLIENT_TOKEN_SECRETS: 'simulator-test-secret-0123456789abcdefgh', STRIPE_WEBHOOK_SECRET: 'whsec_simulator' };
+  const apps = {
+    'production (Stripe)': (await buildAppOnFakeStripe(t, { env: { NODE_ENV: 'production', ...secrets } })).app,
+    'development on Stripe': (await buildAppOnFakeStripe(t, { env: secrets })).app,
+    'test mode (simulated)': await buildTestApp(t, { env: { NODE_ENV: 'test', ...secrets } }),
+  };
+  const routes = ['/simulator/payment-intents/pi_sim_1/authenticate', '/simulator/payment-intents/pi_sim_1/dispute', '/simulator/disputes/dp_sim_1/close'];
+  for (const [name, app] of Object.entries(apps)) {
+    for (const url of routes) {
+      t.notOk(app.hasRoute({ method: 'POST', url: url.replace(/pi_sim_1/, ':payment_intent_id').replace(/dp_sim_1/, ':dispute_id') }), `${name}: ${url} is not registered`);
+      const response = await app.inject({ method: 'POST', url, headers: bearer(KEY), payload: { outcome: 'succeed' } });
+      expectProblem(t, response, 404, 'not_found', `No route POST ${url}`);
+    }
+  }
+  const development = await buildTestApp(t);
+  t.ok(development.hasRoute({ method: 'POST', url: '/simulator/payment-intents/:payment_intent_id/authenticate' }), 'development on the simulated gateway has it');
+});
+
+t.test('the simulator answers 404 for a PaymentIntent or dispute it never made (not 409)', async (t) => {
+  const app = await buildTestApp(t);
+  expectProblem(t, await app.inject({ method: 'POST', url: '/simulator/payment-intents/pi_sim_nope/authenticate', payload: { outcome: 'succeed' } }), 404, 'not_found', "No such PaymentIntent: 'pi_sim_nope'");
+  expectProblem(t, await app.inject({ method: 'POST', url: '/simulator/payment-intents/pi_sim_nope/dispute', payload: {} }), 404, 'not_found', "No such PaymentIntent: 'pi_sim_nope'");
+  expectProblem(t, await app.inject({ method: 'POST', url: '/simulator/disputes/dp_sim_nope/close', payload: { outcome: 'won' } }), 404, 'not_found', "No such dispute: 'dp_sim_nope'");
+});
