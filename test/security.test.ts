@@ -221,6 +221,8 @@ t.test("every API answer carries the headers for a JSON API; web pages (docs, ch
     t.match(page.headers['content-type'], /^text\/html/, what);
     for (const name of pageNames.filter((name) => name !== 'content-security-policy')) t.equal(page.headers[name], helmetHeaders[name], `${what}: ${name}`);
     t.match(page.headers['content-security-policy'], /script-src 'self'/, `${what}: a policy of its own, that lets the page run`);
+    t.match(page.headers['content-security-policy'], /frame-ancestors 'none'/, `${what}: framed nowhere`);
+    t.equal(page.headers['x-frame-options'], 'DENY', `${what}: X-Frame-Options agrees with frame-ancestors 'none' (not SAMEORIGIN)`);
   }
 });
 

@@ -10,12 +10,16 @@ import { ProblemError } from '../errors.js';
 import { redisWithLocalFallback } from '../rate-limit-store.js';
 
 /**
- * helmet's options for the web pages coinshop serves (Swagger UI at /docs, the checkout page): the
- * policy allows nothing — exactly these two directives, not merged into helmet's defaults (which
+ * helmet's options for the web pages coinshop serves (Swagger UI at /docs, the checkout page): never
+ * framed, and the policy allows nothing — exactly these two directives, not merged into helmet's defaults (which
  * allow scripts, styles, fonts and images from the page's own origin); each page replaces it with
  * its own.
  */
-export const helmetOptions = { contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } } };
+export const helmetOptions = {
+  contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+  // helmet's default is SAMEORIGIN; the pages' policies say frame-ancestors 'none', and both must agree.
+  frameguard: { action: 'deny' },
+} as const;
 
 /**
  * What every API answer carries, as OWASP's REST Security Cheat Sheet lists them for JSON APIs: it is
