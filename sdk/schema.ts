@@ -1175,13 +1175,16 @@ export interface operations {
     listPackages: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` of an earlier answer: 304 if the catalog is unchanged. */
+                "if-none-match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description The packages for sale. */
+            /** @description The packages for sale, with an `ETag` and `Cache-Control: private, max-age=60`. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1219,6 +1222,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["PackageList"];
                 };
+            };
+            /** @description Not modified: the `ETag` in `If-None-Match` is current; no body. */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {

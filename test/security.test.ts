@@ -196,7 +196,8 @@ t.test("every API answer carries the headers for a JSON API; web pages (docs, ch
 
   const app = await buildTestApp(t, { env: { API_KEYS: KEY } });
   const answers = {
-    ok: await app.inject({ method: 'GET', url: '/stripe/packages', headers: bearer(KEY) }),
+    // (GET /stripe/packages, the same for everyone, may be kept a minute: its own test, below.)
+    ok: await app.inject({ method: 'POST', url: '/stripe/create-customer', headers: bearer(KEY), payload: { email: 'h@example.com', name: 'H' } }),
     unauthorized: await app.inject({ method: 'GET', url: '/stripe/packages' }),
     notFound: await app.inject({ method: 'GET', url: '/nowhere', headers: bearer(KEY) }),
     invalid: await app.inject({ method: 'POST', url: '/stripe/create-customer', headers: bearer(KEY), payload: {} }),
@@ -300,4 +301,34 @@ t.test('the simulator answers 404 for a PaymentIntent or dispute it never made (
   expectProblem(t, await app.inject({ method: 'POST', url: '/simulator/payment-intents/pi_sim_nope/authenticate', payload: { outcome: 'succeed' } }), 404, 'not_found', "No such PaymentIntent: 'pi_sim_nope'");
   expectProblem(t, await app.inject({ method: 'POST', url: '/simulator/payment-intents/pi_sim_nope/dispute', payload: {} }), 404, 'not_found', "No such PaymentIntent: 'pi_sim_nope'");
   expectProblem(t, await app.inject({ method: 'POST', url: '/simulator/disputes/dp_sim_nope/close', payload: { outcome: 'won' } }), 404, 'not_found', "No such dispute: 'dp_sim_nope'");
+});
+
+t.test('GET /stripe/packages has an ETag and answers If-None-Match with 304, cached privately for a minute; player data stays no-store', async (t) => {
+  const app = await buildTestApp(t);
+  const first = await app.inject({ method: 'GET', url: '/stripe/packages' });
+  t.equal(first.statusCode, 200);
+  const etag = String(first.headers['etag']);
+  t.match(etag, /^"[0-9a-f]{16}"$/, 'a strong ETag of the catalog');
+  t.equal(first.headers['cache-control'], 'private, max-age=60');
+  const again = (ifNoneMatch: string) => app.inject({ method: 'GET', url: '/stripe/packages', headers: { 'if-none-match': ifNoneMatch } });
+  for (const current of [etag, `W/${etag}`, `"other", ${etag}`, '*']) {
+    const response = await again(current);
+    t.equal(response.statusCode, 304, `If-None-Match: ${current}`);
+    t.equal(response.body, '', 'no body');
+    t.equal(response.headers['etag'], etag);
+    t.equal(response.headers['cache-control'], 'private, max-age=60');
+  }
+  const changed = await again('"0123456789abcdef"');
+  t.equal(changed.statusCode, 200, 'another tag gets the catalog');
+  t.equal(changed.body, first.body);
+  const other = await buildTestApp(t);
+  t.equal((await other.inject({ method: 'GET', url: '/stripe/packages' })).headers['etag'], etag, 'every replica with the same catalog gives the same tag');
+
+  const { createCustomer } = await import('./support/helper.js');
+  const { user_id } = await createCustomer(app);
+  for (const url of [`/stripe/customer/${user_id}`, `/stripe/transactions/${user_id}`, `/stripe/ledger/${user_id}`]) {
+    const response = await app.inject({ method: 'GET', url });
+    t.equal(response.headers['cache-control'], 'no-store', `${url}: never stored`);
+    t.notOk(response.headers['etag'], `${url}: no ETag`);
+  }
 });
