@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
@@ -83,6 +84,27 @@ class OneLinePerRequest extends LogController {
   }
 }
 
+/** The raw HTTP answer to a request Node's parser refused: a problem document with the API's headers. */
+function clientErrorAnswer(errorCode: string | undefined): string {
+  const problem =
+    errorCode === 'HPE_HEADER_OVERFLOW'
+      ? new ProblemError('headers_too_large', 'The request headers are too large (at most 16 KiB)')
+      : errorCode === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new ProblemError('request_timeout', 'The request was not sent in time (REQUEST_TIMEOUT_MS)')
+        : new ProblemError('bad_request', 'Malformed request: the HTTP request could not be parsed');
+  const requestId = randomUUID();
+  const body = JSON.stringify(problemDocument(problem, requestId));
+  const headers = {
+    'content-type': 'application/problem+json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(body)),
+    'x-request-id': requestId,
+    ...API_SECURITY_HEADERS,
+    connection: 'close',
+  };
+  const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  return `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? ''}\r\n${lines}\r\n${body}`;
+}
+
 /** TRUST_PROXY as Fastify takes it: a hop count becomes "trust the nearest n proxies". */
 function trustedProxies(setting: string | undefined): FastifyServerOptions['trustProxy'] {
   if (setting === undefined) return false;
@@ -118,6 +140,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         ...API_SECURITY_HEADERS,
       });
       reply.raw.end(body);
+    },
+    // What Node's HTTP parser refuses before Fastify sees a request (headers over 16 KiB, a request
+    // not sent within REQUEST_TIMEOUT_MS, bytes that are not HTTP) is a problem document too.
+    clientErrorHandler: (error, socket) => {
+      if ((error as NodeJS.ErrnoException).code === 'ECONNRESET' || socket.destroyed) return;
+      if (socket.writable) socket.write(clientErrorAnswer((error as NodeJS.ErrnoException).code));
+      socket.destroy(error);
     },
     // A client gets this long to send its whole request, headers and body (slow-loris protection).
     // Node checks the deadlines only every connectionsCheckingInterval (30 s by default) and its
