@@ -415,39 +415,48 @@ export interface components {
         /**
          * AuthenticationRequired
          * @description Problem details for a payment that needs the customer to authenticate (3-D Secure) before it can succeed.
+         * @example {
+         *       "type": "urn:coinshop:problem:authentication_required",
+         *       "title": "Authentication required",
+         *       "status": 402,
+         *       "detail": "The card requires authentication (3-D Secure) to complete this purchase",
+         *       "code": "authentication_required",
+         *       "request_id": "7b0f6c1e-2d4a-4f5b-8c9d-0e1f2a3b4c5d",
+         *       "transaction_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+         *       "payment_intent_id": "pi_3Q1w2E3r4T5y6U7i",
+         *       "client_secret": "pi_3Q1w2E3r4T5y6U7i_secret_4a5b6c7d8e9f"
+         *     }
          */
         AuthenticationRequired: {
             /**
              * @description URI identifying the problem type (`urn:coinshop:problem:<code>`).
-             * @example urn:coinshop:problem:customer_not_found
+             * @example urn:coinshop:problem:authentication_required
              */
             type: string;
             /**
              * @description Short summary of the problem type.
-             * @example Customer not found
+             * @example Authentication required
              */
             title: string;
             /**
              * @description The HTTP status code.
-             * @example 404
+             * @example 402
              */
             status: number;
             /**
-             * @description Human-readable explanation. For the seed contract this is the exact seed message.
-             * @example Customer not found
+             * @description Human-readable explanation.
+             * @example The card requires authentication (3-D Secure) to complete this purchase
              */
             detail: string;
             /**
-             * @description Stable, machine-readable error code, e.g. `customer_not_found`, `invalid_package`, `no_payment_method`, `card_declined`, `insufficient_funds`, `validation_error`.
-             * @example customer_not_found
+             * @description Always `authentication_required`.
+             * @example authentication_required
              */
             code: string;
             /** @description The request id, also sent as the `X-Request-Id` header. */
             request_id: string;
             /** Format: uuid */
             transaction_id: string;
-            /** @description For `validation_error`: one entry per invalid field. */
-            errors?: components["schemas"]["FieldError"][];
             /** @description The Stripe PaymentIntent awaiting authentication. */
             payment_intent_id: string;
             /** @description The PaymentIntent's client secret: pass it to Stripe.js `handleNextAction` to finish. */
@@ -1073,6 +1082,15 @@ export interface operations {
                     "text/plain": string;
                 };
             };
+            /** @description Query text that is not valid Unicode or holds a NUL character: nothing was read or changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -1091,8 +1109,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1134,6 +1170,33 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            /** @description Query text that is not valid Unicode or holds a NUL character: nothing was read or changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getReadiness: {
@@ -1159,6 +1222,33 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["Readiness"];
+                };
+            };
+            /** @description Query text that is not valid Unicode or holds a NUL character: nothing was read or changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Not ready: the database does not answer. */
@@ -1230,6 +1320,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Query text that is not valid Unicode or holds a NUL character: nothing was read or changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -1248,8 +1347,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1334,8 +1451,35 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description A request with the same Idempotency-Key is still being processed. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1354,6 +1498,15 @@ export interface operations {
             };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1424,6 +1577,15 @@ export interface operations {
                     "application/json": components["schemas"]["Customer"];
                 };
             };
+            /** @description A path parameter that is too long, holds a NUL character, or is not valid percent-encoding (or such query text): nothing was read or changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -1451,8 +1613,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1549,8 +1729,44 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1652,8 +1868,35 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description A request with the same Idempotency-Key is still being processed. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1672,6 +1915,15 @@ export interface operations {
             };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1772,6 +2024,19 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "type": "urn:coinshop:problem:authentication_required",
+                     *       "title": "Authentication required",
+                     *       "status": 402,
+                     *       "detail": "The card requires authentication (3-D Secure) to complete this purchase",
+                     *       "code": "authentication_required",
+                     *       "request_id": "7b0f6c1e-2d4a-4f5b-8c9d-0e1f2a3b4c5d",
+                     *       "transaction_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+                     *       "payment_intent_id": "pi_3Q1w2E3r4T5y6U7i",
+                     *       "client_secret": "pi_3Q1w2E3r4T5y6U7i_secret_4a5b6c7d8e9f"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["AuthenticationRequired"];
                 };
             };
@@ -1793,8 +2058,35 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description A request with the same Idempotency-Key is still being processed. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1822,6 +2114,15 @@ export interface operations {
             };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1899,6 +2200,15 @@ export interface operations {
                     "application/json": components["schemas"]["TransactionHistory"];
                 };
             };
+            /** @description A path parameter that is too long, holds a NUL character, or is not valid percent-encoding (or such query text): nothing was read or changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -1926,8 +2236,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1992,6 +2320,15 @@ export interface operations {
                     "application/json": components["schemas"]["Purchase"];
                 };
             };
+            /** @description A path parameter that is too long, holds a NUL character, or is not valid percent-encoding (or such query text): nothing was read or changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -2019,8 +2356,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2133,8 +2488,35 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The purchase cannot be refunded in its state, or Stripe refused the refund. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2153,6 +2535,15 @@ export interface operations {
             };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2266,8 +2657,35 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description A request with the same Idempotency-Key is still being processed. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2286,6 +2704,15 @@ export interface operations {
             };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2396,8 +2823,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2479,6 +2924,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description A body over 256 KiB (Stripe's events are a few KiB): nothing was read further. */
             413: {
                 headers: {
@@ -2488,8 +2942,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description More than 20 deliveries with a bad signature from this address within a minute: it is refused until the minute is over (see `Retry-After`). */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2566,6 +3038,15 @@ export interface operations {
                     "application/json": components["schemas"]["SimulationResult"];
                 };
             };
+            /** @description The request is malformed; `errors` names each invalid field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -2593,6 +3074,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The simulated object is not in a state that allows this. */
             409: {
                 headers: {
@@ -2602,8 +3092,35 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2671,6 +3188,15 @@ export interface operations {
                     "application/json": components["schemas"]["SimulationResult"];
                 };
             };
+            /** @description The request is malformed; `errors` names each invalid field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -2698,6 +3224,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The simulated object is not in a state that allows this. */
             409: {
                 headers: {
@@ -2709,6 +3244,15 @@ export interface operations {
             };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2785,6 +3329,15 @@ export interface operations {
                     "application/json": components["schemas"]["SimulationResult"];
                 };
             };
+            /** @description The request is malformed; `errors` names each invalid field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -2812,6 +3365,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The simulated object is not in a state that allows this. */
             409: {
                 headers: {
@@ -2821,8 +3383,35 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -5,7 +5,7 @@ import { ProblemError } from '../../errors.js';
 import { SimulatedObjectNotFound, type SimulatedGateway, SimulationRefused } from '../../gateway/simulated.js';
 import { assertPlayerMayAct } from '../../plugins/auth.js';
 import { purchaseView } from '../../services/purchases.js';
-import { callerErrors, internalError, playerSecurity, problemResponse } from '../problem-responses.js';
+import { callerErrors, internalError, playerSecurity, problemResponse, validationFailed } from '../problem-responses.js';
 
 const notFound = problemResponse('No such simulated PaymentIntent or dispute, or (with a client token) no purchase of this player has it.', {
   not_found: "No such PaymentIntent: 'pi_sim_0a1b2c3d'",
@@ -36,8 +36,9 @@ const simulatorRoutes: FastifyPluginAsyncTypebox<{ simulator: SimulatedGateway }
       throw err;
     }
   };
-  const responses = (description: string) => ({
+  const responses = (description: string, invalid: string) => ({
     200: { ...ref(SimulationResult), description },
+    400: validationFailed(invalid),
     404: notFound,
     409: refused,
     ...callerErrors,
@@ -56,7 +57,7 @@ const simulatorRoutes: FastifyPluginAsyncTypebox<{ simulator: SimulatedGateway }
         summary: 'Simulate the customer completing (or failing) 3-D Secure',
         params: PaymentIntentParams,
         body: ref(SimulateAuthenticationRequest),
-        response: responses('The purchase after the payment_intent webhook.'),
+        response: responses('The purchase after the payment_intent webhook.', 'Invalid input: body/outcome must be one of "succeed", "fail"'),
       },
     },
     async (request) => {
@@ -77,7 +78,7 @@ const simulatorRoutes: FastifyPluginAsyncTypebox<{ simulator: SimulatedGateway }
         tags: ['Simulator'],
         summary: "Simulate the cardholder's bank disputing a payment",
         params: PaymentIntentParams,
-        response: responses('The purchase after the charge.dispute.created webhook, and the dispute id.'),
+        response: responses('The purchase after the charge.dispute.created webhook, and the dispute id.', 'Invalid input: params/payment_intent_id must NOT have more than 255 characters'),
       },
     },
     async (request) => {
@@ -96,7 +97,7 @@ const simulatorRoutes: FastifyPluginAsyncTypebox<{ simulator: SimulatedGateway }
         summary: 'Simulate a dispute being decided',
         params: DisputeParams,
         body: ref(SimulateDisputeClosedRequest),
-        response: responses('The purchase after the charge.dispute.closed webhook.'),
+        response: responses('The purchase after the charge.dispute.closed webhook.', 'Invalid input: body/outcome must be one of "won", "lost"'),
       },
     },
     async (request) => {
