@@ -64,10 +64,28 @@ export const Problem = Type.Object(problemProperties, {
 });
 export type Problem = Static<typeof Problem>;
 
+const authenticationRequiredExample = {
+  type: 'urn:coinshop:problem:authentication_required',
+  title: 'Authentication required',
+  status: 402,
+  detail: 'The card requires authentication (3-D Secure) to complete this purchase',
+  code: 'authentication_required',
+  request_id: '7b0f6c1e-2d4a-4f5b-8c9d-0e1f2a3b4c5d',
+  transaction_id: '9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a',
+  payment_intent_id: 'pi_3Q1w2E3r4T5y6U7i',
+  client_secret: 'pi_3Q1w2E3r4T5y6U7i_secret_4a5b6c7d8e9f',
+};
+
 /** 402 from a purchase whose card needs the customer to authenticate (3-D Secure). */
 export const AuthenticationRequired = Type.Object(
   {
-    ...problemProperties,
+    // Problem's fields, with this problem's own examples (never another problem's, nor a field list).
+    type: Type.String({ description: problemProperties.type.description, examples: [authenticationRequiredExample.type] }),
+    title: Type.String({ description: problemProperties.title.description, examples: [authenticationRequiredExample.title] }),
+    status: Type.Integer({ description: problemProperties.status.description, examples: [402] }),
+    detail: Type.String({ description: 'Human-readable explanation.', examples: [authenticationRequiredExample.detail] }),
+    code: Type.String({ description: 'Always `authentication_required`.', examples: ['authentication_required'] }),
+    request_id: problemProperties.request_id,
     transaction_id: Type.String({ format: 'uuid' }),
     payment_intent_id: Type.String({ description: 'The Stripe PaymentIntent awaiting authentication.' }),
     client_secret: Type.String({
@@ -80,6 +98,7 @@ export const AuthenticationRequired = Type.Object(
     description:
       'Problem details for a payment that needs the customer to authenticate (3-D Secure) before it can succeed.',
     additionalProperties: false,
+    examples: [authenticationRequiredExample],
   },
 );
 export type AuthenticationRequired = Static<typeof AuthenticationRequired>;

@@ -472,39 +472,48 @@ export interface components {
         /**
          * AuthenticationRequired
          * @description Problem details for a payment that needs the customer to authenticate (3-D Secure) before it can succeed.
+         * @example {
+         *       "type": "urn:coinshop:problem:authentication_required",
+         *       "title": "Authentication required",
+         *       "status": 402,
+         *       "detail": "The card requires authentication (3-D Secure) to complete this purchase",
+         *       "code": "authentication_required",
+         *       "request_id": "7b0f6c1e-2d4a-4f5b-8c9d-0e1f2a3b4c5d",
+         *       "transaction_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+         *       "payment_intent_id": "pi_3Q1w2E3r4T5y6U7i",
+         *       "client_secret": "pi_3Q1w2E3r4T5y6U7i_secret_4a5b6c7d8e9f"
+         *     }
          */
         AuthenticationRequired: {
             /**
              * @description URI identifying the problem type (`urn:coinshop:problem:<code>`).
-             * @example urn:coinshop:problem:customer_not_found
+             * @example urn:coinshop:problem:authentication_required
              */
             type: string;
             /**
              * @description Short summary of the problem type.
-             * @example Customer not found
+             * @example Authentication required
              */
             title: string;
             /**
              * @description The HTTP status code.
-             * @example 404
+             * @example 402
              */
             status: number;
             /**
-             * @description Human-readable explanation. For the seed contract this is the exact seed message.
-             * @example Customer not found
+             * @description Human-readable explanation.
+             * @example The card requires authentication (3-D Secure) to complete this purchase
              */
             detail: string;
             /**
-             * @description Stable, machine-readable error code, e.g. `customer_not_found`, `invalid_package`, `no_payment_method`, `card_declined`, `insufficient_funds`, `validation_error`.
-             * @example customer_not_found
+             * @description Always `authentication_required`.
+             * @example authentication_required
              */
             code: string;
             /** @description The request id, also sent as the `X-Request-Id` header. */
             request_id: string;
             /** Format: uuid */
             transaction_id: string;
-            /** @description For `validation_error`: one entry per invalid field. */
-            errors?: components["schemas"]["FieldError"][];
             /** @description The Stripe PaymentIntent awaiting authentication. */
             payment_intent_id: string;
             /** @description The PaymentIntent's client secret: pass it to Stripe.js `handleNextAction` to finish. */
@@ -1291,6 +1300,15 @@ export interface operations {
                     "text/plain": string;
                 };
             };
+            /** @description Query text that is not valid Unicode or holds a NUL character: nothing was read or changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -1309,8 +1327,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1352,6 +1388,33 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            /** @description Query text that is not valid Unicode or holds a NUL character: nothing was read or changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getReadiness: {
@@ -1379,6 +1442,33 @@ export interface operations {
                     "application/json": components["schemas"]["Readiness"];
                 };
             };
+            /** @description Query text that is not valid Unicode or holds a NUL character: nothing was read or changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Not ready: the database does not answer. */
             503: {
                 headers: {
@@ -1393,13 +1483,16 @@ export interface operations {
     listPackages: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` of an earlier answer: 304 if the catalog is unchanged. */
+                "if-none-match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description The packages for sale. */
+            /** @description The packages for sale, with an `ETag` and `Cache-Control: private, max-age=60`. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1438,6 +1531,22 @@ export interface operations {
                     "application/json": components["schemas"]["PackageList"];
                 };
             };
+            /** @description Not modified: the `ETag` in `If-None-Match` is current; no body. */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Query text that is not valid Unicode or holds a NUL character: nothing was read or changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -1456,8 +1565,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1542,8 +1669,35 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description A request with the same Idempotency-Key is still being processed. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1562,6 +1716,15 @@ export interface operations {
             };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1632,6 +1795,15 @@ export interface operations {
                     "application/json": components["schemas"]["Customer"];
                 };
             };
+            /** @description A path parameter that is too long, holds a NUL character, or is not valid percent-encoding (or such query text): nothing was read or changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -1659,8 +1831,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1757,8 +1947,44 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1860,8 +2086,35 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description A request with the same Idempotency-Key is still being processed. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1880,6 +2133,15 @@ export interface operations {
             };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1980,6 +2242,19 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "type": "urn:coinshop:problem:authentication_required",
+                     *       "title": "Authentication required",
+                     *       "status": 402,
+                     *       "detail": "The card requires authentication (3-D Secure) to complete this purchase",
+                     *       "code": "authentication_required",
+                     *       "request_id": "7b0f6c1e-2d4a-4f5b-8c9d-0e1f2a3b4c5d",
+                     *       "transaction_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+                     *       "payment_intent_id": "pi_3Q1w2E3r4T5y6U7i",
+                     *       "client_secret": "pi_3Q1w2E3r4T5y6U7i_secret_4a5b6c7d8e9f"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["AuthenticationRequired"];
                 };
             };
@@ -2001,8 +2276,35 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description A request with the same Idempotency-Key is still being processed. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2030,6 +2332,15 @@ export interface operations {
             };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2107,6 +2418,15 @@ export interface operations {
                     "application/json": components["schemas"]["TransactionHistory"];
                 };
             };
+            /** @description A path parameter that is too long, holds a NUL character, or is not valid percent-encoding (or such query text): nothing was read or changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -2134,8 +2454,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2200,6 +2538,15 @@ export interface operations {
                     "application/json": components["schemas"]["Purchase"];
                 };
             };
+            /** @description A path parameter that is too long, holds a NUL character, or is not valid percent-encoding (or such query text): nothing was read or changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -2227,8 +2574,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2341,8 +2706,35 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The purchase cannot be refunded in its state, or Stripe refused the refund (nothing was refunded). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2361,6 +2753,15 @@ export interface operations {
             };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2474,8 +2875,35 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description A request with the same Idempotency-Key is still being processed. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2494,6 +2922,15 @@ export interface operations {
             };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2604,8 +3041,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2714,8 +3169,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2824,8 +3297,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2937,6 +3428,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An attempt to deliver it is under way; try again once it has finished. */
             409: {
                 headers: {
@@ -2957,6 +3457,15 @@ export interface operations {
             };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3029,8 +3538,53 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookAck"];
                 };
             };
-            /** @description The signature is missing, wrong or older than 5 minutes: nothing was changed. */
+            /** @description The signature is missing or wrong, or its timestamp more than 5 minutes old or ahead: nothing was changed. */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A body over 256 KiB (Stripe's events are a few KiB): nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More than 20 deliveries with a bad signature from this address within a minute: it is refused until the minute is over (see `Retry-After`). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3116,6 +3670,15 @@ export interface operations {
                     "application/json": components["schemas"]["SimulationResult"];
                 };
             };
+            /** @description The request is malformed; `errors` names each invalid field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -3134,8 +3697,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The simulator only exists while payments are simulated (no STRIPE_SECRET_KEY). */
+            /** @description No such simulated PaymentIntent or dispute, or (with a client token) no purchase of this player has it. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3152,8 +3724,35 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3221,6 +3820,15 @@ export interface operations {
                     "application/json": components["schemas"]["SimulationResult"];
                 };
             };
+            /** @description The request is malformed; `errors` names each invalid field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -3239,8 +3847,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The simulator only exists while payments are simulated (no STRIPE_SECRET_KEY). */
+            /** @description No such simulated PaymentIntent or dispute, or (with a client token) no purchase of this player has it. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3259,6 +3876,15 @@ export interface operations {
             };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3335,6 +3961,15 @@ export interface operations {
                     "application/json": components["schemas"]["SimulationResult"];
                 };
             };
+            /** @description The request is malformed; `errors` names each invalid field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
@@ -3353,8 +3988,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The simulator only exists while payments are simulated (no STRIPE_SECRET_KEY). */
+            /** @description No such simulated PaymentIntent or dispute, or (with a client token) no purchase of this player has it. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3371,8 +4015,35 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests from this API key (or IP); see `Retry-After`. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };

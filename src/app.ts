@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
@@ -6,6 +7,7 @@ import { loadCatalog, type Catalog } from './catalog.js';
 import type { Config } from './config.js';
 import { problemDocument, ProblemError } from './errors.js';
 import paymentsGateway from './gateway/index.js';
+import { SimulatedGateway } from './gateway/simulated.js';
 import type { PaymentsGateway } from './gateway/types.js';
 import errors from './plugins/errors.js';
 import openapi from './plugins/openapi.js';
@@ -84,6 +86,27 @@ class OneLinePerRequest extends LogController {
   }
 }
 
+/** The raw HTTP answer to a request Node's parser refused: a problem document with the API's headers. */
+function clientErrorAnswer(errorCode: string | undefined): string {
+  const problem =
+    errorCode === 'HPE_HEADER_OVERFLOW'
+      ? new ProblemError('headers_too_large', 'The request headers are too large (at most 16 KiB)')
+      : errorCode === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new ProblemError('request_timeout', 'The request was not sent in time (REQUEST_TIMEOUT_MS)')
+        : new ProblemError('bad_request', 'Malformed request: the HTTP request could not be parsed');
+  const requestId = randomUUID();
+  const body = JSON.stringify(problemDocument(problem, requestId));
+  const headers = {
+    'content-type': 'application/problem+json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(body)),
+    'x-request-id': requestId,
+    ...API_SECURITY_HEADERS,
+    connection: 'close',
+  };
+  const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  return `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? ''}\r\n${lines}\r\n${body}`;
+}
+
 /** TRUST_PROXY as Fastify takes it: a hop count becomes "trust the nearest n proxies". */
 function trustedProxies(setting: string | undefined): FastifyServerOptions['trustProxy'] {
   if (setting === undefined) return false;
@@ -120,7 +143,21 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       });
       reply.raw.end(body);
     },
-    // A client gets this long to send its whole request (slow-loris protection).
+    // What Node's HTTP parser refuses before Fastify sees a request (headers over 16 KiB, a request
+    // not sent within REQUEST_TIMEOUT_MS, bytes that are not HTTP) is a problem document too.
+    clientErrorHandler: (error, socket) => {
+      if ((error as NodeJS.ErrnoException).code === 'ECONNRESET' || socket.destroyed) return;
+      if (socket.writable) socket.write(clientErrorAnswer((error as NodeJS.ErrnoException).code));
+      socket.destroy(error);
+    },
+    // A client gets this long to send its whole request, headers and body (slow-loris protection).
+    // Node checks the deadlines only every connectionsCheckingInterval (30 s by default) and its
+    // headersTimeout stays 60 s unless set: both follow the setting, so it holds to within a second.
+    http: {
+      requestTimeout: config.REQUEST_TIMEOUT_MS,
+      headersTimeout: config.REQUEST_TIMEOUT_MS,
+      connectionsCheckingInterval: Math.min(1000, config.REQUEST_TIMEOUT_MS / 2),
+    },
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     // Behind a load balancer, the client's address (for per-IP rate limits and logs) comes from the
     // X-Forwarded-For entries the configured proxies added; otherwise the header is ignored.
@@ -152,6 +189,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // may not have been read yet (a busy event loop): it then gets Fastify's 503 for a closing server
   // with `Connection: close`, which says nothing was done, rather than a reset. (Fastify stops
   // listening in the same tick as this hook, so no connection comes after it.)
+  if (config.MAX_CONNECTIONS > 0) app.server.maxConnections = config.MAX_CONNECTIONS;
   let closing = false;
   const connections = new Set<Socket>();
   app.server.on('connection', (socket: Socket) => {
@@ -204,7 +242,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(ledgerRoutes);
   await app.register(notificationRoutes);
   await app.register(webhookRoutes);
-  await app.register(simulatorRoutes);
+  // Development stand-ins for the outside world: in any other mode, or with real Stripe, they do not exist.
+  if (config.NODE_ENV === 'development' && app.payments instanceof SimulatedGateway) await app.register(simulatorRoutes, { simulator: app.payments });
   await app.register(checkoutRoutes);
 
   return app;

@@ -21,6 +21,9 @@ export const PLAYER_OPERATIONS = [
 ] as const;
 export const SPEND_OPERATION = 'spendCurrency';
 
+/** How far ahead of this server's clock a token's `iat` may be (another replica's clock). */
+export const CLOCK_SKEW_SECONDS = 60;
+
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 /** Whether a bearer credential is shaped like a JWT (API keys are checked first, so a key with dots is still a key). */
 export const looksLikeToken = (credential: string) => JWT_SHAPE.test(credential);
@@ -73,8 +76,13 @@ export class ClientTokens {
     return { token, expires_at: new Date(expiresAt * 1000).toISOString() };
   }
 
-  /** Checks signature, `kid`, `alg`, `iss`, `aud`, `exp`, and that `sub`, `scope` and `jti` are there. Never throws. */
-  async verify(token: string): Promise<TokenCheck> {
+  /**
+   * Checks signature, `kid`, `alg`, `iss`, `aud` (coinshop alone), `exp`, and that `sub`, `scope` and
+   * `jti` are there; and holds the token to what mint() gives, so a leaked secret's forgeries or a
+   * token minted by another tool cannot outlive the TTL: `iat` not ahead of now (beyond clock skew),
+   * `exp - iat` within the TTL. Never throws.
+   */
+  async verify(token: string, now = Date.now()): Promise<TokenCheck> {
     let kid: unknown;
     try {
       kid = decodeProtectedHeader(token).kid;
@@ -89,9 +97,13 @@ export class ClientTokens {
         issuer: CLIENT_TOKEN_ISSUER,
         audience: CLIENT_TOKEN_AUDIENCE,
         requiredClaims: ['sub', 'exp', 'iat', 'jti', 'scope'],
+        currentDate: new Date(now),
       });
-      const { sub, scope } = payload;
+      const { sub, scope, iat, exp, aud } = payload;
       if (typeof sub !== 'string' || sub.length === 0 || typeof scope !== 'string') return { ok: false, detail: 'Invalid client token: malformed claims' };
+      if (aud !== CLIENT_TOKEN_AUDIENCE) return { ok: false, detail: 'Invalid client token: aud claim rejected' };
+      if (typeof iat !== 'number' || iat > Math.floor(now / 1000) + CLOCK_SKEW_SECONDS) return { ok: false, detail: 'Invalid client token: iat claim rejected' };
+      if (typeof exp !== 'number' || exp - iat > this.ttlSeconds) return { ok: false, detail: `Invalid client token: lives longer than ${this.ttlSeconds} seconds` };
       return { ok: true, userId: sub, scope: new Set(scope.split(' ')) };
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) return { ok: false, detail: 'Invalid client token: expired' };

@@ -84,8 +84,13 @@ export const ConfigSchema = Type.Object({
    * generation and die in the old one); 50 keeps it to half, at a little more GC work. 0 = V8's own.
    */
   HEAP_GROWTH_PERCENT: Type.Integer({ minimum: 0, maximum: 400, default: 50 }),
-  /** How long a client may take to send a whole request. */
+  /** How long a client may take to send a whole request, headers and body. */
   REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 30_000 }),
+  /**
+   * Connections held open at once; one more is closed as it arrives (so slow or idle clients cannot
+   * use up the process's file descriptors and memory). 0 = no cap.
+   */
+  MAX_CONNECTIONS: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000 }),
   /** On SIGTERM, how long in-flight requests get to finish before the process exits anyway. */
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 90_000 }),
   /** Where the game server receives signed notifications of money events; unset = none sent (the feed still fills). */
@@ -138,6 +143,7 @@ const hints: Partial<Record<keyof Config, string>> = {
   MAX_EVENT_LOOP_DELAY_MS: '0 (off) or an integer number of milliseconds from 10 to 60000',
   HEAP_GROWTH_PERCENT: "an integer percentage from 0 (V8's own) to 400",
   REQUEST_TIMEOUT_MS: 'an integer number of milliseconds from 1000 to 600000',
+  MAX_CONNECTIONS: 'an integer from 0 (no cap) to 1000000',
   SHUTDOWN_GRACE_MS: 'an integer number of milliseconds from 1000 to 600000',
   GAME_WEBHOOK_URL: 'an http(s) URL such as https://game.example.com/coinshop-events',
   GAME_WEBHOOK_SECRET: 'a Standard Webhooks secret: whsec_ followed by the base64 of at least 16 random bytes',

@@ -19,6 +19,8 @@ export const problemTypes = {
   authentication_required: { status: 402, title: 'Authentication required' },
   not_found: { status: 404, title: 'Not found' },
   payload_too_large: { status: 413, title: 'Payload too large' },
+  request_timeout: { status: 408, title: 'Request timeout' },
+  headers_too_large: { status: 431, title: 'Request headers too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
   bad_request: { status: 400, title: 'Bad request' },
   internal_error: { status: 500, title: 'Internal server error' },

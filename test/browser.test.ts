@@ -360,7 +360,7 @@ if (missing !== undefined) {
     const { page, cspViolations, scriptErrors, sentAuthorization } = await openCheckout(context, guarded, { fragment: `#token=${token}` });
     t.teardown(() => page.close());
     t.equal(page.url(), `${guarded}/checkout`, 'the token is taken out of the address bar');
-    t.equal(await page.locator('#player').textContent(), `Signed in by the shop. Player ID: ${userId}`);
+    t.equal(await page.locator('#player').textContent(), `Buying coins for Mary (mary@example.com). Player ID: ${userId}`);
     t.ok(await page.getByLabel('Email').isDisabled(), 'no sign-up: the shop already knows the player');
     await saveTestCard(page, 'pm_card_visa');
     await page.getByRole('button', { name: 'Buy Starter Pack' }).click();
@@ -371,6 +371,51 @@ if (missing !== undefined) {
     t.same(new Set(sentAuthorization), new Set([`Bearer ${token}`]), 'only the client token, never the API key');
     t.same(cspViolations, []);
     t.same(scriptErrors, []);
+  });
+
+  t.test("a link with another player's token (login CSRF): the page says whom it buys for and asks before switching to them", async (t) => {
+    const guarded = await listeningCoinshop(t, { NODE_ENV: 'test', API_KEYS: API_KEY });
+    const backend = async (path: string, body: object) =>
+      (await (
+        await fetch(`${guarded}${path}`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+      ).json()) as Record<string, string>;
+    const mary = await backend('/stripe/create-customer', { email: 'mary@example.com', name: 'Mary' });
+    const mallory = await backend('/stripe/create-customer', { email: 'mallory@example.com', name: 'Mallory' });
+    const tokenOf = async (userId: string | undefined) => (await backend('/stripe/client-tokens', { user_id: String(userId) }))['token'];
+
+    // Mary buys here first: the browser remembers her (her id only, never a token).
+    const own = await openCheckout(context, guarded, { fragment: `#token=${await tokenOf(mary['user_id'])}` });
+    t.equal(await own.page.locator('#player').textContent(), `Buying coins for Mary (mary@example.com). Player ID: ${mary['user_id']}`);
+    t.ok(await own.page.locator('#switch-player').isHidden(), 'her own link asks nothing');
+    await own.page.close();
+
+    // Then she follows a link made by Mallory, with Mallory's token.
+    const forged = await openCheckout(context, guarded, { fragment: `#token=${await tokenOf(mallory['user_id'])}` });
+    t.teardown(() => forged.page.close());
+    const question = forged.page.locator('#switch-player');
+    await question.waitFor();
+    t.equal(
+      (await question.locator('p').textContent())?.trim(),
+      'This link is for another player than the one who last bought coins in this browser: Mallory (mallory@example.com). Buy coins as Mallory?',
+    );
+    t.ok(await forged.page.getByRole('button', { name: 'Save card' }).isDisabled(), 'no card can be saved before she answers');
+    t.ok(await forged.page.getByRole('button', { name: 'Buy Starter Pack' }).isDisabled(), 'nothing can be bought');
+    const sentBeforeAnswer = forged.sentAuthorization.length;
+    await forged.page.getByRole('button', { name: 'No, not me' }).click();
+    await statusSays(forged.page, 'Nothing was done for Mallory. Open the link your shop gave you to buy coins for yourself.');
+    t.ok(await question.isHidden());
+    t.ok(await forged.page.locator('#player').isHidden(), 'the page buys for no one');
+    t.ok(await forged.page.getByRole('button', { name: 'Buy Starter Pack' }).isDisabled(), 'and still nothing can be bought');
+    t.equal(forged.sentAuthorization.length, sentBeforeAnswer, 'and sends nothing more with that token');
+
+    // Someone who really is Mallory says yes, and may buy.
+    const really = await openCheckout(context, guarded, { fragment: `#token=${await tokenOf(mallory['user_id'])}` });
+    t.teardown(() => really.page.close());
+    await really.page.getByRole('button', { name: 'Yes, buy as Mallory' }).click();
+    t.equal(await really.page.locator('#player').textContent(), `Buying coins for Mallory (mallory@example.com). Player ID: ${mallory['user_id']}`);
+    t.ok(await really.page.getByRole('button', { name: 'Save card' }).isEnabled());
+    t.same(really.scriptErrors, []);
+    t.same(really.cspViolations, []);
   });
 
   t.test('with API_KEYS and no token (outside development) the page says what it needs and shows the 401 problem', async (t) => {

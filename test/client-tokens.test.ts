@@ -164,6 +164,9 @@ t.test('expired, tampered, forged, wrong-audience and rotated-out tokens: 401 on
     'signed with a rotated-out secret': (await new ClientTokens([RETIRED_SECRET], 900, true).mint(a.userId)).token,
     'wrong audience': await signed(SECRET, (jwt) => jwt.setAudience('another-service')),
     'wrong issuer': await signed(SECRET, (jwt) => jwt.setIssuer('someone-else')),
+    'a lifetime of ten years (exp − iat past CLIENT_TOKEN_TTL_SECONDS)': await signed(SECRET, (jwt) => jwt.setExpirationTime(now + 10 * 365 * 86_400)),
+    'issued an hour in the future': await signed(SECRET, (jwt) => jwt.setIssuedAt(now + 3600).setExpirationTime(now + 3600 + 600)),
+    'coinshop among other audiences': await signed(SECRET, (jwt) => jwt.setAudience(['coinshop', 'another-service'])),
     'no expiry': await new SignJWT({ scope: String(claims['scope']) })
       .setProtectedHeader({ alg: 'HS256', kid: keyIdOf(SECRET) })
       .setSubject(a.userId)
@@ -370,4 +373,26 @@ t.test('without CLIENT_TOKEN_SECRETS (development) each process signs with its o
   const token = await mint(one.app, userId);
   t.equal((await one.app.inject({ method: 'GET', url: '/stripe/packages', headers: bearer(token) })).statusCode, 200);
   expectProblem(t, await two.app.inject({ method: 'GET', url: '/stripe/packages', headers: bearer(token) }), 401, 'unauthorized', 'Invalid client token: not signed with a current key');
+});
+
+t.test('verification holds a token to what minting gives: a lifetime within the TTL, issued now (a minute of clock skew), for coinshop alone', async (t) => {
+  const tokens = new ClientTokens([SECRET], 900, false);
+  const now = Math.floor(Date.now() / 1000);
+  const sign = (edit: (jwt: SignJWT) => SignJWT) =>
+    edit(
+      new SignJWT({ scope: 'getCustomer' })
+        .setProtectedHeader({ alg: 'HS256', typ: 'JWT', kid: keyIdOf(SECRET) })
+        .setSubject('3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70')
+        .setIssuer('coinshop')
+        .setAudience('coinshop')
+        .setIssuedAt(now)
+        .setExpirationTime(now + 900)
+        .setJti('jti'),
+    ).sign(new TextEncoder().encode(SECRET));
+  t.match(await tokens.verify(await sign((jwt) => jwt)), { ok: true }, 'a token as minted');
+  t.match(await tokens.verify(await sign((jwt) => jwt.setIssuedAt(now + 30).setExpirationTime(now + 930))), { ok: true }, 'issued 30 s ahead: clock skew');
+  t.same(await tokens.verify(await sign((jwt) => jwt.setExpirationTime(now + 901))), { ok: false, detail: 'Invalid client token: lives longer than 900 seconds' });
+  t.same(await tokens.verify(await sign((jwt) => jwt.setExpirationTime(now + 10 * 365 * 86_400))), { ok: false, detail: 'Invalid client token: lives longer than 900 seconds' });
+  t.same(await tokens.verify(await sign((jwt) => jwt.setIssuedAt(now + 3600).setExpirationTime(now + 4000))), { ok: false, detail: 'Invalid client token: iat claim rejected' });
+  t.same(await tokens.verify(await sign((jwt) => jwt.setAudience(['coinshop', 'another-service']))), { ok: false, detail: 'Invalid client token: aud claim rejected' });
 });

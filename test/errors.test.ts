@@ -128,3 +128,12 @@ t.test('text no database could store as sent (NUL, unpaired surrogates) is a 400
   t.same(json(await get(app, `/stripe/transactions/${user_id}`))['transactions'], [], 'nothing was bought or spent');
   t.equal(json(await get(app, `/stripe/customer/${user_id}`))['currency_balance'], 0);
 });
+
+t.test('a value outside a fixed set is one error naming the allowed values, not one "must be equal to constant" per value', async (t) => {
+  const app = await buildTestApp(t);
+  const response = await app.inject({ method: 'POST', url: '/simulator/payment-intents/pi_sim_x/authenticate', payload: { outcome: 'maybe' } });
+  const body = expectProblem(t, response, 400, 'validation_error', 'Invalid input: body/outcome must be one of "succeed", "fail"');
+  t.same(body['errors'], [{ field: 'body/outcome', message: 'must be one of "succeed", "fail"' }]);
+  const closing = await app.inject({ method: 'POST', url: '/simulator/disputes/dp_sim_x/close', payload: { outcome: 'draw' } });
+  expectProblem(t, closing, 400, 'validation_error', 'Invalid input: body/outcome must be one of "won", "lost"');
+});

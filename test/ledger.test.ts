@@ -38,6 +38,10 @@ t.test('every balance change is a ledger entry; the balance is their sum; pages 
   expectProblem(t, await get(app, `/stripe/ledger/${user_id}?limit=0`), 400, 'validation_error');
   expectProblem(t, await get(app, `/stripe/ledger/${user_id}?limit=abc`), 400, 'validation_error');
   expectProblem(t, await get(app, `/stripe/ledger/${user_id}?cursor=-1`), 400, 'validation_error');
+  // Past 2^53 a cursor is no entry id JavaScript can hold (PostgreSQL was sent "1e+32"): refused on both engines.
+  for (const cursor of ['9007199254740993', '9223372036854775807', '99999999999999999999999999999999']) {
+    expectProblem(t, await get(app, `/stripe/ledger/${user_id}?cursor=${cursor}`), 400, 'validation_error', 'Invalid input: querystring/cursor must be an entry id from next_cursor');
+  }
   expectProblem(t, await get(app, '/stripe/ledger/nobody'), 404, 'customer_not_found');
   t.same(await app.store.balanceMismatches(), []);
   t.same(await app.store.unbalancedJournals(), [], "every journal's entries sum to zero");

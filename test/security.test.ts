@@ -196,7 +196,8 @@ t.test("every API answer carries the headers for a JSON API; web pages (docs, ch
 
   const app = await buildTestApp(t, { env: { API_KEYS: KEY } });
   const answers = {
-    ok: await app.inject({ method: 'GET', url: '/stripe/packages', headers: bearer(KEY) }),
+    // (GET /stripe/packages, the same for everyone, may be kept a minute: its own test, below.)
+    ok: await app.inject({ method: 'POST', url: '/stripe/create-customer', headers: bearer(KEY), payload: { email: 'h@example.com', name: 'H' } }),
     unauthorized: await app.inject({ method: 'GET', url: '/stripe/packages' }),
     notFound: await app.inject({ method: 'GET', url: '/nowhere', headers: bearer(KEY) }),
     invalid: await app.inject({ method: 'POST', url: '/stripe/create-customer', headers: bearer(KEY), payload: {} }),
@@ -221,6 +222,8 @@ t.test("every API answer carries the headers for a JSON API; web pages (docs, ch
     t.match(page.headers['content-type'], /^text\/html/, what);
     for (const name of pageNames.filter((name) => name !== 'content-security-policy')) t.equal(page.headers[name], helmetHeaders[name], `${what}: ${name}`);
     t.match(page.headers['content-security-policy'], /script-src 'self'/, `${what}: a policy of its own, that lets the page run`);
+    t.match(page.headers['content-security-policy'], /frame-ancestors 'none'/, `${what}: framed nowhere`);
+    t.equal(page.headers['x-frame-options'], 'DENY', `${what}: X-Frame-Options agrees with frame-ancestors 'none' (not SAMEORIGIN)`);
   }
 });
 
@@ -271,4 +274,61 @@ t.test('/metrics counts purchases by outcome, webhook events by type, replays', 
   t.match(metrics.body, /coinshop_idempotent_replays_total 1\n/);
   t.match(metrics.body, /coinshop_http_request_duration_seconds_bucket\{le="[0-9.]+",method="POST",route="\/stripe\/purchase-currency",status_code="200"\}/);
   t.match(metrics.body, /coinshop_ledger_mismatches_found_total 0\n/);
+});
+
+t.test('the simulator exists only in development on the simulated gateway: elsewhere its routes are not registered at all', async (t) => {
+  const { buildAppOnFakeStripe } = await import('./support/helper.js');
+  const secrets = { API_KEYS: KEY, CLIENT_TOKEN_SECRETS: 'simulator-test-secret-0123456789abcdefgh', STRIPE_WEBHOOK_SECRET: 'whsec_simulator' };
+  const apps = {
+    'production (Stripe)': (await buildAppOnFakeStripe(t, { env: { NODE_ENV: 'production', ...secrets } })).app,
+    'development on Stripe': (await buildAppOnFakeStripe(t, { env: secrets })).app,
+    'test mode (simulated)': await buildTestApp(t, { env: { NODE_ENV: 'test', ...secrets } }),
+  };
+  const routes = ['/simulator/payment-intents/pi_sim_1/authenticate', '/simulator/payment-intents/pi_sim_1/dispute', '/simulator/disputes/dp_sim_1/close'];
+  for (const [name, app] of Object.entries(apps)) {
+    for (const url of routes) {
+      t.notOk(app.hasRoute({ method: 'POST', url: url.replace(/pi_sim_1/, ':payment_intent_id').replace(/dp_sim_1/, ':dispute_id') }), `${name}: ${url} is not registered`);
+      const response = await app.inject({ method: 'POST', url, headers: bearer(KEY), payload: { outcome: 'succeed' } });
+      expectProblem(t, response, 404, 'not_found', `No route POST ${url}`);
+    }
+  }
+  const development = await buildTestApp(t);
+  t.ok(development.hasRoute({ method: 'POST', url: '/simulator/payment-intents/:payment_intent_id/authenticate' }), 'development on the simulated gateway has it');
+});
+
+t.test('the simulator answers 404 for a PaymentIntent or dispute it never made (not 409)', async (t) => {
+  const app = await buildTestApp(t);
+  expectProblem(t, await app.inject({ method: 'POST', url: '/simulator/payment-intents/pi_sim_nope/authenticate', payload: { outcome: 'succeed' } }), 404, 'not_found', "No such PaymentIntent: 'pi_sim_nope'");
+  expectProblem(t, await app.inject({ method: 'POST', url: '/simulator/payment-intents/pi_sim_nope/dispute', payload: {} }), 404, 'not_found', "No such PaymentIntent: 'pi_sim_nope'");
+  expectProblem(t, await app.inject({ method: 'POST', url: '/simulator/disputes/dp_sim_nope/close', payload: { outcome: 'won' } }), 404, 'not_found', "No such dispute: 'dp_sim_nope'");
+});
+
+t.test('GET /stripe/packages has an ETag and answers If-None-Match with 304, cached privately for a minute; player data stays no-store', async (t) => {
+  const app = await buildTestApp(t);
+  const first = await app.inject({ method: 'GET', url: '/stripe/packages' });
+  t.equal(first.statusCode, 200);
+  const etag = String(first.headers['etag']);
+  t.match(etag, /^"[0-9a-f]{16}"$/, 'a strong ETag of the catalog');
+  t.equal(first.headers['cache-control'], 'private, max-age=60');
+  const again = (ifNoneMatch: string) => app.inject({ method: 'GET', url: '/stripe/packages', headers: { 'if-none-match': ifNoneMatch } });
+  for (const current of [etag, `W/${etag}`, `"other", ${etag}`, '*']) {
+    const response = await again(current);
+    t.equal(response.statusCode, 304, `If-None-Match: ${current}`);
+    t.equal(response.body, '', 'no body');
+    t.equal(response.headers['etag'], etag);
+    t.equal(response.headers['cache-control'], 'private, max-age=60');
+  }
+  const changed = await again('"0123456789abcdef"');
+  t.equal(changed.statusCode, 200, 'another tag gets the catalog');
+  t.equal(changed.body, first.body);
+  const other = await buildTestApp(t);
+  t.equal((await other.inject({ method: 'GET', url: '/stripe/packages' })).headers['etag'], etag, 'every replica with the same catalog gives the same tag');
+
+  const { createCustomer } = await import('./support/helper.js');
+  const { user_id } = await createCustomer(app);
+  for (const url of [`/stripe/customer/${user_id}`, `/stripe/transactions/${user_id}`, `/stripe/ledger/${user_id}`]) {
+    const response = await app.inject({ method: 'GET', url });
+    t.equal(response.headers['cache-control'], 'no-store', `${url}: never stored`);
+    t.notOk(response.headers['etag'], `${url}: no ETag`);
+  }
 });

@@ -155,3 +155,103 @@ t.test('the image starts the server as npm start does, with the same node option
   t.same(JSON.parse(command ?? '[]'), packageJson.scripts.start.split(' '), `CMD ${command} runs "${packageJson.scripts.start}"`);
   t.match(packageJson.scripts.start, /--max-semi-space-size=\d+ /, 'with the young generation capped (README, Memory)');
 });
+
+/** When a socket has closed (`once(socket, 'close')` would reject on the ECONNRESET a cut-off client may see). */
+const closed = (socket: import('node:net').Socket) => new Promise<void>((resolve) => socket.once('close', () => resolve()));
+
+/** A client that sends `head`, then `body` one byte every `everyMs`, and reports when the server closed it and what it answered. */
+async function dribble(port: number, head: string, body: string, everyMs: number) {
+  const socket = connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  const started = Date.now();
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+  socket.on('error', () => undefined);
+  const ended = closed(socket);
+  socket.write(head);
+  let sent = 0;
+  const timer = setInterval(() => {
+    if (sent < body.length && !socket.destroyed) socket.write(body[sent++] ?? '');
+  }, everyMs);
+  await ended;
+  clearInterval(timer);
+  return { ms: Date.now() - started, received };
+}
+
+t.test('REQUEST_TIMEOUT_MS bounds the whole request: a client dribbling its headers or its body is cut off when it runs out', async (t) => {
+  const app = await buildTestApp(t, { env: { REQUEST_TIMEOUT_MS: '1500' } });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  // At a byte every 100 ms this body would take 15 s.
+  const body = JSON.stringify({ email: 'slow@example.com', name: 'Slow Loris' }).padEnd(150, ' ');
+
+  const slowBody = await dribble(port, `POST /stripe/create-customer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`, body, 100);
+  t.ok(slowBody.ms >= 1400 && slowBody.ms < 6000, `a slow body is cut off after about 1.5 s, not the 30 s Node checks at by default (took ${slowBody.ms} ms)`);
+  t.match(slowBody.received, /^HTTP\/1\.1 408 Request Timeout\r\n/, 'with a 408');
+
+  const headers = `GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Padding: ${'a'.repeat(200)}\r\n\r\n`;
+  const slowHeaders = await dribble(port, '', headers, 100);
+  t.ok(slowHeaders.ms >= 1400 && slowHeaders.ms < 6000, `slow headers are cut off after about 1.5 s (took ${slowHeaders.ms} ms)`);
+  t.match(slowHeaders.received, /^HTTP\/1\.1 408 Request Timeout\r\n/, 'with a 408');
+  t.equal(await app.store.db.selectFrom('customers').select('user_id').execute().then((rows) => rows.length), 0, 'nothing was created');
+});
+
+t.test('MAX_CONNECTIONS caps the connections held open at once: one more is closed at once; once one ends, a new one is served', async (t) => {
+  const app = await buildTestApp(t, { env: { MAX_CONNECTIONS: '2' } });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  const open = async () => {
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await once(socket, 'connect');
+    return socket;
+  };
+  const held = [await open(), await open()];
+  const refused = await open();
+  let answered = '';
+  refused.on('data', (chunk: Buffer) => (answered += chunk.toString()));
+  refused.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+  await closed(refused);
+  t.equal(answered, '', 'the third connection is closed without an answer');
+
+  const first = held[0]!;
+  first.destroy();
+  while ((await new Promise<number>((resolve) => app.server.getConnections((_err, count) => resolve(count)))) > 1) await new Promise((r) => setTimeout(r, 5));
+  const later = await open();
+  later.write('GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  let reply = '';
+  later.on('data', (chunk: Buffer) => (reply += chunk.toString()));
+  await closed(later);
+  t.match(reply, /^HTTP\/1\.1 200 OK\r\n/, 'a connection under the cap is served');
+  for (const socket of held) socket.destroy();
+});
+
+t.test('headers too large (431), a request timeout (408) and an unparseable request (400) are problem documents with the API headers', async (t) => {
+  const app = await buildTestApp(t, { env: { REQUEST_TIMEOUT_MS: '1000' } });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  const raw = async (request: string) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await once(socket, 'connect');
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+    socket.write(request);
+    await closed(socket);
+    const [head = '', body = ''] = received.split('\r\n\r\n');
+    const headers = Object.fromEntries(head.split('\r\n').slice(1).map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
+    return { status: head.split('\r\n')[0], headers, body: body === '' ? {} : (JSON.parse(body) as Record<string, unknown>) };
+  };
+  const cases = {
+    431: [`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 'HTTP/1.1 431 Request Header Fields Too Large', 'headers_too_large', 'The request headers are too large (at most 16 KiB)'],
+    408: ['GET /health HTTP/1.1\r\nHost: x\r\n', 'HTTP/1.1 408 Request Timeout', 'request_timeout', 'The request was not sent in time (REQUEST_TIMEOUT_MS)'],
+    400: ['NOT HTTP AT ALL\r\n\r\n', 'HTTP/1.1 400 Bad Request', 'bad_request', 'Malformed request: the HTTP request could not be parsed'],
+  } as const;
+  for (const [status, [request, line, code, detail]] of Object.entries(cases)) {
+    const answer = await raw(request);
+    t.equal(answer.status, line, `${status}: status line`);
+    t.match(answer.headers, { 'content-type': 'application/problem+json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'x-frame-options': 'DENY', connection: 'close' }, `${status}: the API's headers`);
+    t.match(answer.body, { type: `urn:coinshop:problem:${code}`, status: Number(status), code, detail, request_id: String }, `${status}: a problem document`);
+    t.equal(answer.body['request_id'], answer.headers['x-request-id']);
+  }
+});

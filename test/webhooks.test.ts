@@ -193,3 +193,48 @@ t.test('3-D Secure offline: the simulator plays the customer, its signed webhook
   expectProblem(t, again, 409, 'invalid_state');
   t.equal(await balance(app, user_id), 300);
 });
+
+t.test('failed signature checks are counted per client address: past 20 a minute it gets 429 before its body is read, others are unaffected', async (t) => {
+  const { app, stripe, deliver } = await appOnFakeStripe(t);
+  const { user_id } = await customerWithCard(app);
+  await buy(app, user_id, 'package_1');
+  const event = stripe.events.at(-1);
+  if (!event) throw new Error('no event');
+  const forged = { ...webhookRequest(event, 'whsec_someone_else'), remoteAddress: '203.0.113.7' };
+  for (let i = 0; i < 20; i++) {
+    const response = await app.inject({ method: 'POST', url: '/stripe/webhook', ...forged });
+    if (response.statusCode !== 400) t.fail(`attempt ${i + 1}: ${response.statusCode}`);
+  }
+  const refused = await app.inject({ method: 'POST', url: '/stripe/webhook', ...forged });
+  expectProblem(t, refused, 429, 'rate_limited', 'Too many webhook deliveries with a bad signature from this address; retry in 1 minute');
+  t.match(refused.headers['retry-after'], /^(5\d|60)$/, 'Retry-After: the rest of the minute');
+  const genuineFromThere = await app.inject({ method: 'POST', url: '/stripe/webhook', ...webhookRequest(event, SECRET), remoteAddress: '203.0.113.7' });
+  t.equal(genuineFromThere.statusCode, 429, 'the address is refused whatever it sends, until the minute is over');
+  t.equal((await app.store.db.selectFrom('webhook_events').select('event_id').execute()).length, 0, 'nothing recorded');
+  t.same(json(await deliver(event)), { received: true, outcome: 'processed' }, 'Stripe, from its own address, still gets through');
+});
+
+t.test('a webhook body over 256 KiB is refused with 413 (Stripe sends a few KiB); one under it reaches the signature check', async (t) => {
+  const { app } = await appOnFakeStripe(t);
+  const send = (bytes: number) =>
+    app.inject({
+      method: 'POST',
+      url: '/stripe/webhook',
+      headers: { 'content-type': 'application/json', 'stripe-signature': 't=1,v1=00' },
+      payload: `{"pad":"${'x'.repeat(bytes - 10)}"}`,
+    });
+  expectProblem(t, await send(256 * 1024 + 1), 413, 'payload_too_large');
+  expectProblem(t, await send(256 * 1024), 400, 'webhook_rejected');
+});
+
+t.test('a webhook signed with a timestamp more than 5 minutes in the future is refused like a stale one', async (t) => {
+  const { app, stripe, deliver } = await appOnFakeStripe(t);
+  const { user_id } = await customerWithCard(app);
+  await buy(app, user_id, 'package_1');
+  const event = stripe.events.at(-1);
+  if (!event) throw new Error('no event');
+  const now = Math.floor(Date.now() / 1000);
+  expectProblem(t, await deliver(event, { timestamp: now + 600 }), 400, 'webhook_rejected', 'Webhook signature rejected: Timestamp is more than 300 seconds in the future');
+  t.equal((await app.store.db.selectFrom('webhook_events').select('event_id').execute()).length, 0, 'nothing recorded');
+  t.same(json(await deliver(event, { timestamp: now + 60 })), { received: true, outcome: 'processed' }, 'a clock a minute ahead is within the tolerance');
+});

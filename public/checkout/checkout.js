@@ -96,6 +96,66 @@ async function loadCredential() {
   state.userId = userId;
 }
 
+/**
+ * The player who last bought coins in this browser (their id only: never a token), so a link made
+ * for someone else (login CSRF: an attacker's token in a link, buying coins for the attacker with
+ * the victim's card) is not followed without asking.
+ */
+const LAST_PLAYER = 'coinshop.checkout.player';
+
+function lastPlayer() {
+  try {
+    return localStorage.getItem(LAST_PLAYER);
+  } catch {
+    return null;
+  }
+}
+
+function rememberPlayer(userId) {
+  try {
+    localStorage.setItem(LAST_PLAYER, userId);
+  } catch {
+    // Storage is off (a private window): every link then only shows whom it is for.
+  }
+}
+
+/**
+ * Before anything is done with a token from a link: reads whom it is for and shows it; if it is not
+ * the player who last bought here, asks first. Resolves to whether the page may act for them.
+ */
+async function confirmPlayer() {
+  const customer = await api('GET', `/stripe/customer/${encodeURIComponent(state.userId)}`);
+  if (!customer.ok) {
+    announce(describeProblem(customer.problem, customer.status), 'error');
+    return false;
+  }
+  const who = `${customer.data.name} (${customer.data.email})`;
+  const previous = lastPlayer();
+  if (previous !== null && previous !== state.userId) {
+    const question = $('switch-player');
+    $('switch-player-text').textContent =
+      `This link is for another player than the one who last bought coins in this browser: ${who}. Buy coins as ${customer.data.name}?`;
+    $('switch-player-yes').textContent = `Yes, buy as ${customer.data.name}`;
+    question.hidden = false;
+    // The page is ready: it waits for the player's answer.
+    document.body.dataset.ready = 'true';
+    const yes = await new Promise((resolve) => {
+      $('switch-player-yes').onclick = () => resolve(true);
+      $('switch-player-no').onclick = () => resolve(false);
+    });
+    question.hidden = true;
+    if (!yes) {
+      credential = null;
+      state.userId = null;
+      announce(`Nothing was done for ${customer.data.name}. Open the link your shop gave you to buy coins for yourself.`, 'info');
+      return false;
+    }
+  }
+  rememberPlayer(state.userId);
+  signedIn(state.userId, `Buying coins for ${who}. Player ID: ${state.userId}`);
+  return true;
+}
+
 /** The player (`sub`) a client token is for, or null. The server checks the token; this only reads it. */
 function playerOf(token) {
   try {
@@ -225,6 +285,7 @@ async function signUp(event) {
     return;
   }
   if (viaDevSession) credential = result.data.token;
+  rememberPlayer(result.data.user_id);
   signedIn(result.data.user_id, `Signed up as ${name.value.trim()}. Player ID: ${result.data.user_id}`);
   focusHeading('card-heading');
   announce(`Welcome, ${name.value.trim()}! Now save a card.`, 'success');
@@ -423,8 +484,7 @@ async function start() {
         : 'Stripe test mode with test cards (no publishable key is configured).';
     $('test-card-field').hidden = false;
   }
-  if (state.userId !== null) signedIn(state.userId, `Signed in by the shop. Player ID: ${state.userId}`);
-  if (settings.auth_required && credential === null) {
+  if (settings.auth_required && credential === null && state.userId === null) {
     if (settings.dev_session) {
       $('mode').textContent += ' Sign up to see the coin packs.';
       document.body.dataset.ready = 'true';
@@ -433,9 +493,16 @@ async function start() {
     $('mode').textContent += " This page needs a client token from the shop's backend (open it as /checkout#token=…): its requests will be refused.";
   }
 
+  if (state.userId !== null) {
+    // The sign-up step is closed while the page learns (or asks) whom the link is for.
+    $('signup-fields').disabled = true;
+    const [confirmed] = await Promise.all([confirmPlayer(), loadPackages()]);
+    document.body.dataset.ready = 'true';
+    if (confirmed) await refreshAccount();
+    return;
+  }
   if (!(await loadPackages())) return;
   document.body.dataset.ready = 'true';
-  if (state.userId !== null) await refreshAccount();
 }
 
 start();

@@ -54,6 +54,14 @@ export class SimulationRefused extends Error {
   }
 }
 
+/** A simulation control was asked about an object the simulator never made. */
+export class SimulatedObjectNotFound extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SimulatedObjectNotFound';
+  }
+}
+
 /** Receives each event the simulation emits, as Stripe would POST it: raw body and signature. */
 export type WebhookListener = (payload: string, signature: string) => Promise<void>;
 
@@ -197,7 +205,7 @@ export class SimulatedGateway implements PaymentsGateway {
   /** The dispute is decided. Returns the disputed PaymentIntent's id. */
   async closeDispute(disputeId: string, outcome: 'won' | 'lost'): Promise<string> {
     const dispute = this.disputes.get(disputeId);
-    if (!dispute) throw new SimulationRefused(`No such dispute: '${disputeId}'`);
+    if (!dispute) throw new SimulatedObjectNotFound(`No such dispute: '${disputeId}'`);
     if (dispute.status !== 'needs_response') throw new SimulationRefused(`Dispute ${disputeId} is already closed (${dispute.status})`);
     dispute.status = outcome;
     await this.emit('charge.dispute.closed', disputeObject(dispute));
@@ -206,7 +214,7 @@ export class SimulatedGateway implements PaymentsGateway {
 
   private intent(paymentIntentId: string): SimIntent {
     const intent = this.intents.get(paymentIntentId);
-    if (!intent) throw new SimulationRefused(`No such PaymentIntent: '${paymentIntentId}'`);
+    if (!intent) throw new SimulatedObjectNotFound(`No such PaymentIntent: '${paymentIntentId}'`);
     return intent;
   }
 

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { callerErrors } from '../routes/problem-responses.js';
 
 export interface Metrics {
@@ -9,6 +9,8 @@ export interface Metrics {
   webhookEvents: Counter<'type' | 'outcome'>;
   idempotentReplays: Counter;
   ledgerMismatches: Counter;
+  rateLimitShared: Gauge;
+  rateLimitLocalFallback: Counter;
 }
 
 declare module 'fastify' {
@@ -45,6 +47,16 @@ export default fp(
         registers: [registry],
       }),
       idempotentReplays: new Counter({ name: 'coinshop_idempotent_replays_total', help: 'Responses replayed for a repeated Idempotency-Key', registers: [registry] }),
+      rateLimitShared: new Gauge({
+        name: 'coinshop_rate_limit_shared',
+        help: '1 while rate limits are counted in Redis (shared by every replica); 0 while each process counts on its own',
+        registers: [registry],
+      }),
+      rateLimitLocalFallback: new Counter({
+        name: 'coinshop_rate_limit_local_fallback_total',
+        help: 'Requests whose rate limit was counted in this process because Redis could not be reached',
+        registers: [registry],
+      }),
       ledgerMismatches: new Counter({
         name: 'coinshop_ledger_mismatches_found_total',
         help: 'Balances found by reconciliation to differ from their ledger',

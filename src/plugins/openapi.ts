@@ -3,6 +3,8 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { namedSchemas } from '../../schemas/index.js';
+import type { ProblemCode } from '../errors.js';
+import { problemResponse } from '../routes/problem-responses.js';
 import { webPageHeaders } from './protection.js';
 
 export const apiTags = [
@@ -42,6 +44,98 @@ function exampleOnEveryOperation(document: Json): Json {
           const named = schemas[ref.slice(ref.lastIndexOf('/') + 1)];
           if (isJson(named) && named['example'] !== undefined) media['example'] = named['example'];
         }
+      }
+    }
+  }
+  return document;
+}
+
+/** A problem response as it appears in the finished document (the route helpers' `Problem` ref, resolved). */
+function problem(description: string, examples: Partial<Record<ProblemCode, string>>): Json {
+  const { content, ...rest } = problemResponse(description, examples);
+  const media = content['application/problem+json'];
+  return { ...rest, content: { 'application/problem+json': { ...media, schema: { $ref: '#/components/schemas/Problem' } } } };
+}
+
+/**
+ * What any operation can answer before its handler runs, whatever its route says: a body that is
+ * too big or not JSON, a path parameter that is too long, holds NUL or is not valid percent-encoding,
+ * and what Node's HTTP parser refuses (headers too large, a request not sent in time). Added to every
+ * operation it can happen to, so the document lists every status the server can answer.
+ */
+function requestErrorsOnEveryOperation(document: Json): Json {
+  const paths = isJson(document['paths']) ? document['paths'] : {};
+  for (const [path, pathItem] of Object.entries(paths)) {
+    if (!isJson(pathItem)) continue;
+    for (const operation of Object.values(pathItem).filter(isJson)) {
+      const responses = isJson(operation['responses']) ? operation['responses'] : {};
+      const parameters = Array.isArray(operation['parameters']) ? operation['parameters'].filter(isJson) : [];
+      const pathParameter = parameters.find((p) => p['in'] === 'path');
+      if (responses['400'] === undefined) {
+        const name = pathParameter === undefined ? undefined : String(pathParameter['name']);
+        responses['400'] = problem(
+          name === undefined
+            ? 'Query text that is not valid Unicode or holds a NUL character: nothing was read or changed.'
+            : 'A path parameter that is too long, holds a NUL character, or is not valid percent-encoding (or such query text): nothing was read or changed.',
+          name === undefined
+            ? { validation_error: 'Invalid input: querystring/x must be valid Unicode text without NUL characters (no unpaired surrogates, no U+0000)' }
+            : {
+                validation_error: `Invalid input: params/${name} must be valid Unicode text without NUL characters (no unpaired surrogates, no U+0000)`,
+                bad_request: `Malformed request: '${path.replace(/\{[^}]+\}/, '%E0%A4%A')}' is not a valid url component`,
+              },
+        );
+      }
+      if (operation['requestBody'] !== undefined) {
+        responses['413'] ??= problem('The body is larger than the API takes: nothing was read further.', { payload_too_large: 'Request body is too large' });
+        responses['415'] ??= problem('The body is not `application/json`: nothing was read or changed.', { unsupported_media_type: 'Unsupported Media Type' });
+      }
+      responses['408'] ??= problem('The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed.', {
+        request_timeout: 'The request was not sent in time (REQUEST_TIMEOUT_MS)',
+      });
+      responses['431'] ??= problem("The request's headers are larger than 16 KiB: the connection is closed.", {
+        headers_too_large: 'The request headers are too large (at most 16 KiB)',
+      });
+      operation['responses'] = Object.fromEntries(Object.entries(responses).sort(([a], [b]) => a.localeCompare(b)));
+    }
+  }
+  return document;
+}
+
+/** How an answer's ids feed the next operations (OpenAPI `links`), by operationId and status. */
+const operationLinks: Record<string, Record<string, Record<string, { operationId: string; parameter: string; from: string; description: string }>>> = {
+  createCustomer: {
+    '200': {
+      getCustomer: { operationId: 'getCustomer', parameter: 'user_id', from: 'user_id', description: "The new customer's balance and details." },
+      listTransactions: { operationId: 'listTransactions', parameter: 'user_id', from: 'user_id', description: "The new customer's purchase history." },
+      listLedgerEntries: { operationId: 'listLedgerEntries', parameter: 'user_id', from: 'user_id', description: "The new customer's coin ledger." },
+    },
+  },
+  purchaseCurrency: {
+    '200': {
+      getPurchase: { operationId: 'getPurchase', parameter: 'transaction_id', from: 'transaction_id', description: 'This purchase, as it stands now.' },
+      refundPurchase: { operationId: 'refundPurchase', parameter: 'transaction_id', from: 'transaction_id', description: 'Refund this purchase.' },
+    },
+    '402': {
+      getPurchase: { operationId: 'getPurchase', parameter: 'transaction_id', from: 'transaction_id', description: 'This purchase once the customer has authenticated.' },
+    },
+  },
+};
+
+function linksBetweenOperations(document: Json): Json {
+  const paths = isJson(document['paths']) ? document['paths'] : {};
+  for (const pathItem of Object.values(paths).filter(isJson)) {
+    for (const operation of Object.values(pathItem).filter(isJson)) {
+      const byStatus = operationLinks[String(operation['operationId'])] ?? {};
+      const responses = isJson(operation['responses']) ? operation['responses'] : {};
+      for (const [status, links] of Object.entries(byStatus)) {
+        const response = responses[status];
+        if (!isJson(response)) continue;
+        response['links'] = Object.fromEntries(
+          Object.entries(links).map(([name, link]) => [
+            name,
+            { operationId: link.operationId, parameters: { [link.parameter]: `$response.body#/${link.from}` }, description: link.description },
+          ]),
+        );
       }
     }
   }
@@ -91,7 +185,10 @@ export default fp(
         security: [{ apiKey: [] }],
       },
       // Components are named by their $id (`Customer`, `Problem`), so generated clients get real names.
-      transformObject: (documents) => ('openapiObject' in documents ? exampleOnEveryOperation(documents.openapiObject as Json) : documents.swaggerObject),
+      transformObject: (documents) =>
+        'openapiObject' in documents
+          ? linksBetweenOperations(exampleOnEveryOperation(requestErrorsOnEveryOperation(documents.openapiObject as Json)))
+          : documents.swaggerObject,
       refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     });
     const pageHeaders = await webPageHeaders();
@@ -106,6 +203,8 @@ export default fp(
       },
       // Its own Content-Security-Policy (hashes for its inline script), instead of the API's 'none'.
       staticCSP: true,
+      // Framed nowhere, as X-Frame-Options: DENY says (its default allows its own origin).
+      transformStaticCSP: (header) => header.replace("frame-ancestors 'self'", "frame-ancestors 'none'"),
       // "Try it out" calls the server that served the page, whatever its host and port.
       transformSpecification: (spec, request) => ({
         ...spec,

@@ -1,20 +1,25 @@
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
-import rateLimit from '@fastify/rate-limit';
+import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import { ProblemError } from '../errors.js';
+import { redisWithLocalFallback } from '../rate-limit-store.js';
 
 /**
- * helmet's options for the web pages coinshop serves (Swagger UI at /docs, the checkout page): the
- * policy allows nothing — exactly these two directives, not merged into helmet's defaults (which
+ * helmet's options for the web pages coinshop serves (Swagger UI at /docs, the checkout page): never
+ * framed, and the policy allows nothing — exactly these two directives, not merged into helmet's defaults (which
  * allow scripts, styles, fonts and images from the page's own origin); each page replaces it with
  * its own.
  */
-export const helmetOptions = { contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } } };
+export const helmetOptions = {
+  contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+  // helmet's default is SAMEORIGIN; the pages' policies say frame-ancestors 'none', and both must agree.
+  frameguard: { action: 'deny' },
+} as const;
 
 /**
  * What every API answer carries, as OWASP's REST Security Cheat Sheet lists them for JSON APIs: it is
@@ -70,6 +75,8 @@ async function askHelmet(): Promise<Record<string, string>> {
   return headers;
 }
 
+const REDIS_CONNECT_TIMEOUT_MS = 500;
+
 /**
  * Whether an under-pressure reading means "shed this request". A sampling interval in which the
  * event loop could not take a single sample (it was blocked for all of it: a slow start, a long GC
@@ -87,9 +94,9 @@ export function overloaded(type: string, value: number | undefined): boolean {
  * credential), and load shedding (503 with Retry-After) when the event loop falls behind.
  *
  * Rate-limit counters live in the process, or with REDIS_URL in Redis, shared by every replica so
- * a key's limit holds however a load balancer spreads its requests. If Redis cannot be reached,
- * requests are let through (and the failure logged) rather than refused: the limit protects the
- * service, and an outage of the counter must not become an outage of the shop.
+ * a key's limit holds however a load balancer spreads its requests. While Redis cannot be reached
+ * each process counts on its own (a log line and the coinshop_rate_limit_shared gauge say so):
+ * an outage of the counter must neither become an outage of the shop nor switch the limit off.
  */
 export default fp(
   async function protection(app: FastifyInstance, { config }: { config: Config }) {
@@ -123,25 +130,45 @@ export default fp(
     });
 
     const redis = config.REDIS_URL
-      ? new Redis(config.REDIS_URL, { connectTimeout: 500, maxRetriesPerRequest: 1, lazyConnect: false })
+      ? new Redis(config.REDIS_URL, { connectTimeout: REDIS_CONNECT_TIMEOUT_MS, maxRetriesPerRequest: 1, lazyConnect: false })
       : undefined;
+    let store: FastifyRateLimitStoreCtor | undefined;
     if (redis) {
+      // Said once per outage, not once per attempt or per request.
       let reported = false;
-      redis.on('error', (err) => {
-        // ioredis reconnects by itself; say so once per outage, not once per attempt.
-        if (!reported) app.log.warn({ err }, 'rate limit: Redis unreachable; requests are not limited until it is back');
+      const down = (err: Error | undefined) => {
+        app.metrics.rateLimitShared.set(0);
+        if (reported) return;
         reported = true;
+        app.log.warn({ err }, 'rate limit: Redis unreachable; counting requests in each process until it is back');
+      };
+      redis.on('error', down);
+      redis.on('ready', () => {
+        app.metrics.rateLimitShared.set(1);
+        if (reported) app.log.warn('rate limit: Redis is back; counting requests in Redis again');
+        reported = false;
       });
-      redis.on('ready', () => (reported = false));
+      store = redisWithLocalFallback(redis, `${config.REDIS_KEY_PREFIX}rate-limit:`, {
+        fellBack: (err) => {
+          app.metrics.rateLimitLocalFallback.inc();
+          down(err);
+        },
+      });
       app.addHook('onClose', async () => {
         await redis.quit().catch(() => redis.disconnect());
+      });
+      // The first requests are counted in Redis when it answers at once; otherwise in the process.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, REDIS_CONNECT_TIMEOUT_MS);
+        const settle = () => (clearTimeout(timer), resolve());
+        redis.once('ready', settle).once('error', settle);
       });
     }
 
     await app.register(rateLimit, {
       // One instance-wide hook (added below, before the API-key check), so wrong keys count too.
       global: false,
-      ...(redis ? { redis, nameSpace: `${config.REDIS_KEY_PREFIX}rate-limit:`, skipOnError: true } : {}),
+      ...(store ? { store } : {}),
       max: config.RATE_LIMIT_PER_MINUTE,
       timeWindow: 60_000,
       // Per API key, per client token's player (all its tokens share one budget), else per IP.
@@ -158,5 +185,5 @@ export default fp(
     });
     app.addHook('onRequest', app.rateLimit());
   },
-  { name: 'protection', dependencies: ['identity'] },
+  { name: 'protection', dependencies: ['identity', 'metrics'] },
 );

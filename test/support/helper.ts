@@ -3,6 +3,7 @@ import type { Test } from 'tap';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import type { PaymentsGateway } from '../../src/gateway/types.js';
+import { checkContract } from './contract.js';
 import { freshDatabaseUrl } from './database.js';
 import { startFakeStripe } from './fake-stripe.js';
 
@@ -29,11 +30,19 @@ export async function testConfig(env: Record<string, string> = {}) {
   });
 }
 
-/** A coinshop app on a new, empty database (see testConfig), closed when the test ends. */
+/**
+ * A coinshop app on a new, empty database (see testConfig), closed when the test ends. Every answer
+ * its `inject` returns is held to openapi.yaml (test/support/contract.ts): an undocumented status,
+ * content type or body shape fails the test, listed when it ends.
+ */
 export async function buildTestApp(t: Test, options: TestAppOptions = {}): Promise<FastifyInstance> {
   const config = await testConfig(options.env);
   const app = await buildApp({ config, ...(options.gateway ? { gateway: options.gateway } : {}) });
-  t.teardown(() => app.close());
+  const violations = checkContract(app);
+  t.teardown(async () => {
+    await app.close();
+    if (violations.length > 0) throw new Error(`Answers not as openapi.yaml documents them:\n${[...new Set(violations)].join('\n')}`);
+  });
   return app;
 }
 

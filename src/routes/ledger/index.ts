@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { UserIdParams } from '../../../schemas/customer.js';
 import { ref } from '../../../schemas/index.js';
 import { LedgerPage, LedgerQuery, SpendCurrencyRequest, SpendResult } from '../../../schemas/ledger.js';
-import { customerNotFound } from '../../errors.js';
+import { customerNotFound, ProblemError } from '../../errors.js';
 import { resourceIdFor } from '../../plugins/idempotency.js';
 import { spendCurrency } from '../../services/spend.js';
 import {
@@ -74,6 +74,12 @@ const ledgerRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (!customer) throw customerNotFound();
       const limit = request.query.limit ?? 50;
       const before = request.query.cursor === undefined ? undefined : Number(request.query.cursor);
+      // Entry ids are safe integers; a longer run of digits is no cursor this API gave out (and
+      // PostgreSQL would be sent it as "1e+32").
+      if (before !== undefined && !Number.isSafeInteger(before)) {
+        const message = 'must be an entry id from next_cursor';
+        throw new ProblemError('validation_error', `Invalid input: querystring/cursor ${message}`, { errors: [{ field: 'querystring/cursor', message }] });
+      }
       const lines = await app.store.listLedger(customer.user_id, { limit: limit + 1, ...(before !== undefined ? { before } : {}) });
       const page = lines.slice(0, limit);
       const last = page.at(-1);

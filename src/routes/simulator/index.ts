@@ -2,28 +2,26 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ref } from '../../../schemas/index.js';
 import { DisputeParams, PaymentIntentParams, SimulateAuthenticationRequest, SimulateDisputeClosedRequest, SimulationResult } from '../../../schemas/simulator.js';
 import { ProblemError } from '../../errors.js';
-import { SimulatedGateway, SimulationRefused } from '../../gateway/simulated.js';
+import { SimulatedObjectNotFound, type SimulatedGateway, SimulationRefused } from '../../gateway/simulated.js';
 import { assertPlayerMayAct } from '../../plugins/auth.js';
 import { purchaseView } from '../../services/purchases.js';
-import { callerErrors, internalError, playerSecurity, problemResponse } from '../problem-responses.js';
+import { callerErrors, internalError, playerSecurity, problemResponse, validationFailed } from '../problem-responses.js';
 
-const notHere = problemResponse('The simulator only exists while payments are simulated (no STRIPE_SECRET_KEY).', {
-  not_found: 'The simulator is only available with the simulated gateway',
+const notFound = problemResponse('No such simulated PaymentIntent or dispute, or (with a client token) no purchase of this player has it.', {
+  not_found: "No such PaymentIntent: 'pi_sim_0a1b2c3d'",
+  purchase_not_found: 'Purchase not found',
 });
 const refused = problemResponse('The simulated object is not in a state that allows this.', {
-  invalid_state: "PaymentIntent pi_sim_1 is not waiting for authentication (status succeeded)",
+  invalid_state: 'PaymentIntent pi_sim_1 is not waiting for authentication (status succeeded)',
 });
 
 /**
  * Stand-ins, for development without Stripe, for what happens outside the API: the customer passing
  * 3-D Secure in the browser, a bank opening and deciding a dispute. Each emits the signed webhook
- * Stripe would send, through the real webhook endpoint.
+ * Stripe would send, through the real webhook endpoint. Registered only in development on the
+ * simulated gateway (src/app.ts).
  */
-const simulatorRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const simulator = () => {
-    if (app.payments instanceof SimulatedGateway) return app.payments;
-    throw new ProblemError('not_found', 'The simulator is only available with the simulated gateway');
-  };
+const simulatorRoutes: FastifyPluginAsyncTypebox<{ simulator: SimulatedGateway }> = async (app, { simulator }) => {
   const purchaseOf = async (paymentIntentId: string) => {
     const purchase = await app.store.findPurchaseByPaymentIntent(paymentIntentId);
     if (!purchase) throw new ProblemError('purchase_not_found', 'Purchase not found');
@@ -34,12 +32,14 @@ const simulatorRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return await step();
     } catch (err) {
       if (err instanceof SimulationRefused) throw new ProblemError('invalid_state', err.message);
+      if (err instanceof SimulatedObjectNotFound) throw new ProblemError('not_found', err.message);
       throw err;
     }
   };
-  const responses = (description: string) => ({
+  const responses = (description: string, invalid: string) => ({
     200: { ...ref(SimulationResult), description },
-    404: notHere,
+    400: validationFailed(invalid),
+    404: notFound,
     409: refused,
     ...callerErrors,
     500: internalError,
@@ -57,7 +57,7 @@ const simulatorRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Simulate the customer completing (or failing) 3-D Secure',
         params: PaymentIntentParams,
         body: ref(SimulateAuthenticationRequest),
-        response: responses('The purchase after the payment_intent webhook.'),
+        response: responses('The purchase after the payment_intent webhook.', 'Invalid input: body/outcome must be one of "succeed", "fail"'),
       },
     },
     async (request) => {
@@ -65,7 +65,7 @@ const simulatorRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const owned = await app.store.findPurchaseByPaymentIntent(payment_intent_id);
       if (owned) assertPlayerMayAct(request, owned.user_id);
       else if (request.player !== undefined) throw new ProblemError('purchase_not_found', 'Purchase not found');
-      await simulate(() => simulator().authenticate(payment_intent_id, request.body.outcome));
+      await simulate(() => simulator.authenticate(payment_intent_id, request.body.outcome));
       return { purchase: await purchaseOf(payment_intent_id) };
     },
   );
@@ -78,12 +78,12 @@ const simulatorRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['Simulator'],
         summary: "Simulate the cardholder's bank disputing a payment",
         params: PaymentIntentParams,
-        response: responses('The purchase after the charge.dispute.created webhook, and the dispute id.'),
+        response: responses('The purchase after the charge.dispute.created webhook, and the dispute id.', 'Invalid input: params/payment_intent_id must NOT have more than 255 characters'),
       },
     },
     async (request) => {
       const { payment_intent_id } = request.params;
-      const disputeId = await simulate(() => simulator().dispute(payment_intent_id));
+      const disputeId = await simulate(() => simulator.dispute(payment_intent_id));
       return { purchase: await purchaseOf(payment_intent_id), dispute_id: disputeId };
     },
   );
@@ -97,11 +97,11 @@ const simulatorRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Simulate a dispute being decided',
         params: DisputeParams,
         body: ref(SimulateDisputeClosedRequest),
-        response: responses('The purchase after the charge.dispute.closed webhook.'),
+        response: responses('The purchase after the charge.dispute.closed webhook.', 'Invalid input: body/outcome must be one of "won", "lost"'),
       },
     },
     async (request) => {
-      const paymentIntentId = await simulate(() => simulator().closeDispute(request.params.dispute_id, request.body.outcome));
+      const paymentIntentId = await simulate(() => simulator.closeDispute(request.params.dispute_id, request.body.outcome));
       return { purchase: await purchaseOf(paymentIntentId) };
     },
   );
