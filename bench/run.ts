@@ -52,6 +52,8 @@ interface Row {
   peakRssMB: number;
   /** How long until every connection had an answer (before the measured window), or how many had one by the limit. */
   ramp: string;
+  /** coinshop's CPU (user + system, all its processes) per answered request in the measured window. */
+  cpuMsPerRequest?: number;
   note?: string;
 }
 const rows: Row[] = [];
@@ -88,6 +90,18 @@ function peakRss(pid: number | undefined): () => number {
       clearInterval(sampler);
       return sample(readFileSync(statusFile, 'utf8'));
     };
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (0 where it cannot be read). */
+function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    // Fields 14 and 15 (utime, stime), in clock ticks of 1/100 s; the command name (2) may hold spaces.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
   }
 }
 
@@ -188,11 +202,13 @@ async function measureMany(scenario: string, targets: { child: ChildProcess; opt
   clearTimeout(rampLimit);
   await warm?.();
   const peaks = targets.map((target) => peakRss(target.child.pid));
+  const cpuBefore = targets.reduce((sum, target) => sum + cpuSeconds(target.child.pid), 0);
   measuring = true;
   const since = performance.now();
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   measuring = false;
   const elapsed = (performance.now() - since) / 1000;
+  const cpuUsed = targets.reduce((sum, target) => sum + cpuSeconds(target.child.pid), 0) - cpuBefore;
   for (const { instance } of instances) instance.stop();
   await Promise.all(instances.map(({ done }) => done));
   const quantile = (values: number[], q: number) => values[Math.min(values.length - 1, Math.floor(values.length * q))] ?? 0;
@@ -200,6 +216,7 @@ async function measureMany(scenario: string, targets: { child: ChildProcess; opt
   rows.push({
     scenario,
     requestsPerSecond: Math.round(sorted.reduce((sum, values) => sum + values.length, 0) / elapsed),
+    cpuMsPerRequest: Math.round((cpuUsed * 1000 * 100) / Math.max(1, sorted.reduce((sum, values) => sum + values.length, 0) + non2xx)) / 100,
     p50ms: Math.round(Math.max(...sorted.map((values) => quantile(values, 0.5)))),
     p99ms: Math.round(Math.max(...sorted.map((values) => quantile(values, 0.99)))),
     errors,
@@ -403,9 +420,12 @@ async function main() {
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
   const options = nodeArgs.length > 0 ? `, coinshop run with ${nodeArgs.join(' ')}` : '';
   console.log(`\n${machine}, ${seconds} s per scenario after ${warmUpSeconds} s of warm-up${options}\n`);
-  console.log('| scenario | req/s | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | every connection answered | note |');
-  console.log('|---|---|---|---|---|---|---|---|---|');
-  for (const r of rows) console.log(`| ${r.scenario} | ${r.requestsPerSecond} | ${r.p50ms} | ${r.p99ms} | ${r.errors} | ${r.non2xx} | ${r.peakRssMB} | ${r.ramp} | ${r.note ?? ''} |`);
+  console.log('| scenario | req/s | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | coinshop CPU ms/request | every connection answered | note |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    const cpu = r.cpuMsPerRequest === undefined ? '' : r.cpuMsPerRequest.toFixed(2);
+    console.log(`| ${r.scenario} | ${r.requestsPerSecond} | ${r.p50ms} | ${r.p99ms} | ${r.errors} | ${r.non2xx} | ${r.peakRssMB} | ${cpu} | ${r.ramp} | ${r.note ?? ''} |`);
+  }
   writeFileSync(join(root, 'bench', 'results.json'), JSON.stringify({ machine, seconds, warmUpSeconds, nodeArgs, rows }, null, 2) + '\n');
 }
 

@@ -1,3 +1,5 @@
+import http from 'node:http';
+import https from 'node:https';
 import type { FastifyBaseLogger } from 'fastify';
 import { Webhook } from 'standardwebhooks';
 import type { NotificationRow } from '../store/schema.js';
@@ -44,6 +46,9 @@ export class NotificationSender {
   readonly #options: SenderOptions;
   readonly #webhook: Webhook;
   readonly #leaseMs: number;
+  readonly #url: URL;
+  readonly #request: typeof http.request;
+  readonly #agent: http.Agent;
   readonly #batches = new Set<Promise<void>>();
   readonly #aborts = new Set<AbortController>();
   #timer: NodeJS.Timeout | undefined;
@@ -58,6 +63,11 @@ export class NotificationSender {
     this.#webhook = new Webhook(options.secret);
     // Longer than an attempt can take (its timeout) plus the time to record its outcome.
     this.#leaseMs = options.timeoutMs + 5_000;
+    this.#url = new URL(options.url);
+    const secure = this.#url.protocol === 'https:';
+    this.#request = secure ? https.request : http.request;
+    // Connections to the game server are kept open between deliveries (at most a batch's worth).
+    this.#agent = new (secure ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: options.batchSize * options.maxBatches });
   }
 
   start(): void {
@@ -86,6 +96,7 @@ export class NotificationSender {
     clearTimeout(this.#gathering);
     for (const abort of this.#aborts) abort.abort();
     await Promise.allSettled([...this.#batches]);
+    this.#agent.destroy();
   }
 
   async #pump(): Promise<void> {
@@ -149,37 +160,54 @@ export class NotificationSender {
     }
   }
 
-  /** One attempt: POST the signed event, no redirects followed, answered within the timeout. */
-  async #send(row: NotificationRow): Promise<Attempt> {
+  /**
+   * One attempt: POST the signed event, no redirects followed, answered within the timeout. Through
+   * node:http with a keep-alive agent rather than fetch: measured in one run, a delivery cost
+   * coinshop 0.10 ms of CPU this way and 0.26 ms through fetch (docs/benchmarks.md), on every
+   * purchase's way out.
+   */
+  #send(row: NotificationRow): Promise<Attempt> {
     const body = notificationBody(row);
     const at = new Date();
     const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(new Error(`timed out after ${this.#options.timeoutMs / 1000} s`)), this.#options.timeoutMs);
     this.#aborts.add(abort);
-    try {
-      const response = await fetch(this.#options.url, {
+    return new Promise<Attempt>((resolve) => {
+      let settled = false;
+      const finish = (attempt: Attempt) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#aborts.delete(abort);
+        resolve(attempt);
+      };
+      const request = this.#request(this.#url, {
         method: 'POST',
+        agent: this.#agent,
+        signal: abort.signal,
         headers: {
           'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
           'user-agent': 'coinshop-notifications',
           'webhook-id': row.id,
           'webhook-timestamp': String(Math.floor(at.getTime() / 1000)),
           'webhook-signature': this.#webhook.sign(row.id, at, body),
         },
-        body,
-        redirect: 'manual',
-        signal: abort.signal,
       });
-      // The answer's body means nothing to us; reading it lets the connection be reused.
-      await response.arrayBuffer().catch(() => undefined);
-      return response.status >= 200 && response.status < 300 ? { ok: true } : { ok: false, error: `HTTP ${response.status}` };
-    } catch (err) {
-      const reason: unknown = abort.signal.aborted ? abort.signal.reason : err;
-      const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-      return { ok: false, error: reason instanceof Error ? `${reason.message}${abort.signal.aborted ? '' : cause}` : String(reason) };
-    } finally {
-      clearTimeout(timer);
-      this.#aborts.delete(abort);
-    }
+      const timer = setTimeout(() => {
+        finish({ ok: false, error: `timed out after ${this.#options.timeoutMs / 1000} s` });
+        request.destroy();
+      }, this.#options.timeoutMs);
+      request.on('response', (response) => {
+        // The answer's body means nothing to us; reading it to the end lets the connection be reused.
+        response.resume();
+        response.on('end', () => {
+          const status = response.statusCode ?? 0;
+          finish(status >= 200 && status < 300 ? { ok: true } : { ok: false, error: `HTTP ${status}` });
+        });
+        response.on('error', (err) => finish({ ok: false, error: err.message }));
+      });
+      request.on('error', (err) => finish({ ok: false, error: abort.signal.aborted ? 'sender closed' : err.message || String(err) }));
+      request.end(body);
+    });
   }
 }
