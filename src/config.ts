@@ -8,99 +8,160 @@ const NOTIFICATION_TYPE = `(${NOTIFICATION_TYPES.map((type) => type.replace('.',
 /** An IPv4 or IPv6 address, optionally with a CIDR prefix length. */
 const PROXY_ADDRESS = '(?:\\d{1,3}(?:\\.\\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*)(?:/\\d{1,3})?';
 
+// Every variable's `description` is its row in docs/operations.md (`npm run docs:config`), so it is
+// Markdown, written for the operator, and relative links in it resolve from docs/.
 export const ConfigSchema = Type.Object({
   NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], {
     default: 'development',
+    description: "`development` (also serves the checkout page's `POST /checkout/dev-session`), `production` (requires `API_KEYS`, `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET` and `CLIENT_TOKEN_SECRETS`) or `test`.",
   }),
-  HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
-  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8000 }),
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address to listen on (`0.0.0.0` in the Docker image).' }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8000, description: 'Port to listen on.' }),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
-    { default: 'info' },
+    { default: 'info', description: 'pino level; logs are JSON lines, one per request, secrets redacted.' },
   ),
-  /** `./data/coinshop.db` (a SQLite file), `sqlite:PATH`, `:memory:`, or `postgres://…` (PostgreSQL). */
-  DATABASE_URL: Type.String({ minLength: 1, default: './data/coinshop.db' }),
-  /**
-   * SQLite only: FULL (default) syncs every commit to disk, so a credit survives a power cut; NORMAL
-   * (opt-in) syncs at checkpoints only: much faster, and a process crash still loses nothing, but a
-   * power cut or OS crash can lose the last commits.
-   */
-  SQLITE_SYNCHRONOUS: Type.Union([Type.Literal('FULL'), Type.Literal('NORMAL')], { default: 'FULL' }),
-  /** PostgreSQL only: connections this process keeps open at most. */
-  DATABASE_POOL_SIZE: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
-  /**
-   * PostgreSQL only: run the hot statements as named prepared statements, parsed and planned once per
-   * connection. Off for a pooler in transaction mode that cannot carry them (PgBouncer before 1.21,
-   * or without max_prepared_statements).
-   */
-  DATABASE_PREPARED_STATEMENTS: Type.Boolean({ default: true }),
-  /** Share rate-limit counters between replicas through this Redis (`redis://host:6379`); unset = per process. */
-  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://[^\\s]+$' })),
-  /** Prefix of coinshop's keys in that Redis, so several deployments can share one. */
-  REDIS_KEY_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_:.-]{1,64}$', default: 'coinshop:' }),
-  STRIPE_SECRET_KEY: Type.Optional(Type.String({ pattern: '^(sk|rk)_(test|live)_[A-Za-z0-9_]+$' })),
-  /** Point the Stripe SDK at any Stripe-compatible server, e.g. `http://127.0.0.1:12111`. */
-  STRIPE_API_BASE: Type.Optional(Type.String({ pattern: '^https?://[^/\\s]+/?$' })),
-  STRIPE_MAX_NETWORK_RETRIES: Type.Integer({ minimum: 0, maximum: 10, default: 2 }),
-  STRIPE_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 20_000 }),
-  /** The signing secret of the webhook endpoint (`whsec_…`); the simulated gateway makes its own if unset. */
-  STRIPE_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_[A-Za-z0-9_]+$' })),
-  /** The publishable key (`pk_…`) the checkout page gives Stripe.js, so card data goes to Stripe, never here. */
-  STRIPE_PUBLISHABLE_KEY: Type.Optional(Type.String({ pattern: '^pk_(test|live)_[A-Za-z0-9_]+$' })),
-  CATALOG_FILE: Type.Optional(Type.String({ minLength: 1 })),
-  /** How long an Idempotency-Key is remembered (at least a day, like Stripe). */
-  IDEMPOTENCY_KEY_TTL_HOURS: Type.Integer({ minimum: 24, maximum: 24 * 30, default: 24 }),
-  /** Run reconciliation in the server every this many seconds; 0 turns the timer off. */
-  RECONCILE_INTERVAL_SECONDS: Type.Integer({ minimum: 0, maximum: 86_400, default: 0 }),
-  /** Reconciliation finishes purchases left unfinished for longer than this. */
-  RECONCILE_AFTER_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
-  /** Comma-separated API keys (several, so they can be rotated); unset in development = open. */
-  API_KEYS: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.~-]{24,200}(,[A-Za-z0-9_.~-]{24,200})*$' })),
-  /**
-   * Comma-separated secrets (32+ characters each) for client tokens: the first signs, all verify, so
-   * a secret is rotated by putting the new one first and removing the old one once its tokens expired.
-   */
-  CLIENT_TOKEN_SECRETS: Type.Optional(Type.String({ pattern: '^[\\x21-\\x2b\\x2d-\\x7e]{32,512}(,[\\x21-\\x2b\\x2d-\\x7e]{32,512})*$' })),
-  /** How long a client token is valid. */
-  CLIENT_TOKEN_TTL_SECONDS: Type.Integer({ minimum: 30, maximum: 86_400, default: 900 }),
-  /** Whether a client token may spend its player's coins (otherwise only the shop's backend, with an API key). */
-  CLIENT_TOKENS_MAY_SPEND: Type.Boolean({ default: false }),
-  /** Comma-separated origins a browser front end may call from, e.g. `https://shop.example.com`. */
-  CORS_ORIGINS: Type.Optional(Type.String({ pattern: '^https?://[^,\\s]+(,https?://[^,\\s]+)*$' })),
-  /**
-   * Behind a load balancer: which proxies to believe about the client's address (X-Forwarded-For),
-   * as a number of hops (`1` for one load balancer) or comma-separated addresses/CIDRs. Unset: none,
-   * so callers cannot pick their own IP to dodge the per-IP limit.
-   */
-  TRUST_PROXY: Type.Optional(Type.String({ pattern: `^(\\d{1,2}|${PROXY_ADDRESS}(,${PROXY_ADDRESS})*)$` })),
-  /** Requests per minute per API key (or per IP without one). */
-  RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1200 }),
-  /** Shed load (503) when the event loop lags more than this; 0 turns load shedding off. */
-  MAX_EVENT_LOOP_DELAY_MS: Type.Union([Type.Literal(0), Type.Integer({ minimum: 10, maximum: 60_000 })], { default: 1000 }),
-  /**
-   * After each full garbage collection the JavaScript heap may grow this many percent past what is
-   * still live before the next one (V8's --heap-growing-percent). V8's own choice, up to 300 %, lets
-   * a busy server hold three times its live memory in garbage (in-flight purchases outlive the young
-   * generation and die in the old one); 50 keeps it to half, at a little more GC work. 0 = V8's own.
-   */
-  HEAP_GROWTH_PERCENT: Type.Integer({ minimum: 0, maximum: 400, default: 50 }),
-  /** How long a client may take to send a whole request, headers and body. */
-  REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 30_000 }),
-  /**
-   * Connections held open at once; one more is closed as it arrives (so slow or idle clients cannot
-   * use up the process's file descriptors and memory). 0 = no cap.
-   */
-  MAX_CONNECTIONS: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000 }),
-  /** On SIGTERM, how long in-flight requests get to finish before the process exits anyway. */
-  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 90_000 }),
-  /** Where the game server receives signed notifications of money events; unset = none sent (the feed still fills). */
-  GAME_WEBHOOK_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$' })),
-  /** The Standard Webhooks signing secret the game server verifies with: `whsec_` + base64. */
-  GAME_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_[A-Za-z0-9+/]{16,}={0,2}$' })),
-  /** Comma-separated notification types to send (default: all); the others stay in the feed. */
-  GAME_WEBHOOK_EVENTS: Type.Optional(Type.String({ pattern: `^${NOTIFICATION_TYPE}(,${NOTIFICATION_TYPE})*$` })),
-  /** How long the game server gets to answer one delivery attempt. */
-  GAME_WEBHOOK_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 60_000, default: 10_000 }),
+  DATABASE_URL: Type.String({
+    minLength: 1,
+    default: './data/coinshop.db',
+    description: 'A SQLite file (`sqlite:PATH` and `file:PATH` work too), `:memory:`, or `postgres://user:password@host:5432/db` for PostgreSQL.',
+  }),
+  SQLITE_SYNCHRONOUS: Type.Union([Type.Literal('FULL'), Type.Literal('NORMAL')], {
+    default: 'FULL',
+    description: 'SQLite only. `FULL`: no answer is sent until every commit before it is on disk, so a credit survives a power cut. `NORMAL` (opt-in) syncs only at WAL checkpoints: much faster, a process crash still loses nothing, but a power cut or OS crash can lose the last commits (see [below](#sqlite-durability)).',
+  }),
+  DATABASE_POOL_SIZE: Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'PostgreSQL only: connections this process keeps open at most.' }),
+  DATABASE_PREPARED_STATEMENTS: Type.Boolean({
+    default: true,
+    description: "PostgreSQL only: run a purchase's statements as named prepared statements, parsed and planned once per connection (a third less database CPU per purchase). `false` behind a pooler in transaction mode that cannot carry them (PgBouncer before 1.21, or without `max_prepared_statements`).",
+  }),
+  REDIS_URL: Type.Optional(Type.String({
+    pattern: '^rediss?://[^\\s]+$',
+    description: '`redis://host:6379`: rate-limit counters shared by every replica. Unset: each process counts on its own.',
+  })),
+  REDIS_KEY_PREFIX: Type.String({
+    pattern: '^[A-Za-z0-9_:.-]{1,64}$',
+    default: 'coinshop:',
+    description: "Prefix of coinshop's keys in that Redis, so several deployments can share one.",
+  }),
+  STRIPE_SECRET_KEY: Type.Optional(Type.String({
+    pattern: '^(sk|rk)_(test|live)_[A-Za-z0-9_]+$',
+    description: '`sk_test_…`, `sk_live_…` or `rk_…`. Unset: the simulated gateway.',
+  })),
+  STRIPE_API_BASE: Type.Optional(Type.String({
+    pattern: '^https?://[^/\\s]+/?$',
+    description: "Base URL of a Stripe-compatible server for the Stripe SDK, e.g. `http://127.0.0.1:12111`. Unset: Stripe's API.",
+  })),
+  STRIPE_MAX_NETWORK_RETRIES: Type.Integer({
+    minimum: 0,
+    maximum: 10,
+    default: 2,
+    description: 'Stripe SDK retries (always with the same idempotency key).',
+  }),
+  STRIPE_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 20_000, description: 'Stripe SDK request timeout.' }),
+  STRIPE_WEBHOOK_SECRET: Type.Optional(Type.String({
+    pattern: '^whsec_[A-Za-z0-9_]+$',
+    description: "The signing secret of Stripe's webhook endpoint, `whsec_…`. Unset: the simulated gateway makes its own.",
+  })),
+  STRIPE_PUBLISHABLE_KEY: Type.Optional(Type.String({
+    pattern: '^pk_(test|live)_[A-Za-z0-9_]+$',
+    description: '`pk_test_…` or `pk_live_…`, the same mode as `STRIPE_SECRET_KEY` (required with it): the checkout page collects cards with Stripe.js, so card data goes to Stripe, never here. Unset: the checkout page offers test cards.',
+  })),
+  CATALOG_FILE: Type.Optional(Type.String({
+    minLength: 1,
+    description: 'A JSON file `{ "packages": [{ "package_id", "name", "price_cents", "currency_amount", "currency"? }] }`, validated at start. Unset: the seed\'s three packs.',
+  })),
+  IDEMPOTENCY_KEY_TTL_HOURS: Type.Integer({
+    minimum: 24,
+    maximum: 24 * 30,
+    default: 24,
+    description: 'How long an Idempotency-Key is remembered (24–720; at least a day, like Stripe).',
+  }),
+  RECONCILE_INTERVAL_SECONDS: Type.Integer({
+    minimum: 0,
+    maximum: 86_400,
+    default: 0,
+    description: 'Run reconciliation in the server every this many seconds; `0` turns the timer off.',
+  }),
+  RECONCILE_AFTER_SECONDS: Type.Integer({
+    minimum: 1,
+    maximum: 86_400,
+    default: 300,
+    description: 'Reconciliation finishes purchases left unfinished for longer than this.',
+  }),
+  API_KEYS: Type.Optional(Type.String({
+    pattern: '^[A-Za-z0-9_.~-]{24,200}(,[A-Za-z0-9_.~-]{24,200})*$',
+    description: 'Comma-separated API keys, 24–200 characters each (several, so they can be rotated). Unset: the service is open (development only).',
+  })),
+  CLIENT_TOKEN_SECRETS: Type.Optional(Type.String({
+    pattern: '^[\\x21-\\x2b\\x2d-\\x7e]{32,512}(,[\\x21-\\x2b\\x2d-\\x7e]{32,512})*$',
+    description: 'Comma-separated secrets for client tokens, 32–512 printable characters each (no spaces or commas): the first signs, all verify, so a secret is rotated by putting the new one first and removing the old one once its tokens expired. Never logged or echoed. Unset: development signs with a random secret made at each start; production requires it.',
+  })),
+  CLIENT_TOKEN_TTL_SECONDS: Type.Integer({ minimum: 30, maximum: 86_400, default: 900, description: 'How long a client token is valid (30–86400).' }),
+  CLIENT_TOKENS_MAY_SPEND: Type.Boolean({
+    default: false,
+    description: "`true` lets a client token call `spend-currency` for its player; otherwise only the shop's backend may, with an API key.",
+  }),
+  CORS_ORIGINS: Type.Optional(Type.String({
+    pattern: '^https?://[^,\\s]+(,https?://[^,\\s]+)*$',
+    description: 'Comma-separated origins a browser front end may call from, e.g. `https://shop.example.com`. Unset: none.',
+  })),
+  TRUST_PROXY: Type.Optional(Type.String({
+    pattern: `^(\\d{1,2}|${PROXY_ADDRESS}(,${PROXY_ADDRESS})*)$`,
+    description: "Behind a load balancer: which proxies to believe about the client's address (X-Forwarded-For), as a number of hops (`1` for one load balancer) or comma-separated addresses/CIDRs. Unset: none, so callers cannot pick their own IP to dodge the per-IP limit.",
+  })),
+  RATE_LIMIT_PER_MINUTE: Type.Integer({
+    minimum: 1,
+    maximum: 1_000_000,
+    default: 1200,
+    description: "Requests per minute per API key, per client token's player, or per IP for a caller without a valid credential.",
+  }),
+  MAX_EVENT_LOOP_DELAY_MS: Type.Union([Type.Literal(0), Type.Integer({ minimum: 10, maximum: 60_000 })], {
+    default: 1000,
+    description: 'Shed load (503 with `Retry-After`) when the event loop lags more than this; `0` turns load shedding off.',
+  }),
+  HEAP_GROWTH_PERCENT: Type.Integer({
+    minimum: 0,
+    maximum: 400,
+    default: 50,
+    description: "How far (in %) the JavaScript heap may grow past what is still live before the next full garbage collection (V8's `--heap-growing-percent`). `0` = V8's own choice, which lets a busy server hold up to 3× its live memory as garbage.",
+  }),
+  REQUEST_TIMEOUT_MS: Type.Integer({
+    minimum: 1000,
+    maximum: 600_000,
+    default: 30_000,
+    description: 'How long a client may take to send its whole request, headers and body; a slower one gets 408 and is disconnected.',
+  }),
+  MAX_CONNECTIONS: Type.Integer({
+    minimum: 0,
+    maximum: 1_000_000,
+    default: 10_000,
+    description: "Connections held open at once; one more is closed as it arrives, so slow or idle clients cannot use up the process's file descriptors and memory. `0` = no cap.",
+  }),
+  SHUTDOWN_GRACE_MS: Type.Integer({
+    minimum: 1000,
+    maximum: 600_000,
+    default: 90_000,
+    description: 'On SIGTERM, how long in-flight requests get to finish before the process exits anyway.',
+  }),
+  GAME_WEBHOOK_URL: Type.Optional(Type.String({
+    pattern: '^https?://[^\\s]+$',
+    description: 'Where the game server receives signed notifications of every money event ([notifications.md](notifications.md)). Unset: none sent; the feed still fills.',
+  })),
+  GAME_WEBHOOK_SECRET: Type.Optional(Type.String({
+    pattern: '^whsec_[A-Za-z0-9+/]{16,}={0,2}$',
+    description: 'The Standard Webhooks secret the game server verifies with: `whsec_` + the base64 of 16 or more random bytes. Required with `GAME_WEBHOOK_URL`.',
+  })),
+  GAME_WEBHOOK_EVENTS: Type.Optional(Type.String({
+    pattern: `^${NOTIFICATION_TYPE}(,${NOTIFICATION_TYPE})*$`,
+    description: 'Comma-separated notification types to send; the others stay in the feed. Unset: all types.',
+  })),
+  GAME_WEBHOOK_TIMEOUT_MS: Type.Integer({
+    minimum: 1000,
+    maximum: 60_000,
+    default: 10_000,
+    description: 'How long the game server gets to answer one delivery attempt.',
+  }),
 });
 export type Config = Static<typeof ConfigSchema>;
 

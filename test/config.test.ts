@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { loadCatalog } from '../src/catalog.js';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { OPERATIONS_DOC, withConfigTable } from '../src/cli/config-table.js';
+import { ConfigError, ConfigSchema, loadConfig } from '../src/config.js';
 import { buildTestApp, customerWithCard, buy, expectProblem, get, json } from './support/helper.js';
 
 t.test('defaults serve a laptop: port 8000, a SQLite file under ./data, the simulated gateway', async (t) => {
@@ -146,4 +147,10 @@ t.test('CATALOG_FILE replaces the seed packs, and a bad file stops the start', a
     const path = name === 'missing.json' ? join(dir, name) : file(name, content);
     t.throws(() => loadCatalog(path), { name: 'ConfigError', variable: 'CATALOG_FILE', message: why }, name);
   }
+});
+
+t.test('docs/operations.md has the configuration table of the schema (run `npm run docs:config` after changing it)', async (t) => {
+  const committed = readFileSync(OPERATIONS_DOC, 'utf8');
+  t.equal(withConfigTable(committed), committed);
+  for (const name of Object.keys(ConfigSchema.properties)) t.match(committed, `| \`${name}\` |`, `${name} has a row`);
 });
