@@ -38,6 +38,19 @@ const common = {
   balance: Type.Integer({ description: "The player's balance right after this event." }),
 };
 
+/** A purchase.succeeded's data: the example of PurchaseEventData and of Notification. */
+const creditExample = {
+  user_id: '3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70',
+  sequence: 1,
+  coins: 100,
+  balance: 100,
+  transaction_id: '9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a',
+  package_id: 'package_1',
+  amount_paid: 1000,
+  currency: 'usd',
+  payment_intent_id: 'pi_3Q1w2E3r4T5y6U7i',
+};
+
 export const PurchaseEventData = Type.Object(
   {
     ...common,
@@ -58,17 +71,7 @@ export const PurchaseEventData = Type.Object(
     title: 'PurchaseEventData',
     additionalProperties: false,
     examples: [
-      {
-        user_id: '3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70',
-        sequence: 1,
-        coins: 100,
-        balance: 100,
-        transaction_id: '9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a',
-        package_id: 'package_1',
-        amount_paid: 1000,
-        currency: 'usd',
-        payment_intent_id: 'pi_3Q1w2E3r4T5y6U7i',
-      },
+      creditExample,
     ],
   },
 );
@@ -129,17 +132,7 @@ export const Notification = Type.Object(
         id: 'msg_2b7d4c8e9a012b3c4d5e6f703f1c2a9e',
         type: 'purchase.succeeded',
         created_at: '2024-01-01T00:00:01.000Z',
-        data: {
-          user_id: '3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70',
-          sequence: 1,
-          coins: 100,
-          balance: 100,
-          transaction_id: '9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a',
-          package_id: 'package_1',
-          amount_paid: 1000,
-          currency: 'usd',
-          payment_intent_id: 'pi_3Q1w2E3r4T5y6U7i',
-        },
+        data: creditExample,
         delivery: { status: 'delivered', attempts: 1, last_attempt_at: '2024-01-01T00:00:01.050Z', delivered_at: '2024-01-01T00:00:01.080Z' },
       },
     ],
