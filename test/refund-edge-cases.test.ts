@@ -202,3 +202,27 @@ t.test('a refund interrupted between Stripe and the database is finished by reco
   t.equal(stripe.refunds.size, 1);
   t.same(await app.store.balanceMismatches(), []);
 });
+
+t.test('after a refund failed, a Dashboard refund heard only through charge.refunded is counted: coinshop asks Stripe for the refunds', async (t) => {
+  const { app, stripe, deliver, refund } = await shop(t);
+  const { userId, transactionId } = await paidPurchase(app, 'pm_card_refundFail', 'package_3');
+  t.equal((await refund(transactionId, 'refund-then-fail', { amount_cents: 1000 })).statusCode, 200);
+  const [failing] = [...stripe.refunds.values()];
+  stripe.failRefund(String(failing?.id));
+  for (const event of eventsOf(stripe, 'charge.refund.updated')) await deliver(event);
+  t.match(await purchase(app, transactionId), { status: 'completed', amount_refunded: 0 }, 'the failed refund gave its coins back');
+  t.equal(await balance(app, userId), 700);
+
+  // A refund made in the Dashboard, on an endpoint that hears charge.refunded but not refund.created.
+  const before = stripe.events.length;
+  const payment = stripe.paymentIntents.get(String((await purchase(app, transactionId))['payment_intent_id']));
+  const sdk = new (await import('stripe')).default('sk_test_coinshop', { host: '127.0.0.1', port: stripe.port, protocol: 'http' });
+  await sdk.refunds.create({ payment_intent: String(payment?.id), amount: 2500 });
+  const charged = stripe.events.slice(before).filter((e) => e.type === 'charge.refunded');
+  t.equal(charged.length, 1);
+  for (const event of charged) t.equal((await deliver(event)).statusCode, 200);
+  t.match(await purchase(app, transactionId), { status: 'partially_refunded', amount_refunded: 2500 });
+  t.equal(await balance(app, userId), 350, 'half of the 700 coins taken back');
+  t.ok(stripe.requests.some((r) => r.method === 'GET' && r.path === '/v1/refunds'), "the charge's refunds were listed");
+  t.same(await app.store.balanceMismatches(), []);
+});

@@ -6,6 +6,7 @@ import {
   type ChargeOutcome,
   type ChargeRequest,
   type PaymentsGateway,
+  type ProviderRefund,
   type RefundRequest,
   type RefundResult,
   type WebhookEvent,
@@ -78,6 +79,7 @@ export class SimulatedGateway implements PaymentsGateway {
   private readonly customersByKey = new BoundedMap<string, string>();
   private readonly chargesByKey = new BoundedMap<string, ChargeOutcome>();
   private readonly refundsByKey = new BoundedMap<string, RefundResult>();
+  private readonly refundsOf = new BoundedMap<string, ProviderRefund[]>();
   private readonly intents = new BoundedMap<string, SimIntent>();
   private readonly disputes = new BoundedMap<string, SimDispute>();
 
@@ -145,6 +147,10 @@ export class SimulatedGateway implements PaymentsGateway {
     return intent && outcomeOf(intent);
   }
 
+  async listRefunds(paymentIntentId: string): Promise<ProviderRefund[]> {
+    return [...(this.refundsOf.get(paymentIntentId) ?? [])];
+  }
+
   async retrievePaymentMetadata(paymentIntentId: string): Promise<Record<string, string>> {
     return { ...this.intents.get(paymentIntentId)?.metadata };
   }
@@ -165,6 +171,8 @@ export class SimulatedGateway implements PaymentsGateway {
     intent.amountRefunded += amount;
     const result: RefundResult = { refundId: stripeLikeId('re'), amount, status: 'succeeded', amountRefunded: intent.amountRefunded };
     this.refundsByKey.set(request.idempotencyKey, result);
+    const made: ProviderRefund = { id: result.refundId, amount, status: 'succeeded', payment_intent: intent.id, metadata: request.metadata ?? {} };
+    this.refundsOf.set(intent.id, [...(this.refundsOf.get(intent.id) ?? []), made]);
     await this.emit('charge.refunded', chargeObject(intent));
     return result;
   }

@@ -8,6 +8,7 @@ import {
   type ChargeOutcome,
   type ChargeRequest,
   type PaymentsGateway,
+  type ProviderRefund,
   type RefundRequest,
   type RefundResult,
   type WebhookEvent,
@@ -212,6 +213,23 @@ export class StripeGateway implements PaymentsGateway {
       return intent && intentOutcome(intent);
     } catch (err) {
       throw providerFailure('payment search', err);
+    }
+  }
+
+  async listRefunds(paymentIntentId: string): Promise<ProviderRefund[]> {
+    try {
+      const list = await this.stripe.refunds.list({ payment_intent: paymentIntentId, limit: 100 });
+      return list.data.map((refund) => ({
+        id: refund.id,
+        amount: refund.amount,
+        status: refund.status,
+        payment_intent: typeof refund.payment_intent === 'string' ? refund.payment_intent : (refund.payment_intent?.id ?? null),
+        failure_reason: refund.failure_reason ?? null,
+        metadata: refund.metadata ?? {},
+      }));
+    } catch (err) {
+      // A read changes nothing at Stripe, whatever went wrong: asking again is always safe.
+      throw new GatewayError(providerFailure('refund list', err).message, { mayHaveCharged: false, cause: err });
     }
   }
 

@@ -34,6 +34,13 @@ export interface PaymentsGateway {
   retrievePaymentMetadata(paymentIntentId: string): Promise<Record<string, string>>;
 
   /**
+   * Every refund of a PaymentIntent's charge, as Stripe has it now. Used when a `charge.refunded`
+   * shows more refunded than the refunds coinshop knows of (one made in the Dashboard, on an
+   * endpoint that does not hear `refund.created`).
+   */
+  listRefunds(paymentIntentId: string): Promise<ProviderRefund[]>;
+
+  /**
    * Refunds all or part of a succeeded PaymentIntent and answers with the refund. Once the refund
    * exists, this never fails for want of a second read: the answer is the refund itself.
    */
@@ -44,6 +51,16 @@ export interface PaymentsGateway {
    * WebhookRejected when the signature is missing, wrong or too old.
    */
   verifyWebhook(payload: Buffer, signature: string | undefined): WebhookEvent;
+}
+
+/** A refund as Stripe describes it (the fields coinshop acts on). */
+export interface ProviderRefund {
+  id: string;
+  amount: number;
+  status: string | null;
+  payment_intent: string | null;
+  failure_reason?: string | null | undefined;
+  metadata?: Record<string, string> | undefined;
 }
 
 export interface RefundRequest {

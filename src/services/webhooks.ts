@@ -1,7 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { FastifyBaseLogger } from 'fastify';
-import type { PaymentsGateway, WebhookEvent } from '../gateway/types.js';
+import type { PaymentsGateway, ProviderRefund, WebhookEvent } from '../gateway/types.js';
 import { DISPUTE_STATUSES, type PurchaseRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { declineCode } from './declines.js';
@@ -54,14 +54,14 @@ export type WebhookResult = 'processed' | 'duplicate' | 'ignored';
  * describes, so events in any order end in the same place, and a state never moves backwards.
  */
 export async function handleWebhookEvent(
-  deps: { store: Store; log: FastifyBaseLogger; payments?: Pick<PaymentsGateway, 'retrievePaymentMetadata'> },
+  deps: { store: Store; log: FastifyBaseLogger; payments?: Pick<PaymentsGateway, 'retrievePaymentMetadata' | 'listRefunds'> },
   event: WebhookEvent,
 ): Promise<WebhookResult> {
   // Stripe is asked, when it must be, before the transaction: never while holding the database.
-  const intentMetadata = await disputedIntentMetadata(deps, event);
+  const read = { intentMetadata: await disputedIntentMetadata(deps, event), refunds: await unknownRefunds(deps, event) };
   return deps.store.transaction(async (tx) => {
     if (!(await tx.recordEvent(event.id, event.type))) return 'duplicate';
-    const applied = await apply(tx, event, intentMetadata);
+    const applied = await apply(tx, event, read);
     if (!applied) deps.log.info({ eventId: event.id, type: event.type }, 'webhook event acknowledged without effect');
     return applied ? 'processed' : 'ignored';
   });
@@ -100,7 +100,33 @@ async function disputedIntentMetadata(
   return deps.payments.retrievePaymentMetadata(dispute.payment_intent);
 }
 
-async function apply(tx: Store, event: WebhookEvent, intentMetadata: Record<string, string> | undefined): Promise<boolean> {
+/**
+ * A charge.refunded that shows more refunded than the refunds coinshop knows of, less those that
+ * failed, speaks of a refund it has not seen (made in the Dashboard, on an endpoint that does not hear
+ * `refund.created`): after a refund failed, the charge's total alone cannot tell the new refund from
+ * the failed one. The charge's refunds are then read from Stripe, before the transaction (if Stripe
+ * cannot be asked this throws: the webhook answers 502 and Stripe delivers it again).
+ */
+async function unknownRefunds(
+  deps: { store: Store; payments?: Pick<PaymentsGateway, 'listRefunds'> },
+  event: WebhookEvent,
+): Promise<ProviderRefund[] | undefined> {
+  if (!deps.payments || event.type !== 'charge.refunded') return undefined;
+  const charge = parse(Charge, event.object);
+  if (!charge || charge.refunds?.data) return undefined;
+  const purchase = await purchaseFor(deps.store, charge.payment_intent, charge.metadata);
+  if (!purchase) return undefined;
+  const { made, undone } = await deps.store.refundTotals(purchase.transaction_id);
+  if (charge.amount_refunded <= made - undone) return undefined;
+  return deps.payments.listRefunds(charge.payment_intent);
+}
+
+async function apply(
+  tx: Store,
+  event: WebhookEvent,
+  read: { intentMetadata: Record<string, string> | undefined; refunds: ProviderRefund[] | undefined },
+): Promise<boolean> {
+  const { intentMetadata } = read;
   switch (event.type) {
     case 'payment_intent.succeeded':
     case 'payment_intent.payment_failed':
@@ -122,7 +148,7 @@ async function apply(tx: Store, event: WebhookEvent, intentMetadata: Record<stri
       // (the purchase call timed out); settling it credits the payment first, then takes the refund back.
       const purchase = charge && (await purchaseFor(tx, charge.payment_intent, charge.metadata));
       if (!charge || !purchase) return false;
-      for (const refund of charge.refunds?.data ?? []) await settleRefundObject(tx, purchase, charge.payment_intent, refund);
+      for (const refund of charge.refunds?.data ?? read.refunds ?? []) await settleRefundObject(tx, purchase, charge.payment_intent, refund);
       await settleRefunded(tx, purchase.transaction_id, charge.payment_intent, charge.amount_refunded);
       return true;
     }

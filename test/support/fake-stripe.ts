@@ -1185,6 +1185,15 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
           return expands(body, 'charge') ? { ...refund, charge: charges.get(refund.charge) ?? refund.charge } : refund;
         }
         if (method === 'GET' && id !== undefined) return retrieve(refunds, id, 'refund', body);
+        if (method === 'GET' && id === undefined) {
+          checkKnownParams(body, new Set(['payment_intent', 'charge', 'limit', 'starting_after', 'ending_before', 'expand']));
+          const intentId = readOptionalString(body, 'payment_intent');
+          const chargeId = readOptionalString(body, 'charge');
+          const data = [...refunds.values()]
+            .filter((r) => (intentId == null || r.payment_intent === intentId) && (chargeId == null || r.charge === chargeId))
+            .reverse();
+          return { object: 'list', data, has_more: false, url: '/v1/refunds' };
+        }
       }
       if (method === 'GET' && id !== undefined && action === undefined) {
         if (resource === 'charges') return retrieve(charges, id, 'charge', body);
