@@ -2,7 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin';
 import { problemDocument, ProblemError, type ProblemCode } from '../errors.js';
 import { GatewayError } from '../gateway/types.js';
-import { isDatabaseUnavailable } from '../store/postgres.js';
+import { isDatabaseUnavailable } from '../store/database.js';
 
 function send(reply: FastifyReply, request: FastifyRequest, error: ProblemError) {
   return reply.code(error.status).type('application/problem+json').send(problemDocument(error, request.id));

@@ -1,9 +1,13 @@
 import type { Kysely } from 'kysely';
 import { openPostgres } from './postgres.js';
+
+/** Whether an error says the database cannot be reached (the error handler answers 503). */
+export { isDatabaseUnavailable } from './postgres.js';
 import { openSqlite, type Checkpointer, type GroupSync, type SqliteOptions } from './sqlite.js';
+import type { Engine } from './engine.js';
 import type { Database } from './schema.js';
 
-export type Engine = 'sqlite' | 'postgres';
+export type { Engine } from './engine.js';
 
 export interface OpenedDatabase {
   db: Kysely<Database>;

@@ -1,5 +1,5 @@
 import { type ColumnDefinitionBuilder, type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
-import type { Engine } from './database.js';
+import type { Engine } from './engine.js';
 
 /**
  * Versioned migrations, applied in name order at start. Never edit a released one: add the next.

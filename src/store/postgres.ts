@@ -1,6 +1,5 @@
 import { Kysely, PostgresDialect, type PostgresCursor, type PostgresPool, type PostgresPoolClient, type PostgresQueryResult } from 'kysely';
 import pg from 'pg';
-import type { DatabaseOptions } from './database.js';
 import { preparedStatementName } from './prepared.js';
 import type { Database } from './schema.js';
 
@@ -21,7 +20,14 @@ const types = {
     oid === INT8 || oid === NUMERIC ? exactNumber : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
-export function openPostgres(url: string, options: DatabaseOptions): Kysely<Database> {
+/** What opening PostgreSQL takes (DatabaseOptions' PostgreSQL part). */
+export interface PostgresOptions {
+  poolSize: number;
+  preparedStatements?: boolean | undefined;
+  onConnectionError: (err: Error) => void;
+}
+
+export function openPostgres(url: string, options: PostgresOptions): Kysely<Database> {
   const pool = new pg.Pool({
     connectionString: url,
     max: options.poolSize,

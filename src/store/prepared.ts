@@ -1,5 +1,5 @@
 import type { Compilable, CompiledQuery, Kysely, QueryResult } from 'kysely';
-import type { Engine } from './database.js';
+import type { Engine } from './engine.js';
 import type { Database } from './schema.js';
 
 /** Where a compiled statement's parameter comes from: a call's argument, or a value fixed in the query. */

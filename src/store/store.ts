@@ -1,5 +1,5 @@
 import type { Compilable, Kysely } from 'kysely';
-import type { Engine } from './database.js';
+import type { Engine } from './engine.js';
 import { runPrepared } from './prepared.js';
 import {
   CUSTOMER_COLUMNS,

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import t from 'tap';
-import type { Engine } from '../../src/store/database.js';
+import type { Engine } from '../../src/store/engine.js';
 import { TEST_PG_URL } from './services.js';
 
 /**
