@@ -22,7 +22,7 @@ import { buildApp } from '../src/app.js';
 import { reconcile } from '../src/services/reconcile.js';
 import { startFakeStripe, webhookRequest, type FakeStripe } from './support/fake-stripe.js';
 import { dueNow, startGameServer, type Behaviour, type GameServer } from './support/game-server.js';
-import { attachCard, createCustomer, testConfig, type Json } from './support/helper.js';
+import { attachCard, canonical, createCustomer, testConfig, type Json } from './support/helper.js';
 
 const SECRET = 'whsec_test_money_faults';
 type PackageId = 'package_1' | 'package_2';
@@ -98,15 +98,6 @@ const stats = { runs: 0, paid: 0, processing: 0, refused: 0, lost: 0, refunds: 0
 
 class Violation extends Error {}
 
-/** JSON with sorted keys: two documents that say the same thing compare equal. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (typeof value === 'object' && value !== null) {
-    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'undefined';
-}
 const sameJson = (a: string, b: string) => canonical(JSON.parse(a)) === canonical(JSON.parse(b));
 
 function check(condition: boolean, message: string): asserts condition {

@@ -18,7 +18,7 @@ import { SimulatedGateway } from '../src/gateway/simulated.js';
 import { RefundRejected } from '../src/gateway/types.js';
 import type { PurchaseStatus } from '../src/store/schema.js';
 import type { Store } from '../src/store/store.js';
-import { attachCard, createCustomer, get, json, testConfig, type Json } from './support/helper.js';
+import { attachCard, canonical, createCustomer, get, json, testConfig, type Json } from './support/helper.js';
 
 // ---------------------------------------------------------------------------------------------
 // What the test generates
@@ -238,15 +238,6 @@ function obj(object: Json, name: string): Json {
   return value;
 }
 
-/** JSON with sorted keys: two documents that say the same thing compare equal. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (isJson(value)) {
-    const keys = Object.keys(value).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'undefined';
-}
 
 class Violation extends Error {
   constructor(message: string) {

@@ -28,24 +28,24 @@ export default fp(
       labelNames: ['outcome'],
       registers: [app.metrics.registry],
     });
-    const waiting = () => app.store.undeliveredNotifications(types);
+    // One query a scrape sets both: the registry collects metrics in the order they were registered,
+    // so the first gauge's collect runs before the second is read.
+    const oldestAge = new Gauge({
+      name: 'coinshop_notification_oldest_pending_seconds',
+      help: 'Age of the oldest notification not yet delivered (0 when none waits)',
+      registers: [],
+    });
     new Gauge({
       name: 'coinshop_notifications_pending',
       help: 'Notifications not yet delivered to the game server (of the types it is sent)',
       registers: [app.metrics.registry],
       async collect() {
-        this.set((await waiting()).count);
+        const { count, oldest } = await app.store.undeliveredNotifications(types);
+        this.set(count);
+        oldestAge.set(oldest === null ? 0 : Math.max(0, (Date.now() - Date.parse(oldest)) / 1000));
       },
     });
-    new Gauge({
-      name: 'coinshop_notification_oldest_pending_seconds',
-      help: 'Age of the oldest notification not yet delivered (0 when none waits)',
-      registers: [app.metrics.registry],
-      async collect() {
-        const { oldest } = await waiting();
-        this.set(oldest === null ? 0 : Math.max(0, (Date.now() - Date.parse(oldest)) / 1000));
-      },
-    });
+    app.metrics.registry.registerMetric(oldestAge);
 
     if (url === undefined || secret === undefined) {
       app.decorate('notifier', undefined);

@@ -61,6 +61,19 @@ export async function buildAppOnFakeStripe(t: Test, options: { env?: Record<stri
 
 export type Json = Record<string, unknown>;
 
+/** JSON with sorted keys: two documents that say the same thing compare equal. */
+export function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const object = value as Json;
+    return `{${Object.keys(object)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(object[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'undefined';
+}
+
 export function json(response: LightMyRequestResponse): Json {
   return response.json<Json>();
 }
