@@ -187,6 +187,11 @@ interface ModelPurchase {
   credited: boolean;
   /** The dispute as coinshop knows it (a `closed` event tells it both that it opened and how it ended). */
   disputeSeen: 'none' | 'open' | 'won' | 'lost';
+  /**
+   * The refund objects coinshop knows, by id: its own refunds, and every refund of the charge once a
+   * charge.refunded showed more refunded than these add up to (it then lists them from the gateway).
+   */
+  knownRefunds: Map<string, number>;
 }
 
 interface ModelDispute {
@@ -213,6 +218,9 @@ interface CapturedEvent {
   signature: string;
   delivered: boolean;
 }
+
+/** Cents of the refund objects coinshop knows for a purchase. */
+const knownCents = (p: ModelPurchase) => [...p.knownRefunds.values()].reduce((sum, cents) => sum + cents, 0);
 
 const viewStatus = (s: PurchaseStatus) => (s === 'succeeded' ? 'completed' : s);
 
@@ -443,6 +451,7 @@ class Run {
       refundedCents: 0,
       credited: false,
       disputeSeen: 'none',
+      knownRefunds: new Map(),
     });
   }
 
@@ -469,10 +478,15 @@ class Run {
     if (this.events.some((e) => e.delivered && this.events.indexOf(e) > this.events.indexOf(event))) stats.outOfOrder++;
     event.delivered = true;
     this.trace.push(`    ${event.label} ${event.type}${event.type.startsWith('charge.dispute') ? ` (${str(event.object, 'status')})` : ''} ${how} → processed`);
-    this.applyEvent(event);
+    await this.applyEvent(event);
   }
 
-  private applyEvent(event: CapturedEvent) {
+  /** What coinshop learns when it lists a charge's refunds: every refund at the gateway now. */
+  private async learnRefunds(p: ModelPurchase) {
+    for (const refund of await this.gateway.listRefunds(p.pi)) p.knownRefunds.set(refund.id, refund.amount);
+  }
+
+  private async applyEvent(event: CapturedEvent) {
     const o = event.object;
     switch (event.type) {
       case 'payment_intent.succeeded':
@@ -485,9 +499,13 @@ class Run {
         else this.settleFailed(p);
         return;
       }
-      case 'charge.refunded':
-        this.settleRefunded(this.purchaseByPi(str(o, 'payment_intent')), num(o, 'amount_refunded'));
+      case 'charge.refunded': {
+        const p = this.purchaseByPi(str(o, 'payment_intent'));
+        const figure = num(o, 'amount_refunded');
+        if (figure > knownCents(p)) await this.learnRefunds(p);
+        this.settleRefunded(p, Math.max(figure, knownCents(p)));
         return;
+      }
       case 'charge.dispute.created':
       case 'charge.dispute.closed':
         this.settleDispute(this.purchaseByPi(str(o, 'payment_intent')), str(o, 'status'));
@@ -729,6 +747,9 @@ class Run {
     );
     if (outcome === 'ok') {
       p.gwRefunded += amount;
+      // coinshop keeps the refund Stripe answered with: the newest of the charge's refunds.
+      const made = (await this.gateway.listRefunds(p.pi)).at(-1);
+      if (made) p.knownRefunds.set(made.id, made.amount);
       const event = events[0];
       this.check(
         event !== undefined && event.type === 'charge.refunded' && num(event.object, 'amount_refunded') === p.gwRefunded,
