@@ -7,7 +7,6 @@ import { loadCatalog, type Catalog } from './catalog.js';
 import type { Config } from './config.js';
 import { problemDocument, ProblemError } from './errors.js';
 import paymentsGateway from './gateway/index.js';
-import { SimulatedGateway } from './gateway/simulated.js';
 import type { PaymentsGateway } from './gateway/types.js';
 import errors from './plugins/errors.js';
 import openapi from './plugins/openapi.js';
@@ -243,7 +242,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(notificationRoutes);
   await app.register(webhookRoutes);
   // Development stand-ins for the outside world: in any other mode, or with real Stripe, they do not exist.
-  if (config.NODE_ENV === 'development' && app.payments instanceof SimulatedGateway) await app.register(simulatorRoutes, { simulator: app.payments });
+  if (config.NODE_ENV === 'development' && app.payments.simulation) await app.register(simulatorRoutes, { simulator: app.payments.simulation });
   await app.register(checkoutRoutes);
 
   return app;

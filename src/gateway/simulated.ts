@@ -3,13 +3,17 @@ import { testCardBehaviour } from './test-cards.js';
 import {
   PaymentMethodRejected,
   RefundRejected,
+  SimulatedObjectNotFound,
+  SimulationRefused,
   type ChargeOutcome,
   type ChargeRequest,
+  type PaymentSimulation,
   type PaymentsGateway,
   type ProviderRefund,
   type RefundRequest,
   type RefundResult,
   type WebhookEvent,
+  type WebhookListener,
 } from './types.js';
 import { signWebhook, verifyStripeSignature } from './webhooks.js';
 
@@ -47,33 +51,15 @@ interface SimDispute {
   status: 'needs_response' | 'won' | 'lost';
 }
 
-/** A simulation control was asked for something Stripe would not allow in the object's state. */
-export class SimulationRefused extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'SimulationRefused';
-  }
-}
-
-/** A simulation control was asked about an object the simulator never made. */
-export class SimulatedObjectNotFound extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'SimulatedObjectNotFound';
-  }
-}
-
-/** Receives each event the simulation emits, as Stripe would POST it: raw body and signature. */
-export type WebhookListener = (payload: string, signature: string) => Promise<void>;
-
 /**
  * Stripe's test-mode behaviour without a network: the `pm_card_*` tokens give Stripe's documented
  * outcomes, idempotency keys replay the first result, and every change emits a signed webhook event
  * (delivered before the API call returns, the earliest Stripe could). Simulation controls stand in
  * for what happens outside the API: a customer completing 3-D Secure, a bank opening a dispute.
  */
-export class SimulatedGateway implements PaymentsGateway {
+export class SimulatedGateway implements PaymentsGateway, PaymentSimulation {
   readonly kind = 'simulated' as const;
+  readonly simulation: PaymentSimulation = this;
   readonly webhookSecret: string;
   private listener: WebhookListener | undefined;
   private readonly customersByKey = new BoundedMap<string, string>();

@@ -4,6 +4,8 @@
  */
 export interface PaymentsGateway {
   readonly kind: 'stripe' | 'simulated';
+  /** Present when the gateway plays Stripe offline: what happens outside the API can then be simulated. */
+  readonly simulation?: PaymentSimulation | undefined;
 
   /** Creates the provider's customer. The idempotency key makes a retried call create one customer. */
   createCustomer(input: { email: string; name: string; userId: string }, idempotencyKey: string): Promise<{ id: string }>;
@@ -174,4 +176,39 @@ export class GatewayError extends Error {
 /** Seed-style test tokens (`pm_card_visa`, …) are stored as they are, without a provider call. */
 export function isTestToken(paymentMethodId: string): boolean {
   return paymentMethodId.startsWith('pm_card_');
+}
+
+/** A simulation control was asked for something Stripe would not allow in the object's state. */
+export class SimulationRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SimulationRefused';
+  }
+}
+
+/** A simulation control was asked about an object the simulator never made. */
+export class SimulatedObjectNotFound extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SimulatedObjectNotFound';
+  }
+}
+
+/** Receives each event the simulation emits, as Stripe would POST it: raw body and signature. */
+export type WebhookListener = (payload: string, signature: string) => Promise<void>;
+
+/**
+ * What a gateway that plays Stripe offline can also do: deliver its events to the app, signed as
+ * Stripe's are, and act out what happens outside the API (a customer finishing 3-D Secure, a bank
+ * opening or deciding a dispute).
+ */
+export interface PaymentSimulation {
+  /** Where signed events go (the app's own webhook endpoint). */
+  onWebhook(listener: WebhookListener): void;
+  /** The customer completes (or fails) 3-D Secure for a PaymentIntent waiting for it. */
+  authenticate(paymentIntentId: string, outcome: 'succeed' | 'fail'): Promise<ChargeOutcome>;
+  /** The cardholder's bank opens a dispute on a succeeded payment. Returns the dispute id. */
+  dispute(paymentIntentId: string): Promise<string>;
+  /** The dispute is decided. Returns the disputed PaymentIntent's id. */
+  closeDispute(disputeId: string, outcome: 'won' | 'lost'): Promise<string>;
 }

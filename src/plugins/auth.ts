@@ -36,6 +36,8 @@ declare module 'fastify' {
     clientTokens: ClientTokens;
   }
   interface FastifyRequest {
+    /** Who is calling (an API key's or a player's id, `anonymous` on an open development server); Idempotency-Keys and rate limits are scoped to it. */
+    callerId: string;
     /** The player a client token acts for; undefined for API-key (and open development) callers. */
     player: string | undefined;
   }
@@ -154,6 +156,7 @@ export const requireApiKey = fp(
       app.log.warn('No API_KEYS: every endpoint is OPEN to anyone who can reach this server. Set API_KEYS before exposing it.');
     }
     app.decorateRequest('player', undefined);
+    app.decorateRequest('callerId', 'anonymous');
     // (request.routeOptions builds a new object at every read: read once per request.)
     const isPublic = ({ config, url = '' }: FastifyRequest['routeOptions']) =>
       config.public === true ||

@@ -2,57 +2,31 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { ProblemError } from '../errors.js';
-import type { Store } from '../store/store.js';
-
-/** A request that holds an Idempotency-Key. */
-export interface IdempotencyContext {
-  scope: string;
-  key: string;
-  /** The id reserved for what this request creates; a retry that takes the key over gets the same. */
-  resourceId: string;
-  /** True when an earlier request with this key started and did not finish. */
-  resumed: boolean;
-  /** Set once the response has been recorded (by the handler, in its own transaction). */
-  completed: boolean;
-}
+import { reserveKey, type IdempotencyContext, type KeptAnswer, type KeyRequest } from '../services/idempotency.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
+    /** The Idempotency-Key this request holds, once reserved. */
     idempotency: IdempotencyContext | undefined;
-    /** Who is calling; Idempotency-Keys are scoped to it. */
-    callerId: string;
+    /** The request's Idempotency-Key, checked but not reserved: on `idempotent: 'service'` routes the service reserves it. */
+    idempotencyKey: KeyRequest | undefined;
+  }
+  interface FastifyReply {
+    /** Answers with what a completed Idempotency-Key recorded, marked `Idempotent-Replayed: true`. */
+    sendKeptAnswer(answer: KeptAnswer): FastifyReply;
   }
   interface FastifyContextConfig {
-    /** POST routes that honour Idempotency-Key. */
-    idempotent?: boolean;
     /**
-     * The route's first write, run in the transaction that reserves a new key so both commit at once
-     * (it must not throw for a request the handler will refuse: the handler refuses it as usual).
+     * POST routes that honour Idempotency-Key. `true`: the key is reserved before the handler runs.
+     * `'service'`: the handler's service reserves it together with its first write (services/idempotency.ts
+     * reserveKey), then sets `request.idempotency`; a replay is the handler's to send (`reply.sendKeptAnswer`).
      */
-    onKeyReserved?: (tx: Store, request: FastifyRequest, resourceId: string) => Promise<void>;
+    idempotent?: boolean | 'service';
   }
 }
 
 /** The id a handler should give what it creates: the key's reserved id, or a fresh one. */
 export const resourceIdFor = (request: FastifyRequest) => request.idempotency?.resourceId ?? randomUUID();
-
-/**
- * Records, in the caller's transaction, the response a key will replay: the key completes together
- * with the effect it protects, or not at all.
- */
-export async function completeIdempotency(
-  tx: Store,
-  context: IdempotencyContext | undefined,
-  response: { status: number; body: unknown },
-): Promise<void> {
-  if (!context) return;
-  await tx.completeKey(context.scope, context.key, {
-    status: response.status,
-    type: response.status >= 400 ? 'application/problem+json' : 'application/json',
-    body: JSON.stringify(response.body),
-  });
-  context.completed = true;
-}
 
 function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
@@ -78,7 +52,14 @@ const hookList = <T>(hooks: T | T[] | undefined): T[] => (hooks === undefined ? 
 export default fp(
   async function idempotency(app: FastifyInstance, options: { lockTimeoutMs: number }) {
     app.decorateRequest('idempotency', undefined);
-    app.decorateRequest('callerId', 'anonymous');
+    app.decorateRequest('idempotencyKey', undefined);
+    app.decorateReply('sendKeptAnswer', function (this: FastifyReply, answer: KeptAnswer) {
+      app.metrics.idempotentReplays.inc();
+      return this.code(answer.response_status ?? 200)
+        .header('idempotent-replayed', 'true')
+        .type(answer.response_type ?? 'application/json')
+        .send(answer.response_body ?? '');
+    });
 
     const reserve = async (request: FastifyRequest, reply: FastifyReply) => {
       const header = request.headers['idempotency-key'];
@@ -91,31 +72,11 @@ export default fp(
       const hash = createHash('sha256')
         .update(`${request.method} ${request.url}\n${canonical(request.body)}`)
         .digest('hex');
-      const { onKeyReserved } = request.routeOptions.config;
-      const reservation = await app.store.reserveKey(
-        { scope: request.callerId, key: header, hash, resourceId: randomUUID(), lockTimeoutMs: options.lockTimeoutMs },
-        onKeyReserved && ((tx, resourceId) => onKeyReserved(tx, request, resourceId)),
-      );
-      switch (reservation.kind) {
-        case 'mismatch':
-          throw new ProblemError(
-            'idempotency_key_reused',
-            'This Idempotency-Key was used with a different request; use a new key for a new request',
-          );
-        case 'in_use':
-          throw new ProblemError('idempotency_key_in_use', 'A request with this Idempotency-Key is still being processed; retry later');
-        case 'replay': {
-          const { row } = reservation;
-          app.metrics.idempotentReplays.inc();
-          return reply
-            .code(row.response_status ?? 200)
-            .header('idempotent-replayed', 'true')
-            .type(row.response_type ?? 'application/json')
-            .send(row.response_body ?? '');
-        }
-        case 'reserved':
-          request.idempotency = { scope: request.callerId, key: header, resourceId: reservation.resourceId, resumed: reservation.resumed, completed: false };
-      }
+      request.idempotencyKey = { scope: request.callerId, key: header, hash, lockTimeoutMs: options.lockTimeoutMs };
+      if (request.routeOptions.config.idempotent === 'service') return;
+      const reservation = await reserveKey(app.store, request.idempotencyKey);
+      if (reservation.kind === 'replay') return reply.sendKeptAnswer(reservation.answer);
+      request.idempotency = reservation.context;
     };
 
     // Answers the handler did not record itself (those that changed nothing, like a 404) are kept
@@ -146,5 +107,5 @@ export default fp(
       route.onSend = [...hookList(route.onSend), keep];
     });
   },
-  { name: 'idempotency', dependencies: ['store', 'metrics'] },
+  { name: 'idempotency', dependencies: ['store', 'metrics', 'require-api-key'] },
 );

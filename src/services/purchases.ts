@@ -1,12 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Purchase, PurchaseResult } from '../../schemas/purchase.js';
 import type { Catalog } from '../catalog.js';
 import { customerNotFound, ProblemError, problemDocument } from '../errors.js';
 import { GatewayError, PaymentMethodRejected, type ChargeOutcome, type PaymentsGateway } from '../gateway/types.js';
-import { completeIdempotency, type IdempotencyContext } from '../plugins/idempotency.js';
 import { REVIVABLE_FAILURE, UNFINISHED, type CustomerRow, type PurchaseRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { declineCode, failureProblem } from './declines.js';
+import { completeIdempotency, reserveKey, type IdempotencyContext, type KeptAnswer, type KeyRequest } from './idempotency.js';
 import { creditPurchase, settleFailed, settleRequiresAction } from './settlement.js';
 
 export interface PurchaseDeps {
@@ -36,6 +37,29 @@ export interface PendingPurchase {
  * search found no PaymentIntent for it, so nothing was charged.
  */
 type Asked = ChargeOutcome | { status: 'rejected'; message: string } | { status: 'refused' } | { status: 'absent' } | { status: 'unknown' };
+
+export type BegunPurchase =
+  | { kind: 'replay'; answer: KeptAnswer }
+  | { kind: 'begun'; idempotency: IdempotencyContext | undefined; transactionId: string; recorded: PendingPurchase | undefined };
+
+/**
+ * A purchase's first step. With an Idempotency-Key: reserves the key and records the pending purchase
+ * in one transaction, or says what the key already answered (a replay); a retry that takes over an
+ * unfinished key gets its purchase's transaction id. Without a key there is nothing to reserve:
+ * purchaseCurrency records the purchase. A purchase that cannot be made (unknown customer or package,
+ * no saved card) records nothing here; purchaseCurrency refuses it.
+ */
+export async function beginPurchase(
+  deps: Pick<PurchaseDeps, 'store' | 'catalog'>,
+  input: { user_id: string; package_id: string },
+  key: KeyRequest | undefined,
+): Promise<BegunPurchase> {
+  if (!key) return { kind: 'begun', idempotency: undefined, transactionId: randomUUID(), recorded: undefined };
+  const reservation = await reserveKey(deps.store, key, (tx, transactionId) => recordPendingPurchase(tx, deps.catalog, input, transactionId));
+  if (reservation.kind === 'replay') return reservation;
+  const { context, recorded } = reservation;
+  return { kind: 'begun', idempotency: context, transactionId: context.resourceId, recorded: recorded instanceof ProblemError ? undefined : recorded };
+}
 
 /**
  * Buys a coin package with the customer's saved card. The purchase is recorded (pending) before

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { ProblemError, problemDocument } from '../errors.js';
 import { GatewayError, RefundRejected, type PaymentsGateway, type RefundResult } from '../gateway/types.js';
-import { completeIdempotency, type IdempotencyContext } from '../plugins/idempotency.js';
+import { completeIdempotency, type IdempotencyContext } from './idempotency.js';
 import type { Purchase } from '../../schemas/purchase.js';
 import type { PurchaseRow, RefundRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';

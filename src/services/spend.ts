@@ -1,6 +1,6 @@
 import type { SpendResult } from '../../schemas/ledger.js';
 import { customerNotFound, ProblemError } from '../errors.js';
-import { completeIdempotency, type IdempotencyContext } from '../plugins/idempotency.js';
+import { completeIdempotency, type IdempotencyContext } from './idempotency.js';
 import { InsufficientBalance, type Store } from '../store/store.js';
 import { notifySpend } from './notifications.js';
 import { COUNTER_ACCOUNTS } from './settlement.js';

@@ -7,6 +7,7 @@ import { CheckoutSettings, DevSession } from '../../../schemas/checkout.js';
 import { CreateCustomerRequest } from '../../../schemas/customer.js';
 import { ref } from '../../../schemas/index.js';
 import { webPageHeaders } from '../../plugins/protection.js';
+import { createCustomer } from '../../services/customers.js';
 
 const PAGE_FOLDER = join('public', 'checkout');
 
@@ -80,11 +81,8 @@ const checkoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
       '/checkout/dev-session',
       { schema: { ...hidden, body: ref(CreateCustomerRequest), response: { 200: DevSession } } },
       async (request): Promise<DevSession> => {
-        const userId = randomUUID();
-        const { email, name } = request.body;
-        const stripeCustomer = await app.payments.createCustomer({ email, name, userId }, `create-customer-${userId}`);
-        await app.store.insertCustomer({ user_id: userId, email, name, stripe_customer_id: stripeCustomer.id });
-        return { user_id: userId, stripe_customer_id: stripeCustomer.id, ...(await app.clientTokens.mint(userId)) };
+        const customer = await createCustomer(app, request.body, { userId: randomUUID() });
+        return { user_id: customer.user_id, stripe_customer_id: customer.stripe_customer_id, ...(await app.clientTokens.mint(customer.user_id)) };
       },
     );
   }

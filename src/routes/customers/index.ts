@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { CreateCustomerRequest, CreateCustomerResponse, Customer, UserIdParams } from '../../../schemas/customer.js';
 import { ref } from '../../../schemas/index.js';
 import { customerNotFound } from '../../errors.js';
-import { completeIdempotency, resourceIdFor } from '../../plugins/idempotency.js';
+import { resourceIdFor } from '../../plugins/idempotency.js';
+import { createCustomer } from '../../services/customers.js';
 import {
   customerNotFound as customerNotFoundResponse,
   idempotencyConflicts,
@@ -38,23 +39,8 @@ const customerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request) => {
-      const userId = resourceIdFor(request);
-      const { email, name } = request.body;
-      // Keyed by our user id: a retry that takes over this request's key gets the same Stripe customer.
-      const stripeCustomer = await app.payments.createCustomer({ email, name, userId }, `create-customer-${userId}`);
-      const response = {
-        status: 'success' as const,
-        user_id: userId,
-        stripe_customer_id: stripeCustomer.id,
-        message: 'Customer created successfully',
-      };
-      await app.store.transaction(async (tx) => {
-        await tx.insertCustomer({ user_id: userId, email, name, stripe_customer_id: stripeCustomer.id });
-        await completeIdempotency(tx, request.idempotency, { status: 200, body: response });
-      });
-      return response;
-    },
+    async (request) =>
+      createCustomer(app, request.body, { userId: resourceIdFor(request), idempotency: request.idempotency }),
   );
 
   app.get(

@@ -1,9 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ref } from '../../../schemas/index.js';
 import { AttachPaymentMethodRequest, AttachPaymentMethodResponse } from '../../../schemas/payment-method.js';
-import { customerNotFound, ProblemError } from '../../errors.js';
-import { isTestToken, PaymentMethodRejected } from '../../gateway/types.js';
-import { completeIdempotency } from '../../plugins/idempotency.js';
+import { attachPaymentMethod } from '../../services/customers.js';
 import {
   customerNotFound as customerNotFoundResponse,
   idempotencyConflicts,
@@ -44,29 +42,7 @@ const paymentMethodRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request) => {
-      const { user_id, payment_method_id } = request.body;
-      const customer = await app.store.findCustomer(user_id);
-      if (!customer) throw customerNotFound();
-      let message = 'Test payment method configured for customer';
-      if (!isTestToken(payment_method_id)) {
-        try {
-          await app.payments.attachPaymentMethod(customer.stripe_customer_id, payment_method_id);
-        } catch (err) {
-          if (err instanceof PaymentMethodRejected) {
-            throw new ProblemError('invalid_payment_method', `Invalid payment method: ${err.message}`);
-          }
-          throw err;
-        }
-        message = 'Payment method attached and set as default';
-      }
-      const response = { status: 'success' as const, message, payment_method_id };
-      await app.store.transaction(async (tx) => {
-        await tx.setPaymentMethod(user_id, payment_method_id);
-        await completeIdempotency(tx, request.idempotency, { status: 200, body: response });
-      });
-      return response;
-    },
+    async (request) => attachPaymentMethod(app, request.body, { idempotency: request.idempotency }),
   );
 };
 

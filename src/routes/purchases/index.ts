@@ -1,5 +1,4 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyRequest } from 'fastify';
 import { UserIdParams } from '../../../schemas/customer.js';
 import { ref } from '../../../schemas/index.js';
 import {
@@ -17,10 +16,9 @@ import { FAILURE_DETAILS } from '../../services/declines.js';
 import {
   purchaseCurrency,
   purchaseView,
-  recordPendingPurchase,
+  beginPurchase,
   refreshPurchase,
   transactionStatus,
-  type PendingPurchase,
 } from '../../services/purchases.js';
 import { refundPurchase } from '../../services/refunds.js';
 import {
@@ -37,8 +35,6 @@ import {
 const purchaseNotFound = problemResponse('No purchase has this `transaction_id`.', { purchase_not_found: 'Purchase not found' });
 
 const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  // The pending purchase a request recorded with its new Idempotency-Key, so the handler need not read it back.
-  const recordedWithKey = new WeakMap<FastifyRequest, PendingPurchase>();
   const deps = (log = app.log) => ({ store: app.store, payments: app.payments, catalog: app.catalog, log });
   // A purchase whose Stripe call never answered is asked again once its request must have ended.
   const reissueAfterMs = app.config.STRIPE_TIMEOUT_MS * (app.config.STRIPE_MAX_NETWORK_RETRIES + 1) + 5_000;
@@ -46,16 +42,8 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/stripe/purchase-currency',
     {
-      config: {
-        idempotent: true,
-        clientToken: 'user_id',
-        // The body has passed its schema (validation runs before the key is reserved). A purchase
-        // that cannot be made records nothing here; the handler refuses it as usual.
-        onKeyReserved: async (tx, request, resourceId) => {
-          const recorded = await recordPendingPurchase(tx, app.catalog, request.body as PurchaseCurrencyRequest, resourceId);
-          if (!(recorded instanceof ProblemError)) recordedWithKey.set(request, recorded);
-        },
-      },
+      // The purchase service reserves the Idempotency-Key with the pending purchase, in one transaction.
+      config: { idempotent: 'service', clientToken: 'user_id' },
       schema: {
         security: playerSecurity,
         operationId: 'purchaseCurrency',
@@ -104,13 +92,16 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
+      const begun = await beginPurchase(app, request.body, request.idempotencyKey);
+      if (begun.kind === 'replay') return reply.sendKeptAnswer(begun.answer);
+      request.idempotency = begun.idempotency;
       try {
         const result = await purchaseCurrency(deps(request.log), request.body, {
           requestId: request.id,
-          idempotency: request.idempotency,
-          transactionId: resourceIdFor(request),
-          recorded: recordedWithKey.get(request),
+          idempotency: begun.idempotency,
+          transactionId: begun.transactionId,
+          recorded: begun.recorded,
         });
         app.metrics.purchases.inc({ outcome: 'succeeded' });
         return result;

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ref } from '../../../schemas/index.js';
 import { DisputeParams, PaymentIntentParams, SimulateAuthenticationRequest, SimulateDisputeClosedRequest, SimulationResult } from '../../../schemas/simulator.js';
 import { ProblemError } from '../../errors.js';
-import { SimulatedObjectNotFound, type SimulatedGateway, SimulationRefused } from '../../gateway/simulated.js';
+import { SimulatedObjectNotFound, SimulationRefused, type PaymentSimulation } from '../../gateway/types.js';
 import { assertPlayerMayAct } from '../../plugins/auth.js';
 import { purchaseView } from '../../services/purchases.js';
 import { callerErrors, internalError, playerSecurity, problemResponse, validationFailed } from '../problem-responses.js';
@@ -21,7 +21,7 @@ const refused = problemResponse('The simulated object is not in a state that all
  * Stripe would send, through the real webhook endpoint. Registered only in development on the
  * simulated gateway (src/app.ts).
  */
-const simulatorRoutes: FastifyPluginAsyncTypebox<{ simulator: SimulatedGateway }> = async (app, { simulator }) => {
+const simulatorRoutes: FastifyPluginAsyncTypebox<{ simulator: PaymentSimulation }> = async (app, { simulator }) => {
   const purchaseOf = async (paymentIntentId: string) => {
     const purchase = await app.store.findPurchaseByPaymentIntent(paymentIntentId);
     if (!purchase) throw new ProblemError('purchase_not_found', 'Purchase not found');

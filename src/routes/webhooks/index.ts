@@ -4,7 +4,6 @@ import { ref } from '../../../schemas/index.js';
 import { StripeEvent, WebhookAck } from '../../../schemas/ledger.js';
 import { ProblemError } from '../../errors.js';
 import { FailureCounter } from '../../failure-counter.js';
-import { SimulatedGateway } from '../../gateway/simulated.js';
 import { WebhookRejected, WebhooksNotConfigured } from '../../gateway/types.js';
 import { handleWebhookEvent } from '../../services/webhooks.js';
 import { internalError, problemResponse, serviceUnavailable } from '../problem-responses.js';
@@ -96,8 +95,9 @@ const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
   );
 
   // Offline, the simulated gateway's events come to this same endpoint, signed, as Stripe's would.
-  if (app.payments instanceof SimulatedGateway) {
-    app.payments.onWebhook(async (payload, signature) => {
+  const { simulation } = app.payments;
+  if (simulation) {
+    simulation.onWebhook(async (payload, signature) => {
       const response = await app.inject({
         method: 'POST',
         url: WEBHOOK_PATH,

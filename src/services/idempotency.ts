@@ -1,0 +1,87 @@
+import { randomUUID } from 'node:crypto';
+import { ProblemError } from '../errors.js';
+import type { IdempotencyRow } from '../store/schema.js';
+import type { Store } from '../store/store.js';
+
+/** An Idempotency-Key a request carries, checked and not yet reserved. */
+export interface KeyRequest {
+  /** Who is calling: keys are scoped to the caller. */
+  scope: string;
+  key: string;
+  /** Hash of the method, path and canonical body: the same key with another request is refused. */
+  hash: string;
+  /** A key held longer than this by a request that never finished may be taken over by a retry. */
+  lockTimeoutMs: number;
+}
+
+/** A request that holds an Idempotency-Key. */
+export interface IdempotencyContext {
+  scope: string;
+  key: string;
+  /** The id reserved for what this request creates; a retry that takes the key over gets the same. */
+  resourceId: string;
+  /** True when an earlier request with this key started and did not finish. */
+  resumed: boolean;
+  /** Set once the response has been recorded (by the service, in the transaction of its effect). */
+  completed: boolean;
+}
+
+/** The answer a completed key replays. */
+export type KeptAnswer = Pick<IdempotencyRow, 'response_status' | 'response_type' | 'response_body'>;
+
+export type KeyReservation<T> =
+  | { kind: 'reserved'; context: IdempotencyContext; /** What `record` wrote with a new key. */ recorded: T | undefined }
+  | { kind: 'replay'; answer: KeptAnswer };
+
+/**
+ * Reserves an Idempotency-Key, or answers why it cannot be (422 reused with another request, 409
+ * still in use) or what it already answered (a replay). `record`, when given, is the request's first
+ * write, run in the transaction that reserves a new key so both commit at once; it returns what it
+ * recorded (or why it recorded nothing, which the caller refuses as usual).
+ */
+export async function reserveKey<T>(
+  store: Store,
+  request: KeyRequest,
+  record?: (tx: Store, resourceId: string) => Promise<T>,
+): Promise<KeyReservation<T>> {
+  let recorded: T | undefined;
+  const reservation = await store.reserveKey(
+    { ...request, resourceId: randomUUID() },
+    record &&
+      (async (tx, resourceId) => {
+        recorded = await record(tx, resourceId);
+      }),
+  );
+  switch (reservation.kind) {
+    case 'mismatch':
+      throw new ProblemError('idempotency_key_reused', 'This Idempotency-Key was used with a different request; use a new key for a new request');
+    case 'in_use':
+      throw new ProblemError('idempotency_key_in_use', 'A request with this Idempotency-Key is still being processed; retry later');
+    case 'replay':
+      return { kind: 'replay', answer: reservation.row };
+    case 'reserved':
+      return {
+        kind: 'reserved',
+        context: { scope: request.scope, key: request.key, resourceId: reservation.resourceId, resumed: reservation.resumed, completed: false },
+        recorded,
+      };
+  }
+}
+
+/**
+ * Records, in the caller's transaction, the response a key will replay: the key completes together
+ * with the effect it protects, or not at all.
+ */
+export async function completeIdempotency(
+  tx: Store,
+  context: IdempotencyContext | undefined,
+  response: { status: number; body: unknown },
+): Promise<void> {
+  if (!context) return;
+  await tx.completeKey(context.scope, context.key, {
+    status: response.status,
+    type: response.status >= 400 ? 'application/problem+json' : 'application/json',
+    body: JSON.stringify(response.body),
+  });
+  context.completed = true;
+}
