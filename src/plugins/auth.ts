@@ -174,7 +174,7 @@ export const requireApiKey = fp(
         return;
       }
       if (principal.kind === 'none' || principal.kind === 'invalid') {
-        // Open development server: anything but a bad client token goes through, as before.
+        // Open development server (no API_KEYS): any request but one with a bad client token goes through.
         if (!app.authRequired && !(principal.kind === 'invalid' && principal.token)) return;
         reply.header('www-authenticate', 'Bearer realm="coinshop"');
         throw new ProblemError('unauthorized', principal.kind === 'none' ? 'Missing API key: send Authorization: Bearer <key>' : principal.detail);
