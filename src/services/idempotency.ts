@@ -37,20 +37,23 @@ export type KeyReservation<T> =
  * Reserves an Idempotency-Key, or answers why it cannot be (422 reused with another request, 409
  * still in use) or what it already answered (a replay). `record`, when given, is the request's first
  * write, run in the transaction that reserves a new key so both commit at once; it returns what it
- * recorded (or why it recorded nothing, which the caller refuses as usual).
+ * recorded (or why it recorded nothing, which the caller refuses as usual). `alongside`, a read
+ * `record` needs, goes to the database with the key's insert and its answer is handed to `record`.
  */
-export async function reserveKey<T>(
+export async function reserveKey<T, P = undefined>(
   store: Store,
   request: KeyRequest,
-  record?: (tx: Store, resourceId: string) => Promise<T>,
+  record?: (tx: Store, resourceId: string, alongside: P | undefined) => Promise<T>,
+  alongside?: (tx: Store) => Promise<P>,
 ): Promise<KeyReservation<T>> {
   let recorded: T | undefined;
-  const reservation = await store.reserveKey(
+  const reservation = await store.reserveKey<P>(
     { ...request, resourceId: randomUUID() },
     record &&
-      (async (tx, resourceId) => {
-        recorded = await record(tx, resourceId);
+      (async (tx, resourceId, read) => {
+        recorded = await record(tx, resourceId, read);
       }),
+    alongside,
   );
   switch (reservation.kind) {
     case 'mismatch':

@@ -26,6 +26,11 @@ export interface RequestContext {
   recorded?: PendingPurchase | undefined;
 }
 
+/** A customer as read by a caller: undefined when there is no such customer. */
+interface CustomerRead {
+  customer: CustomerRow | undefined;
+}
+
 /** A purchase just recorded as pending, with the customer read to record it (Stripe needs their id). */
 export interface PendingPurchase {
   purchase: PurchaseRow;
@@ -55,7 +60,13 @@ export async function beginPurchase(
   key: KeyRequest | undefined,
 ): Promise<BegunPurchase> {
   if (!key) return { kind: 'begun', idempotency: undefined, transactionId: randomUUID(), recorded: undefined };
-  const reservation = await reserveKey(deps.store, key, (tx, transactionId) => recordPendingPurchase(tx, deps.catalog, input, transactionId));
+  // The customer is read together with the key's insert: one round trip on PostgreSQL.
+  const reservation = await reserveKey<PendingPurchase | ProblemError, CustomerRead>(
+    deps.store,
+    key,
+    (tx, transactionId, read) => recordPendingPurchase(tx, deps.catalog, input, transactionId, read),
+    async (tx) => ({ customer: await tx.findCustomer(input.user_id) }),
+  );
   if (reservation.kind === 'replay') return reservation;
   const { context, recorded } = reservation;
   return { kind: 'begun', idempotency: context, transactionId: context.resourceId, recorded: recorded instanceof ProblemError ? undefined : recorded };
@@ -103,15 +114,17 @@ export async function purchaseCurrency(
 /**
  * Records the purchase as pending, before Stripe is called; or says why it cannot be made (unknown
  * customer or package, no saved card), writing nothing. It also runs in the transaction that
- * reserves the purchase's Idempotency-Key, so the two commit together.
+ * reserves the purchase's Idempotency-Key, so the two commit together. `read`: the customer as the
+ * caller read them already (undefined inside: no such customer).
  */
 export async function recordPendingPurchase(
   store: Store,
   catalog: Catalog,
   input: { user_id: string; package_id: string },
   transactionId: string,
+  read?: CustomerRead,
 ): Promise<PendingPurchase | ProblemError> {
-  const customer = await store.findCustomer(input.user_id);
+  const customer = read ? read.customer : await store.findCustomer(input.user_id);
   if (!customer) return customerNotFound();
   const pack = catalog.get(input.package_id);
   if (!pack) return new ProblemError('invalid_package', 'Invalid package ID');

@@ -1,6 +1,6 @@
 import type { Compilable, Kysely } from 'kysely';
 import type { Engine } from './engine.js';
-import { runPrepared } from './prepared.js';
+import { runPrepared, runStatement, type StatementOptions } from './prepared.js';
 import {
   CUSTOMER_COLUMNS,
   PURCHASE_COLUMNS,
@@ -109,8 +109,18 @@ export class Store {
   }
 
   /** A hot statement, compiled once (see runPrepared): `key` names it and whatever besides its arguments' names varies its SQL. */
-  #prepared<A extends Record<string, unknown>, R>(key: string, args: A, build: (db: Kysely<Database>, args: A) => Compilable<R>) {
-    return runPrepared(this.db, this.engine, key, args, build);
+  #prepared<A extends Record<string, unknown>, R>(
+    key: string,
+    args: A,
+    build: (db: Kysely<Database>, args: A) => Compilable<R>,
+    options?: StatementOptions,
+  ) {
+    return runPrepared(this.db, this.engine, key, args, build, options);
+  }
+
+  /** A PostgreSQL statement in fixed SQL (a state transition in one statement), named like #prepared's. */
+  #statement<R>(sql: string, parameters: unknown[], options?: StatementOptions) {
+    return runStatement<R>(this.db, this.engine, sql, parameters, options);
   }
 
   close(): Promise<void> {
@@ -234,6 +244,47 @@ export class Store {
         .returning(PURCHASE_COLUMNS),
     );
     return rows[0];
+  }
+
+  /**
+   * Moves a purchase to `succeeded` (if its status allows it) and credits its coins (if its
+   * PaymentIntent's credit was not posted before): movePurchase and postJournal together. Returns the
+   * moved row, or undefined when the purchase was not moved (then nothing was credited and the row is
+   * not held: lock it to read it); `balance` is the player's after the credit this call made. On
+   * PostgreSQL one statement does it all (the row stays locked by its update until the transaction
+   * ends); the unique (kind, reference) of a journal still makes the credit happen at most once.
+   */
+  async creditPurchase(
+    transactionId: string,
+    paymentIntentId: string,
+    counterAccount: string,
+  ): Promise<{ purchase: PurchaseRow | undefined; balance: number | undefined }> {
+    if (this.engine !== 'postgres') {
+      await this.lockPurchase(transactionId);
+      const moved = await this.movePurchase(transactionId, 'succeeded', { payment_intent_id: paymentIntentId, failure_code: null });
+      if (!moved) return { purchase: undefined, balance: undefined };
+      const balance = await this.postJournal({
+        kind: 'purchase',
+        reference: paymentIntentId,
+        userId: moved.user_id,
+        transactionId,
+        memo: moved.package_name,
+        amount: moved.coins,
+        counterAccount,
+      });
+      return { purchase: moved, balance };
+    }
+    const { rows } = await this.#statement<PurchaseRow & { new_balance: number | null }>(CREDIT_PURCHASE, [
+      transactionId,
+      paymentIntentId,
+      now(),
+      counterAccount,
+      PURCHASE_TRANSITIONS.succeeded,
+    ]);
+    const row = rows[0];
+    if (!row) return { purchase: undefined, balance: undefined };
+    const { new_balance: balance, ...purchase } = row;
+    return { purchase, balance: balance ?? undefined };
   }
 
   // Refunds
@@ -389,6 +440,7 @@ export class Store {
    * the unique constraint is what makes every credit and clawback happen at most once.
    */
   async postJournal(input: JournalInput): Promise<number | undefined> {
+    if (this.engine === 'postgres') return this.#postJournalInOneStatement(input);
     const at = now();
     const journalRow = {
       kind: input.kind,
@@ -449,6 +501,33 @@ export class Store {
       ]),
     );
     return updated.currency_balance;
+  }
+
+  /**
+   * postJournal on PostgreSQL: the journal, the balance and both entries in one statement. A debit
+   * that would overdraw (or a customer that does not exist) leaves the balance alone and throws, which
+   * rolls the transaction back with the journal row this statement wrote; so it runs in one.
+   */
+  async #postJournalInOneStatement(input: JournalInput): Promise<number | undefined> {
+    if (!this.db.isTransaction) return this.transaction((tx) => tx.postJournal(input));
+    const { rows } = await this.#statement<{ journal_id: number | null; balance: number | null }>(POST_JOURNAL, [
+      input.kind,
+      input.reference,
+      input.userId,
+      input.transactionId,
+      input.memo ?? null,
+      now(),
+      input.amount,
+      input.mustNotOverdraw ? -input.amount : Number.MIN_SAFE_INTEGER,
+      playerAccount(input.userId),
+      input.counterAccount,
+    ]);
+    const row = rows[0];
+    if (!row || row.journal_id === null) return undefined;
+    if (row.balance !== null) return row.balance;
+    const customer = await this.findCustomer(input.userId);
+    if (!customer) throw new Error(`ledger: no customer ${input.userId}`);
+    throw new InsufficientBalance(customer.currency_balance);
   }
 
   /** Coins the player's journals of these kinds moved for one purchase (negative for clawbacks). */
@@ -520,26 +599,35 @@ export class Store {
    * died or gave up (unlocked, or locked longer than `lockTimeoutMs`) is taken over, with the
    * resource id the first request reserved, so the retry finishes that work instead of starting new.
    * `onReserved` runs in the same transaction when a new key is reserved, so a route's first write
-   * (a pending purchase) commits with the key: one commit, one fsync, instead of two.
+   * (a pending purchase) commits with the key: one commit, one fsync, instead of two. `alongside`, a
+   * read that write needs, is sent together with the key's insert (one round trip on PostgreSQL) and
+   * its answer handed to `onReserved`.
    */
-  async reserveKey(
+  async reserveKey<P = undefined>(
     input: { scope: string; key: string; hash: string; resourceId: string; lockTimeoutMs: number },
-    onReserved?: (tx: Store, resourceId: string) => Promise<void>,
+    onReserved?: (tx: Store, resourceId: string, alongside: P | undefined) => Promise<void>,
+    alongside?: (tx: Store) => Promise<P>,
   ): Promise<Reservation> {
     return this.transaction(async (tx) => {
       const at = now();
       const key = { scope: input.scope, key: input.key, request_hash: input.hash, resource_id: input.resourceId, locked_at: at, created_at: at };
-      const {
-        rows: [inserted],
-      } = await tx.#prepared('reserveKey', key, (db, a) =>
-        db
-          .insertInto('idempotency_keys')
-          .values({ ...a, state: 'in_progress', response_status: null, response_type: null, response_body: null })
-          .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
-          .returning('resource_id'),
-      );
+      const [
+        {
+          rows: [inserted],
+        },
+        read,
+      ] = await Promise.all([
+        tx.#prepared('reserveKey', key, (db, a) =>
+          db
+            .insertInto('idempotency_keys')
+            .values({ ...a, state: 'in_progress', response_status: null, response_type: null, response_body: null })
+            .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
+            .returning('resource_id'),
+        ),
+        alongside?.(tx),
+      ]);
       if (inserted) {
-        await onReserved?.(tx, inserted.resource_id);
+        await onReserved?.(tx, inserted.resource_id, read);
         return { kind: 'reserved', resourceId: inserted.resource_id, resumed: false };
       }
 
@@ -574,6 +662,8 @@ export class Store {
         .where('scope', '=', a.scope)
         .where('key', '=', a.key)
         .where('state', '=', 'in_progress'),
+      // Nothing reads its answer: it travels with the transaction's next statement or its COMMIT.
+      { writeBehind: true },
     );
   }
 
@@ -648,7 +738,16 @@ export class Store {
    * the number updates the player's row, which holds it until the transaction ends: one player's
    * notifications are numbered in commit order, with no gaps and no duplicates.
    */
-  async insertNotification(input: { id: string; type: string; userId: string; data: Record<string, unknown> }): Promise<NotificationRow> {
+  async insertNotification(input: { id: string; type: string; userId: string; data: Record<string, unknown> }): Promise<void> {
+    const at = now();
+    if (this.engine === 'postgres') {
+      // One statement takes the number and writes the row; nothing reads its answer, so it travels
+      // with the transaction's next statement. An unknown customer gives no number: user_seq NOT NULL refuses the row.
+      const body = JSON.stringify(input.data);
+      await this.#statement(INSERT_NOTIFICATION, [input.userId, input.id, input.type, body === '{}' ? '{' : `${body.slice(0, -1)},`, at], { writeBehind: true });
+      this.#wroteNotifications();
+      return;
+    }
     const { rows } = await this.#prepared('nextNotificationSeq', { userId: input.userId }, (db, a) =>
       db
         .updateTable('customers')
@@ -658,7 +757,6 @@ export class Store {
     );
     const userSeq = rows[0]?.notification_seq;
     if (userSeq === undefined) throw new Error(`notification for unknown customer ${input.userId}`);
-    const at = now();
     const row = {
       id: input.id,
       type: input.type,
@@ -675,9 +773,8 @@ export class Store {
       lease_until: null,
       delivered_at: null,
     };
-    const inserted = await this.#prepared('insertNotification', row, (db, a) => db.insertInto('notifications').values(a).returning('seq'));
+    await this.#prepared('insertNotification', row, (db, a) => db.insertInto('notifications').values(a));
     this.#wroteNotifications();
-    return { ...row, seq: Number(inserted.rows[0]?.seq) };
   }
 
   /** The feed, newest first: `limit` notifications before `before` (a seq), of a type and status when given. */
@@ -776,3 +873,68 @@ export class Store {
     return { count: Number(row.count), oldest: row.oldest ?? null };
   }
 }
+
+/** The columns of a purchase row, as a SELECT or RETURNING list. */
+const PURCHASE_LIST = PURCHASE_COLUMNS.map((column) => `"${column}"`).join(', ');
+
+/**
+ * creditPurchase on PostgreSQL, in one statement: the purchase moves to succeeded (if its status
+ * allows), its journal is written unless one exists for the PaymentIntent (the unique (kind, reference)),
+ * and only then the balance and both entries. $1 transaction id, $2 PaymentIntent id, $3 time,
+ * $4 counter-account, $5 the statuses a purchase may succeed from.
+ */
+const CREDIT_PURCHASE = `WITH moved AS (
+  UPDATE purchases SET status = 'succeeded', payment_intent_id = $2, failure_code = NULL, updated_at = $3
+  WHERE transaction_id = $1 AND status = ANY($5::text[])
+  RETURNING ${PURCHASE_LIST}
+), journal AS (
+  INSERT INTO ledger_journals (kind, reference, user_id, transaction_id, memo, created_at)
+  SELECT 'purchase', $2, user_id, transaction_id, package_name, $3 FROM moved
+  ON CONFLICT (kind, reference) DO NOTHING
+  RETURNING id
+), balance AS (
+  UPDATE customers SET currency_balance = customers.currency_balance + moved.coins
+  FROM moved, journal WHERE customers.user_id = moved.user_id
+  RETURNING customers.currency_balance
+), entries AS (
+  INSERT INTO ledger_entries (journal_id, account, amount, balance_after, created_at)
+  SELECT journal.id, 'player:' || moved.user_id, moved.coins, balance.currency_balance, $3 FROM journal, moved, balance
+  UNION ALL
+  SELECT journal.id, $4::text, -moved.coins, NULL, $3 FROM journal, moved, balance
+)
+SELECT moved.*, (SELECT currency_balance FROM balance) AS new_balance FROM moved`;
+
+/**
+ * postJournal on PostgreSQL, in one statement: the journal unless one exists for (kind, reference),
+ * then the balance, only if it stays at or above $8, then both entries. $1 kind, $2 reference,
+ * $3 user, $4 transaction id, $5 memo, $6 time, $7 amount, $8 the lowest balance allowed before it,
+ * $9 the player's account, $10 the counter-account.
+ */
+const POST_JOURNAL = `WITH journal AS (
+  INSERT INTO ledger_journals (kind, reference, user_id, transaction_id, memo, created_at)
+  VALUES ($1, $2, $3, $4, $5, $6)
+  ON CONFLICT (kind, reference) DO NOTHING
+  RETURNING id
+), balance AS (
+  UPDATE customers SET currency_balance = customers.currency_balance + $7::bigint
+  FROM journal WHERE customers.user_id = $3 AND customers.currency_balance >= $8::bigint
+  RETURNING customers.currency_balance
+), entries AS (
+  INSERT INTO ledger_entries (journal_id, account, amount, balance_after, created_at)
+  SELECT journal.id, $9::text, $7::bigint, balance.currency_balance, $6 FROM journal, balance
+  UNION ALL
+  SELECT journal.id, $10::text, -$7::bigint, NULL, $6 FROM journal, balance
+)
+SELECT (SELECT id FROM journal) AS journal_id, (SELECT currency_balance FROM balance) AS balance`;
+
+/**
+ * insertNotification on PostgreSQL: the player's next number and the row in one statement. $1 user,
+ * $2 id, $3 type, $4 the data's JSON without its closing brace (the number goes last, as "sequence"),
+ * $5 time.
+ */
+const INSERT_NOTIFICATION = `WITH numbered AS (
+  UPDATE customers SET notification_seq = notification_seq + 1 WHERE user_id = $1 RETURNING notification_seq
+)
+INSERT INTO notifications (id, type, user_id, user_seq, data, created_at, status, attempts, next_attempt_at, retry_from)
+SELECT $2, $3, $1, numbered.notification_seq, $4::text || '"sequence":' || numbered.notification_seq || '}', $5, 'pending', 0, $5, $5
+FROM (SELECT 1) AS one LEFT JOIN numbered ON true`;
