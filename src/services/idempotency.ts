@@ -37,23 +37,20 @@ export type KeyReservation<T> =
  * Reserves an Idempotency-Key, or answers why it cannot be (422 reused with another request, 409
  * still in use) or what it already answered (a replay). `record`, when given, is the request's first
  * write, run in the transaction that reserves a new key so both commit at once; it returns what it
- * recorded (or why it recorded nothing, which the caller refuses as usual). `alongside`, a read
- * `record` needs, goes to the database with the key's insert and its answer is handed to `record`.
+ * recorded (or why it recorded nothing, which the caller refuses as usual).
  */
-export async function reserveKey<T, P = undefined>(
+export async function reserveKey<T>(
   store: Store,
   request: KeyRequest,
-  record?: (tx: Store, resourceId: string, alongside: P | undefined) => Promise<T>,
-  alongside?: (tx: Store) => Promise<P>,
+  record?: (tx: Store, resourceId: string) => Promise<T>,
 ): Promise<KeyReservation<T>> {
   let recorded: T | undefined;
-  const reservation = await store.reserveKey<P>(
+  const reservation = await store.reserveKey(
     { ...request, resourceId: randomUUID() },
     record &&
-      (async (tx, resourceId, read) => {
-        recorded = await record(tx, resourceId, read);
+      (async (tx, resourceId) => {
+        recorded = await record(tx, resourceId);
       }),
-    alongside,
   );
   switch (reservation.kind) {
     case 'mismatch':

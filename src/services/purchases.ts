@@ -26,11 +26,6 @@ export interface RequestContext {
   recorded?: PendingPurchase | undefined;
 }
 
-/** A customer as read by a caller: undefined when there is no such customer. */
-interface CustomerRead {
-  customer: CustomerRow | undefined;
-}
-
 /** A purchase just recorded as pending, with the customer read to record it (Stripe needs their id). */
 export interface PendingPurchase {
   purchase: PurchaseRow;
@@ -60,13 +55,7 @@ export async function beginPurchase(
   key: KeyRequest | undefined,
 ): Promise<BegunPurchase> {
   if (!key) return { kind: 'begun', idempotency: undefined, transactionId: randomUUID(), recorded: undefined };
-  // The customer is read together with the key's insert: one round trip on PostgreSQL.
-  const reservation = await reserveKey<PendingPurchase | ProblemError, CustomerRead>(
-    deps.store,
-    key,
-    (tx, transactionId, read) => recordPendingPurchase(tx, deps.catalog, input, transactionId, read),
-    async (tx) => ({ customer: await tx.findCustomer(input.user_id) }),
-  );
+  const reservation = await reserveKey(deps.store, key, (tx, transactionId) => recordPendingPurchase(tx, deps.catalog, input, transactionId));
   if (reservation.kind === 'replay') return reservation;
   const { context, recorded } = reservation;
   return { kind: 'begun', idempotency: context, transactionId: context.resourceId, recorded: recorded instanceof ProblemError ? undefined : recorded };
@@ -114,33 +103,30 @@ export async function purchaseCurrency(
 /**
  * Records the purchase as pending, before Stripe is called; or says why it cannot be made (unknown
  * customer or package, no saved card), writing nothing. It also runs in the transaction that
- * reserves the purchase's Idempotency-Key, so the two commit together. `read`: the customer as the
- * caller read them already (undefined inside: no such customer).
+ * reserves the purchase's Idempotency-Key, so the two commit together.
  */
 export async function recordPendingPurchase(
   store: Store,
   catalog: Catalog,
   input: { user_id: string; package_id: string },
   transactionId: string,
-  read?: CustomerRead,
 ): Promise<PendingPurchase | ProblemError> {
-  const customer = read ? read.customer : await store.findCustomer(input.user_id);
-  if (!customer) return customerNotFound();
   const pack = catalog.get(input.package_id);
-  if (!pack) return new ProblemError('invalid_package', 'Invalid package ID');
-  if (!customer.payment_method_id) return new ProblemError('no_payment_method', 'No payment method attached');
-  const purchase = await store.insertPendingPurchase({
+  // An unknown customer is told first, whatever the package.
+  if (!pack) return (await store.findCustomer(input.user_id)) ? new ProblemError('invalid_package', 'Invalid package ID') : customerNotFound();
+  // The customer and their pending purchase, in one statement on PostgreSQL.
+  const { customer, purchase } = await store.recordPendingPurchase(input.user_id, {
     transaction_id: transactionId,
-    user_id: customer.user_id,
     package_id: pack.package_id,
     package_name: pack.name,
     amount_cents: pack.price_cents,
     currency: pack.currency,
     coins: pack.currency_amount,
-    payment_method_id: customer.payment_method_id,
     payment_intent_id: null,
     failure_code: null,
   });
+  if (!customer) return customerNotFound();
+  if (!purchase) return new ProblemError('no_payment_method', 'No payment method attached');
   return { purchase, customer };
 }
 

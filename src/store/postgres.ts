@@ -195,11 +195,13 @@ class PreparingClient implements PostgresPoolClient {
   }
 
   /** The first error of a held statement sent in this transaction (the transaction is then over). */
-  async #heldFailure(): Promise<unknown> {
+  async #heldFailure(): Promise<Error | undefined> {
     const outcomes = await Promise.allSettled(this.#sent);
     this.#sent = [];
-    const failed = outcomes.find((outcome) => outcome.status === 'rejected');
-    return failed === undefined ? undefined : (failed as PromiseRejectedResult).reason;
+    for (const outcome of outcomes) {
+      if (outcome.status === 'rejected') return outcome.reason instanceof Error ? outcome.reason : new Error(String(outcome.reason));
+    }
+    return undefined;
   }
 
   async #run<R>(config: pg.QueryConfig): Promise<PostgresQueryResult<R>> {

@@ -158,6 +158,36 @@ export class Store {
     return rows[0]!;
   }
 
+  /**
+   * Reads the customer and, when they have a saved card, records their purchase as pending with it
+   * (insertPendingPurchase): on PostgreSQL in one statement. `customer` is undefined when there is
+   * no such customer; `purchase` when nothing was recorded (no such customer, or no saved card).
+   */
+  async recordPendingPurchase(
+    userId: string,
+    purchase: Omit<NewPurchase, 'user_id' | 'payment_method_id' | 'status' | 'created_at' | 'updated_at' | 'refunded_cents' | 'stripe_refunded_cents'>,
+  ): Promise<{ customer: CustomerRow | undefined; purchase: PurchaseRow | undefined }> {
+    if (this.engine !== 'postgres') {
+      const customer = await this.findCustomer(userId);
+      if (!customer?.payment_method_id) return { customer, purchase: undefined };
+      return { customer, purchase: await this.insertPendingPurchase({ ...purchase, user_id: userId, payment_method_id: customer.payment_method_id }) };
+    }
+    const { rows } = await this.#statement<{ customer: CustomerRow; purchase: PurchaseRow | null }>(RECORD_PENDING_PURCHASE, [
+      userId,
+      purchase.transaction_id,
+      purchase.package_id,
+      purchase.package_name,
+      purchase.amount_cents,
+      purchase.currency,
+      purchase.coins,
+      purchase.payment_intent_id,
+      purchase.failure_code,
+      now(),
+    ]);
+    const row = rows[0];
+    return { customer: row?.customer, purchase: row?.purchase ?? undefined };
+  }
+
   findPurchase(transactionId: string): Promise<PurchaseRow | undefined> {
     return this.db.selectFrom('purchases').selectAll().where('transaction_id', '=', transactionId).executeTakeFirst();
   }
@@ -599,35 +629,26 @@ export class Store {
    * died or gave up (unlocked, or locked longer than `lockTimeoutMs`) is taken over, with the
    * resource id the first request reserved, so the retry finishes that work instead of starting new.
    * `onReserved` runs in the same transaction when a new key is reserved, so a route's first write
-   * (a pending purchase) commits with the key: one commit, one fsync, instead of two. `alongside`, a
-   * read that write needs, is sent together with the key's insert (one round trip on PostgreSQL) and
-   * its answer handed to `onReserved`.
+   * (a pending purchase) commits with the key: one commit, one fsync, instead of two.
    */
-  async reserveKey<P = undefined>(
+  async reserveKey(
     input: { scope: string; key: string; hash: string; resourceId: string; lockTimeoutMs: number },
-    onReserved?: (tx: Store, resourceId: string, alongside: P | undefined) => Promise<void>,
-    alongside?: (tx: Store) => Promise<P>,
+    onReserved?: (tx: Store, resourceId: string) => Promise<void>,
   ): Promise<Reservation> {
     return this.transaction(async (tx) => {
       const at = now();
       const key = { scope: input.scope, key: input.key, request_hash: input.hash, resource_id: input.resourceId, locked_at: at, created_at: at };
-      const [
-        {
-          rows: [inserted],
-        },
-        read,
-      ] = await Promise.all([
-        tx.#prepared('reserveKey', key, (db, a) =>
-          db
-            .insertInto('idempotency_keys')
-            .values({ ...a, state: 'in_progress', response_status: null, response_type: null, response_body: null })
-            .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
-            .returning('resource_id'),
-        ),
-        alongside?.(tx),
-      ]);
+      const {
+        rows: [inserted],
+      } = await tx.#prepared('reserveKey', key, (db, a) =>
+        db
+          .insertInto('idempotency_keys')
+          .values({ ...a, state: 'in_progress', response_status: null, response_type: null, response_body: null })
+          .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
+          .returning('resource_id'),
+      );
       if (inserted) {
-        await onReserved?.(tx, inserted.resource_id, read);
+        await onReserved?.(tx, inserted.resource_id);
         return { kind: 'reserved', resourceId: inserted.resource_id, resumed: false };
       }
 
@@ -938,3 +959,20 @@ const INSERT_NOTIFICATION = `WITH numbered AS (
 INSERT INTO notifications (id, type, user_id, user_seq, data, created_at, status, attempts, next_attempt_at, retry_from)
 SELECT $2, $3, $1, numbered.notification_seq, $4::text || '"sequence":' || numbered.notification_seq || '}', $5, 'pending', 0, $5, $5
 FROM (SELECT 1) AS one LEFT JOIN numbered ON true`;
+
+/**
+ * recordPendingPurchase on PostgreSQL: the customer, and the pending purchase made with their saved
+ * card, in one statement; each comes back as JSON (a customer's and a purchase's columns share names).
+ * $1 user, $2 transaction id, $3 package id, $4 package name, $5 amount, $6 currency, $7 coins,
+ * $8 PaymentIntent id, $9 failure code, $10 time.
+ */
+const RECORD_PENDING_PURCHASE = `WITH customer AS (
+  SELECT ${CUSTOMER_COLUMNS.map((column) => `"${column}"`).join(', ')} FROM customers WHERE user_id = $1
+), purchase AS (
+  INSERT INTO purchases (transaction_id, user_id, package_id, package_name, amount_cents, currency, coins, payment_method_id,
+    payment_intent_id, failure_code, status, refunded_cents, stripe_refunded_cents, created_at, updated_at)
+  SELECT $2, customer.user_id, $3, $4, $5, $6, $7, customer.payment_method_id, $8, $9, 'pending', 0, 0, $10, $10
+  FROM customer WHERE customer.payment_method_id IS NOT NULL
+  RETURNING ${PURCHASE_LIST}
+)
+SELECT row_to_json(customer) AS customer, row_to_json(purchase) AS purchase FROM customer LEFT JOIN purchase ON true`;
