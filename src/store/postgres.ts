@@ -1,4 +1,4 @@
-import { Kysely, PostgresDialect, type PostgresCursor, type PostgresPool, type PostgresPoolClient, type PostgresQueryResult } from 'kysely';
+import { Kysely, PostgresDialect, sql, type PostgresCursor, type PostgresPool, type PostgresPoolClient, type PostgresQueryResult } from 'kysely';
 import pg from 'pg';
 import { isWriteBehind, preparedStatementName } from './prepared.js';
 import type { Database } from './schema.js';
@@ -240,4 +240,28 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   if (typeof code === 'string' && (UNAVAILABLE_SQLSTATE.test(code) || UNAVAILABLE_ERRNO.has(code))) return true;
   if (error instanceof AggregateError && error.errors.some(isDatabaseUnavailable)) return true;
   return UNAVAILABLE_MESSAGE.test(error.message);
+}
+
+/** What a PostgreSQL server allows: its max_connections, less those only superusers may take. */
+export interface ConnectionBudget {
+  maxConnections: number;
+  superuserReserved: number;
+  /** Replicas whose full pools fit together (with nothing else connected). */
+  replicas: number;
+}
+
+/**
+ * How many replicas of `poolSize` connections each fit a server: N × DATABASE_POOL_SIZE must stay
+ * within max_connections − superuser_reserved_connections (less what other clients keep), or the
+ * replica that opens one too many gets "too many clients" (answered 503) at the busiest moment.
+ */
+export function replicasThatFit(server: { maxConnections: number; superuserReserved: number }, poolSize: number): number {
+  return Math.floor(Math.max(0, server.maxConnections - server.superuserReserved) / poolSize);
+}
+
+/** Reads the server's connection limits (see replicasThatFit). */
+export async function connectionBudget(db: Kysely<Database>, poolSize: number): Promise<ConnectionBudget> {
+  const { rows } = await sql<{ max_connections: string; reserved: string }>`select current_setting('max_connections') as max_connections, current_setting('superuser_reserved_connections') as reserved`.execute(db);
+  const server = { maxConnections: Number(rows[0]?.max_connections), superuserReserved: Number(rows[0]?.reserved) };
+  return { ...server, replicas: replicasThatFit(server, poolSize) };
 }
