@@ -1,4 +1,5 @@
 import { Kysely, PostgresDialect, sql, type PostgresCursor, type PostgresPool, type PostgresPoolClient, type PostgresQueryResult } from 'kysely';
+import type { Socket } from 'node:net';
 import pg from 'pg';
 import { isWriteBehind, preparedStatementName } from './prepared.js';
 import type { Database } from './schema.js';
@@ -151,14 +152,22 @@ class PreparingClient implements PostgresPoolClient {
 
   /** Sends the held statements, then this one; what they answer is kept for the COMMIT. */
   #send<R>(config: pg.QueryConfig): Promise<PostgresQueryResult<R>> {
-    if (this.#held.length > 0) this.#begun = true;
-    for (const held of this.#held.splice(0)) {
-      const outcome = this.#run(held);
-      // Read at the COMMIT (or by the statement after it); until then a failure is not unhandled.
-      outcome.catch(() => undefined);
-      this.#sent.push(outcome);
+    if (this.#held.length === 0) return this.#run<R>(config);
+    this.#begun = true;
+    // node-postgres writes each statement as it is issued (pipeline mode); corked, the batch leaves in one write.
+    const stream = (this.client as unknown as { connection?: { stream?: Partial<Pick<Socket, 'cork' | 'uncork'>> } }).connection?.stream;
+    stream?.cork?.();
+    try {
+      for (const held of this.#held.splice(0)) {
+        const outcome = this.#run(held);
+        // Read at the COMMIT (or by the statement after it); until then a failure is not unhandled.
+        outcome.catch(() => undefined);
+        this.#sent.push(outcome);
+      }
+      return this.#run<R>(config);
+    } finally {
+      stream?.uncork?.();
     }
-    return this.#run<R>(config);
   }
 
   async #awaited<R>(config: pg.QueryConfig): Promise<PostgresQueryResult<R>> {
