@@ -1,11 +1,12 @@
 /**
  * `npm run bench:ab -- sqlite|log`: a decision about a hand-written module, measured as an A/B in
  * one run. Both arms are the same server (src/server.ts under tsx, node options as `npm start`'s),
- * but for one module that bench/ab/swap.ts replaces in the "B" arm:
+ * but for one module that bench/ab/swap.ts replaces (in both arms where coinshop now uses either):
  *
- *   sqlite: src/store/sqlite.ts (group commit, sync thread, checkpoint worker) against Kysely's own
- *     SqliteDialect over better-sqlite3 (bench/ab/kysely-sqlite.ts), each at SQLITE_SYNCHRONOUS=FULL
- *     and at NORMAL: ratios are taken at equal durability only (FULL with FULL, NORMAL with NORMAL);
+ *   sqlite: coinshop's group-commit driver (src/store/sqlite-group-commit.ts: group commit, sync
+ *     thread, checkpoint worker; bench/ab/group-commit-sqlite.ts) against Kysely's own SqliteDialect
+ *     over better-sqlite3 (bench/ab/kysely-sqlite.ts), each at SQLITE_SYNCHRONOUS=FULL and at
+ *     NORMAL: ratios are taken at equal durability only (FULL with FULL, NORMAL with NORMAL);
  *   log: src/log-destination.ts against pino.destination({ sync: false, minLength, maxWrite })
  *     (bench/ab/pino-destination.ts), at FULL.
  *
@@ -34,14 +35,20 @@ const latencies = (process.env['AB_LATENCIES'] ?? '0,50').split(',').map(Number)
 
 interface Arm {
   name: string;
-  swap?: 'sqlite' | 'log';
+  swap?: 'sqlite-driver' | 'sqlite-kysely' | 'log';
   synchronous: 'FULL' | 'NORMAL';
 }
 /** Pairs compared: [A, B], A the hand-written module, B the library's. */
 const pairs: Record<string, [Arm, Arm][]> = {
   sqlite: [
-    [{ name: 'coinshop driver, FULL', synchronous: 'FULL' }, { name: 'Kysely SqliteDialect, FULL', swap: 'sqlite', synchronous: 'FULL' }],
-    [{ name: 'coinshop driver, NORMAL', synchronous: 'NORMAL' }, { name: 'Kysely SqliteDialect, NORMAL', swap: 'sqlite', synchronous: 'NORMAL' }],
+    [
+      { name: 'coinshop driver, FULL', swap: 'sqlite-driver', synchronous: 'FULL' },
+      { name: 'Kysely SqliteDialect, FULL', swap: 'sqlite-kysely', synchronous: 'FULL' },
+    ],
+    [
+      { name: 'coinshop driver, NORMAL', swap: 'sqlite-driver', synchronous: 'NORMAL' },
+      { name: 'Kysely SqliteDialect, NORMAL', swap: 'sqlite-kysely', synchronous: 'NORMAL' },
+    ],
   ],
   log: [[{ name: 'LogDestination', synchronous: 'FULL' }, { name: 'pino.destination (sync: false)', swap: 'log', synchronous: 'FULL' }]],
 };

@@ -1,6 +1,7 @@
 /** The resolve hook behind swap.ts: the swapped module's importers get the bench arm instead. */
 const arms: Record<string, { module: string; arm: string }> = {
-  sqlite: { module: '/src/store/sqlite.ts', arm: './kysely-sqlite.ts' },
+  'sqlite-driver': { module: '/src/store/sqlite.ts', arm: './group-commit-sqlite.ts' },
+  'sqlite-kysely': { module: '/src/store/sqlite.ts', arm: './kysely-sqlite.ts' },
   log: { module: '/src/log-destination.ts', arm: './pino-destination.ts' },
 };
 let swap: { module: string; arm: string } | undefined;
