@@ -6,14 +6,19 @@
  *
  *   npx tsx bench/cpu-per-purchase.ts [DATABASE_URL] [purchases]
  *
- * DATABASE_URL defaults to SQLite in memory; a postgres:// URL gets a new schema, dropped after.
+ * DATABASE_URL defaults to a new SQLite file (as production runs it: WAL, FULL); a postgres:// URL
+ * gets a new schema, dropped after.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 
-const given = process.argv[2] ?? ':memory:';
+const dir = mkdtempSync(join(tmpdir(), 'coinshop-cpu-'));
+const given = process.argv[2] ?? `sqlite:${join(dir, 'coinshop.db')}`;
 const purchases = Number(process.argv[3] ?? 1500);
 const concurrency = 20;
 
@@ -69,3 +74,4 @@ console.log(
 );
 await app.close();
 await drop();
+rmSync(dir, { recursive: true, force: true });
