@@ -1,5 +1,6 @@
 /** What the benchmark and the profiler share: starting coinshop and the fake Stripe, and driving purchases. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type autocannon from 'autocannon';
 import packageJson from '../package.json' with { type: 'json' };
 
@@ -120,3 +121,63 @@ export function purchaseLoad(users: string[], tag: string): Pick<autocannon.Opti
 
 /** The Stripe-compatible server on loopback, answering after `latencyMs`. */
 export const fakeStripe = (latencyMs: number) => start(process.execPath, ts('bench/fake-stripe-server.ts', String(latencyMs)), {});
+
+/** CPU seconds (user + system) a process has used so far, from /proc (0 where it cannot be read: it has ended). */
+export function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    // Fields 14 and 15 (utime, stime), in clock ticks of 1/100 s; the command name (2) may hold spaces.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** The local ports of a process's TCP connections to `port` (from its socket descriptors and /proc/net/tcp). */
+function connectionPorts(pid: number, port: number): Set<number> {
+  const inodes = new Set<string>();
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      const link = (() => {
+        try {
+          return readlinkSync(`/proc/${pid}/fd/${fd}`);
+        } catch {
+          return '';
+        }
+      })();
+      const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1];
+      if (inode) inodes.add(inode);
+    }
+  } catch {
+    return new Set();
+  }
+  const ports = new Set<number>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      const local = fields[1]?.split(':')[1];
+      const remote = fields[2]?.split(':')[1];
+      if (local && remote && parseInt(remote, 16) === port && inodes.has(fields[9] ?? '')) ports.add(parseInt(local, 16));
+    }
+  }
+  return ports;
+}
+
+/**
+ * The PostgreSQL backends serving `clients`' connections: their process ids, matched by the clients'
+ * local ports in pg_stat_activity. Other work on the same server (other databases, other processes'
+ * connections) is left out; the server's shared processes (WAL writer, checkpointer) are not backends.
+ */
+export async function postgresBackends(admin: { query: (sql: string) => Promise<{ rows: { pid: number; client_port: number | null }[] }> }, clients: number[], port: number): Promise<number[]> {
+  const ports = new Set<number>();
+  for (const pid of clients) for (const local of connectionPorts(pid, port)) ports.add(local);
+  const { rows } = await admin.query('select pid, client_port from pg_stat_activity where client_port is not null');
+  return rows.filter((row) => row.client_port !== null && ports.has(row.client_port)).map((row) => row.pid);
+}

@@ -3,7 +3,9 @@
  * `--cpu-prof`, drives keyed purchases with autocannon, and prints the CPU each purchase cost in
  * coinshop, the fake Stripe and the load generator, then coinshop's self time by package and by
  * function. The profile is kept in bench/profiles/ (open it in Chrome DevTools' Performance panel).
- *   PROFILE_SECONDS (default 10), PROFILE_CONNECTIONS (default 50), PROFILE_LATENCY_MS (Stripe, default 0).
+ *   PROFILE_SECONDS (default 10), PROFILE_CONNECTIONS (default 50), PROFILE_LATENCY_MS (Stripe, default 0),
+ *   PROFILE_DATABASE_URL (default a new SQLite file; a postgres:// URL profiles the PostgreSQL path, on
+ *   a database or schema of its own).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -15,6 +17,7 @@ import { buyers, coinshop, fakeStripe, purchaseLoad, root, stop } from './proces
 const seconds = Number(process.env['PROFILE_SECONDS'] ?? 10);
 const connections = Number(process.env['PROFILE_CONNECTIONS'] ?? 50);
 const latency = Number(process.env['PROFILE_LATENCY_MS'] ?? 0);
+const databaseUrl = process.env['PROFILE_DATABASE_URL'];
 
 interface CpuProfile {
   nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
@@ -53,7 +56,7 @@ async function main() {
   const before = new Set(readdirSync(profiles));
   try {
     const stripe = await fakeStripe(latency);
-    const shop = await coinshop(stripe.url, join(dir, 'profile.db'), ['--cpu-prof', '--cpu-prof-dir', profiles]);
+    const shop = await coinshop(stripe.url, databaseUrl ?? join(dir, 'profile.db'), ['--cpu-prof', '--cpu-prof-dir', profiles]);
     const users = await buyers(shop.url, 200);
     const start = { shop: cpuMs(shop.child.pid), stripe: cpuMs(stripe.child.pid), self: process.cpuUsage() };
     const result = await autocannon({

@@ -27,7 +27,8 @@ import { join } from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { EVENT_LOOP_SAMPLE_MS } from '../src/plugins/metrics.js';
-import { api, auth, buyers, coinshop, fakeStripe, GAME_SECRET, gameReceiver, purchaseLoad, root, start, stop, ts } from './processes.js';
+import { startWireCounter } from '../test/support/pg-wire.js';
+import { api, auth, buyers, coinshop, cpuSeconds, fakeStripe, GAME_SECRET, gameReceiver, postgresBackends, purchaseLoad, root, start, stop, ts } from './processes.js';
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 5);
 const warmUpSeconds = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2);
@@ -54,7 +55,17 @@ interface Row {
   ramp: string;
   /** coinshop's CPU (user + system, all its processes) per answered request in the measured window. */
   cpuMsPerRequest?: number;
+  /** CPU ms per answered request of each process taking part (coinshop, PostgreSQL's backends, the fake Stripe, the load generator). */
+  cpuMs?: Record<string, number>;
+  /** PostgreSQL round trips per purchase, counted at the wire (see roundTripsPerPurchase). */
+  roundTrips?: number;
   note?: string;
+}
+
+/** Processes whose CPU is measured besides coinshop's: their ids, asked for at the start and the end of the measured window. */
+interface CpuSource {
+  name: string;
+  pids: () => Promise<number[]>;
 }
 const rows: Row[] = [];
 
@@ -93,22 +104,16 @@ function peakRss(pid: number | undefined): () => number {
   }
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc (0 where it cannot be read). */
-function cpuSeconds(pid: number | undefined): number {
-  if (!pid) return 0;
-  try {
-    // Fields 14 and 15 (utime, stime), in clock ticks of 1/100 s; the command name (2) may hold spaces.
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
+/** One autocannon run against `target`; its row in the table. `warm` runs between warm-up and measurement. */
+async function measure(scenario: string, target: ChildProcess, options: autocannon.Options, warm?: () => Promise<unknown>, also: CpuSource[] = []): Promise<Row> {
+  return measureMany(scenario, [{ child: target, options }], warm, also);
 }
 
-/** One autocannon run against `target`; its row in the table. `warm` runs between warm-up and measurement. */
-async function measure(scenario: string, target: ChildProcess, options: autocannon.Options, warm?: () => Promise<unknown>): Promise<Row> {
-  return measureMany(scenario, [{ child: target, options }], warm);
-}
+/** The fake Stripe's process, as a CPU source. */
+const stripeCpu = (child: ChildProcess): CpuSource => ({ name: 'fake Stripe', pids: async () => (child.pid ? [child.pid] : []) });
+
+/** CPU seconds of each process now, by id. */
+const cpuNow = (pids: number[]) => new Map(pids.map((pid) => [pid, cpuSeconds(pid)]));
 
 /**
  * Purchases still in flight when autocannon stops finish on the server: wait until none is pending
@@ -163,7 +168,12 @@ async function postgresSchema(): Promise<{ url: string; drop: () => Promise<void
  * connection to be accepted belongs to the ramp, not the steady state. Only what completes in the
  * measured window counts. One row with their sum (req/s, errors) and their worst (latency, ramp).
  */
-async function measureMany(scenario: string, targets: { child: ChildProcess; options: autocannon.Options }[], warm?: () => Promise<unknown>): Promise<Row> {
+async function measureMany(
+  scenario: string,
+  targets: { child: ChildProcess; options: autocannon.Options }[],
+  warm?: () => Promise<unknown>,
+  also: CpuSource[] = [],
+): Promise<Row> {
   let measuring = false;
   const latencies: number[][] = targets.map(() => []);
   let errors = 0;
@@ -203,20 +213,43 @@ async function measureMany(scenario: string, targets: { child: ChildProcess; opt
   await warm?.();
   const peaks = targets.map((target) => peakRss(target.child.pid));
   const cpuBefore = targets.reduce((sum, target) => sum + cpuSeconds(target.child.pid), 0);
+  const othersBefore = (await Promise.all(also.map((source) => source.pids()))).map(cpuNow);
+  // The load generator is this process: autocannon's work, and the little the bench does besides.
+  const loadBefore = process.cpuUsage();
   measuring = true;
   const since = performance.now();
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   measuring = false;
   const elapsed = (performance.now() - since) / 1000;
   const cpuUsed = targets.reduce((sum, target) => sum + cpuSeconds(target.child.pid), 0) - cpuBefore;
+  const othersAtEnd = othersBefore.map((before) => cpuNow([...before.keys()]));
+  const loadUsed = process.cpuUsage(loadBefore);
   for (const { instance } of instances) instance.stop();
   await Promise.all(instances.map(({ done }) => done));
+  // A process that started during the window (a connection the pool opened) counts whole.
+  const othersUsed = await Promise.all(
+    also.map(async (source, i) => {
+      const before = othersBefore[i]!;
+      const atEnd = othersAtEnd[i]!;
+      let used = 0;
+      for (const [pid, seconds] of before) used += Math.max(0, (atEnd.get(pid) ?? 0) - seconds);
+      for (const pid of await source.pids()) if (!before.has(pid)) used += cpuSeconds(pid);
+      return used;
+    }),
+  );
   const quantile = (values: number[], q: number) => values[Math.min(values.length - 1, Math.floor(values.length * q))] ?? 0;
   const sorted = latencies.map((values) => values.sort((a, b) => a - b));
+  const answers = Math.max(1, sorted.reduce((sum, values) => sum + values.length, 0) + non2xx);
+  const msPerAnswer = (cpu: number) => Math.round((cpu * 1000 * 100) / answers) / 100;
   rows.push({
     scenario,
     requestsPerSecond: Math.round(sorted.reduce((sum, values) => sum + values.length, 0) / elapsed),
-    cpuMsPerRequest: Math.round((cpuUsed * 1000 * 100) / Math.max(1, sorted.reduce((sum, values) => sum + values.length, 0) + non2xx)) / 100,
+    cpuMsPerRequest: msPerAnswer(cpuUsed),
+    cpuMs: {
+      coinshop: msPerAnswer(cpuUsed),
+      ...Object.fromEntries(also.map((source, i) => [source.name, msPerAnswer(othersUsed[i]!)])),
+      'load generator': msPerAnswer((loadUsed.user + loadUsed.system) / 1e6),
+    },
     p50ms: Math.round(Math.max(...sorted.map((values) => quantile(values, 0.5)))),
     p99ms: Math.round(Math.max(...sorted.map((values) => quantile(values, 0.99)))),
     errors,
@@ -271,6 +304,40 @@ async function inTurns(targets: { scenario: string; child: ChildProcess; options
 function ratioNote(server: { perRound: number[] }, baseline: { perRound: number[] }, name: string): string {
   const ratios = server.perRound.map((rate, round) => rate / baseline.perRound[round]!);
   return `${median(ratios).toFixed(2)}× ${name} (rounds ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`;
+}
+
+/**
+ * PostgreSQL round trips per keyed purchase, counted at the wire: one coinshop process connected
+ * through a counting proxy (test/support/pg-wire.ts) makes purchases one at a time, after a few
+ * not counted (its connections and prepared statements made). Everything the process sends in the
+ * window counts, its background work included. Not under load: under load a purchase can take more
+ * (a serialization retry), which the throughput runs would show as CPU, not here.
+ */
+async function roundTripsPerPurchase(stripeUrl: string, databaseUrl: string): Promise<number> {
+  const counter = await startWireCounter(databaseUrl);
+  const shop = await coinshop(stripeUrl, counter.url, nodeArgs);
+  try {
+    const users = await buyers(shop.url, 2);
+    let n = 0;
+    const buy = async () => {
+      n += 1;
+      const response = await fetch(`${shop.url}/stripe/purchase-currency`, {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/json', 'idempotency-key': `bench-round-trips-${n}` },
+        body: JSON.stringify({ user_id: users[n % users.length], package_id: 'package_1' }),
+      });
+      const body = await response.text();
+      if (!response.ok) throw new Error(`purchase: ${response.status} ${body}`);
+    };
+    for (let i = 0; i < 10; i++) await buy();
+    const counted = 40;
+    const before = counter.roundTrips;
+    for (let i = 0; i < counted; i++) await buy();
+    return Math.round(((counter.roundTrips - before) / counted) * 10) / 10;
+  } finally {
+    await stop(shop.child);
+    await counter.close();
+  }
 }
 
 async function main() {
@@ -334,6 +401,7 @@ async function main() {
             shop.child,
             { url: `${shop.url}/stripe/purchase-currency`, connections, ...purchaseLoad(users, `${latency}-${connections}`) },
             async () => (before = await scrape()),
+            [stripeCpu(stripe.child)],
           );
           const row = rows.at(-1)!;
           row.note =
@@ -360,18 +428,30 @@ async function main() {
         for (const count of [1, 2]) {
           const database = engine === 'sqlite' ? { url: join(dir, `replicas-${count}.db`), drop: async () => undefined } : await postgresSchema();
           const stripe = await fakeStripe(replicaLatency);
+          const roundTrips = engine === 'postgres' ? await roundTripsPerPurchase(stripe.url, database.url) : undefined;
           // One at a time: the first migrates the new database, the others find it done.
-          const shops = [];
+          const shops: { child: ChildProcess; url: string }[] = [];
           for (let i = 0; i < count; i++) shops.push(await coinshop(stripe.url, database.url, nodeArgs));
           const users = await buyers(shops[0]!.url, 200);
+          const also = [stripeCpu(stripe.child)];
+          const admin = engine === 'postgres' ? new pg.Client({ connectionString: PG_URL }) : undefined;
+          if (admin) {
+            await admin.connect();
+            const port = Number(new URL(PG_URL).port || 5432);
+            also.unshift({ name: 'PostgreSQL backends', pids: () => postgresBackends(admin, shops.map((shop) => shop.child.pid ?? 0), port) });
+          }
           await measureMany(
             `purchase on ${engine === 'sqlite' ? 'SQLite (one file)' : 'PostgreSQL'}, ${count} replica${count > 1 ? 's' : ''}, Stripe +${replicaLatency} ms, ${replicaConnections} connections`,
             shops.map((shop, i) => ({
               child: shop.child,
               options: { url: `${shop.url}/stripe/purchase-currency`, connections: replicaConnections / count, ...purchaseLoad(users, `${engine}-${count}-${i}`) },
             })),
+            undefined,
+            also,
           );
+          await admin?.end();
           const row = rows.at(-1)!;
+          if (roundTrips !== undefined) row.roundTrips = roundTrips;
           row.note = await creditedOnce(shops[0]!.url, users);
           console.log(row.note);
           for (const shop of shops) await stop(shop.child);
@@ -392,6 +472,8 @@ async function main() {
           `purchase, notifications ${delivery === 'on' ? 'delivered to a game server' : 'kept in the outbox only (no GAME_WEBHOOK_URL)'}, Stripe +${notifyLatency} ms, ${notifyConnections} connections`,
           shop.child,
           { url: `${shop.url}/stripe/purchase-currency`, connections: notifyConnections, ...purchaseLoad(users, `notify-${delivery}`) },
+          undefined,
+          [stripeCpu(stripe.child), ...(game ? [{ name: 'game server', pids: async () => (game.child.pid ? [game.child.pid] : []) }] : [])],
         );
         const row = rows.at(-1)!;
         row.note = await creditedOnce(shop.url, users);
@@ -425,6 +507,22 @@ async function main() {
   for (const r of rows) {
     const cpu = r.cpuMsPerRequest === undefined ? '' : r.cpuMsPerRequest.toFixed(2);
     console.log(`| ${r.scenario} | ${r.requestsPerSecond} | ${r.p50ms} | ${r.p99ms} | ${r.errors} | ${r.non2xx} | ${r.peakRssMB} | ${cpu} | ${r.ramp} | ${r.note ?? ''} |`);
+  }
+  const split = rows.filter((r) => r.cpuMs !== undefined && Object.keys(r.cpuMs).length > 2);
+  if (split.length > 0) {
+    // Where each purchase's CPU went, by process: what the capacity model in docs/benchmarks.md is built from.
+    const order = ['coinshop', 'PostgreSQL backends', 'fake Stripe', 'game server', 'load generator'];
+    const names = [...new Set(split.flatMap((r) => Object.keys(r.cpuMs!)))].sort((a, b) => order.indexOf(a) - order.indexOf(b));
+    console.log('\nCPU ms per request by process (user + system, measured window ÷ answered requests), and PostgreSQL round trips per purchase:\n');
+    console.log(`| scenario | req/s | ${names.join(' | ')} | all | round trips/purchase |`);
+    console.log(`|---|---|${names.map(() => '---|').join('')}---|---|`);
+    for (const r of split) {
+      const cpu = r.cpuMs!;
+      const all = Object.values(cpu).reduce((sum, ms) => sum + ms, 0);
+      console.log(
+        `| ${r.scenario} | ${r.requestsPerSecond} | ${names.map((name) => (cpu[name]?.toFixed(2) ?? '—')).join(' | ')} | ${all.toFixed(2)} | ${r.roundTrips ?? '—'} |`,
+      );
+    }
   }
   writeFileSync(join(root, 'bench', 'results.json'), JSON.stringify({ machine, seconds, warmUpSeconds, nodeArgs, rows }, null, 2) + '\n');
 }

@@ -167,18 +167,18 @@ t.test('a keyed purchase commits twice: the key with its pending purchase, then 
   const commits: string[] = [];
   // Kept to be called with .call(this) and put back.
   // eslint-disable-next-line @typescript-eslint/unbound-method
-  const { transaction, insertPendingPurchase } = Store.prototype;
+  const { transaction, recordPendingPurchase } = Store.prototype;
   Store.prototype.transaction = function <T>(this: Store, fn: (tx: Store) => Promise<T>): Promise<T> {
     if (!this.db.isTransaction) commits.push('transaction');
     return transaction.call(this, fn) as Promise<T>;
   };
-  Store.prototype.insertPendingPurchase = function (this: Store, purchase) {
-    if (!this.db.isTransaction) commits.push('insertPendingPurchase');
-    return insertPendingPurchase.call(this, purchase);
+  Store.prototype.recordPendingPurchase = function (this: Store, userId, purchase) {
+    if (!this.db.isTransaction) commits.push('recordPendingPurchase');
+    return recordPendingPurchase.call(this, userId, purchase);
   };
   t.teardown(() => {
     Store.prototype.transaction = transaction;
-    Store.prototype.insertPendingPurchase = insertPendingPurchase;
+    Store.prototype.recordPendingPurchase = recordPendingPurchase;
   });
 
   const bought = await purchaseWithKey(app, 'two-commits', { user_id, package_id: 'package_1' });
@@ -189,7 +189,7 @@ t.test('a keyed purchase commits twice: the key with its pending purchase, then 
   commits.length = 0;
   const unkeyed = await app.inject({ method: 'POST', url: '/stripe/purchase-currency', payload: { user_id, package_id: 'package_1' } });
   t.equal(unkeyed.statusCode, 200);
-  t.same(commits, ['insertPendingPurchase', 'transaction'], 'without a key: record the purchase; settle and credit');
+  t.same(commits, ['recordPendingPurchase', 'transaction'], 'without a key: record the purchase; settle and credit');
 
   commits.length = 0;
   const unknown = await purchaseWithKey(app, 'no-such-customer', { user_id: 'nobody', package_id: 'package_1' });

@@ -111,23 +111,22 @@ export async function recordPendingPurchase(
   input: { user_id: string; package_id: string },
   transactionId: string,
 ): Promise<PendingPurchase | ProblemError> {
-  const customer = await store.findCustomer(input.user_id);
-  if (!customer) return customerNotFound();
   const pack = catalog.get(input.package_id);
-  if (!pack) return new ProblemError('invalid_package', 'Invalid package ID');
-  if (!customer.payment_method_id) return new ProblemError('no_payment_method', 'No payment method attached');
-  const purchase = await store.insertPendingPurchase({
+  // An unknown customer is told first, whatever the package.
+  if (!pack) return (await store.findCustomer(input.user_id)) ? new ProblemError('invalid_package', 'Invalid package ID') : customerNotFound();
+  // The customer and their pending purchase, in one statement on PostgreSQL.
+  const { customer, purchase } = await store.recordPendingPurchase(input.user_id, {
     transaction_id: transactionId,
-    user_id: customer.user_id,
     package_id: pack.package_id,
     package_name: pack.name,
     amount_cents: pack.price_cents,
     currency: pack.currency,
     coins: pack.currency_amount,
-    payment_method_id: customer.payment_method_id,
     payment_intent_id: null,
     failure_code: null,
   });
+  if (!customer) return customerNotFound();
+  if (!purchase) return new ProblemError('no_payment_method', 'No payment method attached');
   return { purchase, customer };
 }
 

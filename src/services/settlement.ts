@@ -38,19 +38,13 @@ export async function creditPurchase(
   paymentIntentId: string,
 ): Promise<{ purchase: PurchaseRow; balance: number | undefined }> {
   // Every settlement path (refunds and disputes start here too) holds the purchase's row until it
-  // commits, so the ledger it reads cannot change under it on another replica.
-  await tx.lockPurchase(transactionId);
-  const moved = await tx.movePurchase(transactionId, 'succeeded', { payment_intent_id: paymentIntentId, failure_code: null });
-  if (!moved) return { purchase: await current(tx, transactionId), balance: undefined };
-  const balance = await tx.postJournal({
-    kind: 'purchase',
-    reference: paymentIntentId,
-    userId: moved.user_id,
-    transactionId,
-    memo: moved.package_name,
-    amount: moved.coins,
-    counterAccount: COUNTER_ACCOUNTS.sales,
-  });
+  // commits, so the ledger it reads cannot change under it on another replica: the move holds it
+  // when it happens, lockPurchase when it does not.
+  const { purchase: moved, balance } = await tx.creditPurchase(transactionId, paymentIntentId, COUNTER_ACCOUNTS.sales);
+  if (!moved) {
+    await tx.lockPurchase(transactionId);
+    return { purchase: await current(tx, transactionId), balance: undefined };
+  }
   await notifyPurchase(tx, 'purchase.succeeded', moved, { coins: balance === undefined ? 0 : moved.coins, balance });
   return { purchase: moved, balance };
 }

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { Counter } from 'prom-client';
 import { openDatabase } from './database.js';
+import { connectionBudget } from './postgres.js';
 import { migrateToLatest } from './migrations.js';
 import { Store } from './store.js';
 
@@ -26,6 +27,13 @@ export default fp(
     } catch (err) {
       await db.destroy();
       throw err;
+    }
+    if (engine === 'postgres') {
+      // Every replica may open DATABASE_POOL_SIZE connections: say how many such replicas the server takes.
+      const budget = await connectionBudget(db, options.poolSize);
+      const said = { poolSize: options.poolSize, ...budget };
+      if (budget.replicas < 1) app.log.warn(said, 'DATABASE_POOL_SIZE is more than PostgreSQL max_connections allows (less its superuser reserve)');
+      else app.log.info(said, `PostgreSQL takes ${budget.replicas} replicas of DATABASE_POOL_SIZE connections each`);
     }
     // Counts the driver keeps itself, read at each scrape.
     const counted = (name: string, help: string, read: () => number) =>

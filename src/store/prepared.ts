@@ -1,4 +1,4 @@
-import type { Compilable, CompiledQuery, Kysely, QueryResult } from 'kysely';
+import { CompiledQuery, type Compilable, type Kysely, type QueryResult } from 'kysely';
 import type { Engine } from './engine.js';
 import type { Database } from './schema.js';
 
@@ -21,6 +21,35 @@ const templates = new Map<string, Template>();
 const statementNames = new Map<string, string>();
 export const preparedStatementName = (sql: string): string | undefined => statementNames.get(sql);
 
+function nameStatement(engine: Engine, sql: string): void {
+  if (engine === 'postgres' && !statementNames.has(sql)) statementNames.set(sql, `coinshop_${statementNames.size + 1}`);
+}
+
+/**
+ * Statements nobody reads the answer of (an insert whose row is known already, a key's answer): on
+ * PostgreSQL, inside a transaction, they are held and sent with the next statement (postgres.ts), so
+ * they cost no round trip of their own. Their failure still fails the transaction, at its next
+ * statement or its COMMIT.
+ */
+const writeBehind = new Set<string>();
+export const isWriteBehind = (sql: string): boolean => writeBehind.has(sql);
+
+export interface StatementOptions {
+  /** Nobody reads the answer (see isWriteBehind). */
+  writeBehind?: boolean;
+}
+
+/**
+ * Runs a fixed SQL text with positional parameters ($1, $2, …): the PostgreSQL statements that do a
+ * state transition in one statement (CTEs with RETURNING), which Kysely's builder cannot express.
+ * Named as a prepared statement like runPrepared's.
+ */
+export function runStatement<R>(db: Kysely<Database>, engine: Engine, sql: string, parameters: unknown[], options: StatementOptions = {}): Promise<QueryResult<R>> {
+  nameStatement(engine, sql);
+  if (options.writeBehind === true) writeBehind.add(sql);
+  return db.executeQuery<R>(CompiledQuery.raw(sql, parameters));
+}
+
 /**
  * Runs a query that is built and compiled once per engine and `key`, not on every call: the hot
  * statements of a purchase are the same SQL every time, and building and compiling them through
@@ -37,6 +66,7 @@ export async function runPrepared<A extends Record<string, unknown>, R>(
   key: string,
   args: A,
   build: (db: Kysely<Database>, args: A) => Compilable<R>,
+  options: StatementOptions = {},
 ): Promise<QueryResult<R>> {
   const names = Object.keys(args);
   const cacheKey = `${engine}:${key}:${names.join(',')}`;
@@ -44,8 +74,8 @@ export async function runPrepared<A extends Record<string, unknown>, R>(
   if (!template) {
     template = makeTemplate(db, key, names, build);
     templates.set(cacheKey, template);
-    const { sql } = template.compiled;
-    if (engine === 'postgres' && !statementNames.has(sql)) statementNames.set(sql, `coinshop_${statementNames.size + 1}`);
+    nameStatement(engine, template.compiled.sql);
+    if (options.writeBehind === true) writeBehind.add(template.compiled.sql);
   }
   const { compiled, slots } = template;
   const parameters = slots.map((slot) => {

@@ -1,6 +1,6 @@
 import type { Compilable, Kysely } from 'kysely';
 import type { Engine } from './engine.js';
-import { runPrepared } from './prepared.js';
+import { runPrepared, runStatement, type StatementOptions } from './prepared.js';
 import {
   CUSTOMER_COLUMNS,
   PURCHASE_COLUMNS,
@@ -109,8 +109,18 @@ export class Store {
   }
 
   /** A hot statement, compiled once (see runPrepared): `key` names it and whatever besides its arguments' names varies its SQL. */
-  #prepared<A extends Record<string, unknown>, R>(key: string, args: A, build: (db: Kysely<Database>, args: A) => Compilable<R>) {
-    return runPrepared(this.db, this.engine, key, args, build);
+  #prepared<A extends Record<string, unknown>, R>(
+    key: string,
+    args: A,
+    build: (db: Kysely<Database>, args: A) => Compilable<R>,
+    options?: StatementOptions,
+  ) {
+    return runPrepared(this.db, this.engine, key, args, build, options);
+  }
+
+  /** A PostgreSQL statement in fixed SQL (a state transition in one statement), named like #prepared's. */
+  #statement<R>(sql: string, parameters: unknown[], options?: StatementOptions) {
+    return runStatement<R>(this.db, this.engine, sql, parameters, options);
   }
 
   close(): Promise<void> {
@@ -146,6 +156,36 @@ export class Store {
     const row = { ...purchase, status: 'pending' as const, refunded_cents: 0, stripe_refunded_cents: 0, created_at: at, updated_at: at };
     const { rows } = await this.#prepared('insertPendingPurchase', row, (db, a) => db.insertInto('purchases').values(a).returning(PURCHASE_COLUMNS));
     return rows[0]!;
+  }
+
+  /**
+   * Reads the customer and, when they have a saved card, records their purchase as pending with it
+   * (insertPendingPurchase): on PostgreSQL in one statement. `customer` is undefined when there is
+   * no such customer; `purchase` when nothing was recorded (no such customer, or no saved card).
+   */
+  async recordPendingPurchase(
+    userId: string,
+    purchase: Omit<NewPurchase, 'user_id' | 'payment_method_id' | 'status' | 'created_at' | 'updated_at' | 'refunded_cents' | 'stripe_refunded_cents'>,
+  ): Promise<{ customer: CustomerRow | undefined; purchase: PurchaseRow | undefined }> {
+    if (this.engine !== 'postgres') {
+      const customer = await this.findCustomer(userId);
+      if (!customer?.payment_method_id) return { customer, purchase: undefined };
+      return { customer, purchase: await this.insertPendingPurchase({ ...purchase, user_id: userId, payment_method_id: customer.payment_method_id }) };
+    }
+    const { rows } = await this.#statement<{ customer: CustomerRow; purchase: PurchaseRow | null }>(RECORD_PENDING_PURCHASE, [
+      userId,
+      purchase.transaction_id,
+      purchase.package_id,
+      purchase.package_name,
+      purchase.amount_cents,
+      purchase.currency,
+      purchase.coins,
+      purchase.payment_intent_id,
+      purchase.failure_code,
+      now(),
+    ]);
+    const row = rows[0];
+    return { customer: row?.customer, purchase: row?.purchase ?? undefined };
   }
 
   findPurchase(transactionId: string): Promise<PurchaseRow | undefined> {
@@ -234,6 +274,47 @@ export class Store {
         .returning(PURCHASE_COLUMNS),
     );
     return rows[0];
+  }
+
+  /**
+   * Moves a purchase to `succeeded` (if its status allows it) and credits its coins (if its
+   * PaymentIntent's credit was not posted before): movePurchase and postJournal together. Returns the
+   * moved row, or undefined when the purchase was not moved (then nothing was credited and the row is
+   * not held: lock it to read it); `balance` is the player's after the credit this call made. On
+   * PostgreSQL one statement does it all (the row stays locked by its update until the transaction
+   * ends); the unique (kind, reference) of a journal still makes the credit happen at most once.
+   */
+  async creditPurchase(
+    transactionId: string,
+    paymentIntentId: string,
+    counterAccount: string,
+  ): Promise<{ purchase: PurchaseRow | undefined; balance: number | undefined }> {
+    if (this.engine !== 'postgres') {
+      await this.lockPurchase(transactionId);
+      const moved = await this.movePurchase(transactionId, 'succeeded', { payment_intent_id: paymentIntentId, failure_code: null });
+      if (!moved) return { purchase: undefined, balance: undefined };
+      const balance = await this.postJournal({
+        kind: 'purchase',
+        reference: paymentIntentId,
+        userId: moved.user_id,
+        transactionId,
+        memo: moved.package_name,
+        amount: moved.coins,
+        counterAccount,
+      });
+      return { purchase: moved, balance };
+    }
+    const { rows } = await this.#statement<PurchaseRow & { new_balance: number | null }>(CREDIT_PURCHASE, [
+      transactionId,
+      paymentIntentId,
+      now(),
+      counterAccount,
+      PURCHASE_TRANSITIONS.succeeded,
+    ]);
+    const row = rows[0];
+    if (!row) return { purchase: undefined, balance: undefined };
+    const { new_balance: balance, ...purchase } = row;
+    return { purchase, balance: balance ?? undefined };
   }
 
   // Refunds
@@ -389,6 +470,7 @@ export class Store {
    * the unique constraint is what makes every credit and clawback happen at most once.
    */
   async postJournal(input: JournalInput): Promise<number | undefined> {
+    if (this.engine === 'postgres') return this.#postJournalInOneStatement(input);
     const at = now();
     const journalRow = {
       kind: input.kind,
@@ -449,6 +531,33 @@ export class Store {
       ]),
     );
     return updated.currency_balance;
+  }
+
+  /**
+   * postJournal on PostgreSQL: the journal, the balance and both entries in one statement. A debit
+   * that would overdraw (or a customer that does not exist) leaves the balance alone and throws, which
+   * rolls the transaction back with the journal row this statement wrote; so it runs in one.
+   */
+  async #postJournalInOneStatement(input: JournalInput): Promise<number | undefined> {
+    if (!this.db.isTransaction) return this.transaction((tx) => tx.postJournal(input));
+    const { rows } = await this.#statement<{ journal_id: number | null; balance: number | null }>(POST_JOURNAL, [
+      input.kind,
+      input.reference,
+      input.userId,
+      input.transactionId,
+      input.memo ?? null,
+      now(),
+      input.amount,
+      input.mustNotOverdraw ? -input.amount : Number.MIN_SAFE_INTEGER,
+      playerAccount(input.userId),
+      input.counterAccount,
+    ]);
+    const row = rows[0];
+    if (!row || row.journal_id === null) return undefined;
+    if (row.balance !== null) return row.balance;
+    const customer = await this.findCustomer(input.userId);
+    if (!customer) throw new Error(`ledger: no customer ${input.userId}`);
+    throw new InsufficientBalance(customer.currency_balance);
   }
 
   /** Coins the player's journals of these kinds moved for one purchase (negative for clawbacks). */
@@ -574,6 +683,8 @@ export class Store {
         .where('scope', '=', a.scope)
         .where('key', '=', a.key)
         .where('state', '=', 'in_progress'),
+      // Nothing reads its answer: it travels with the transaction's next statement or its COMMIT.
+      { writeBehind: true },
     );
   }
 
@@ -648,7 +759,16 @@ export class Store {
    * the number updates the player's row, which holds it until the transaction ends: one player's
    * notifications are numbered in commit order, with no gaps and no duplicates.
    */
-  async insertNotification(input: { id: string; type: string; userId: string; data: Record<string, unknown> }): Promise<NotificationRow> {
+  async insertNotification(input: { id: string; type: string; userId: string; data: Record<string, unknown> }): Promise<void> {
+    const at = now();
+    if (this.engine === 'postgres') {
+      // One statement takes the number and writes the row; nothing reads its answer, so it travels
+      // with the transaction's next statement. An unknown customer gives no number: user_seq NOT NULL refuses the row.
+      const body = JSON.stringify(input.data);
+      await this.#statement(INSERT_NOTIFICATION, [input.userId, input.id, input.type, body === '{}' ? '{' : `${body.slice(0, -1)},`, at], { writeBehind: true });
+      this.#wroteNotifications();
+      return;
+    }
     const { rows } = await this.#prepared('nextNotificationSeq', { userId: input.userId }, (db, a) =>
       db
         .updateTable('customers')
@@ -658,7 +778,6 @@ export class Store {
     );
     const userSeq = rows[0]?.notification_seq;
     if (userSeq === undefined) throw new Error(`notification for unknown customer ${input.userId}`);
-    const at = now();
     const row = {
       id: input.id,
       type: input.type,
@@ -675,9 +794,8 @@ export class Store {
       lease_until: null,
       delivered_at: null,
     };
-    const inserted = await this.#prepared('insertNotification', row, (db, a) => db.insertInto('notifications').values(a).returning('seq'));
+    await this.#prepared('insertNotification', row, (db, a) => db.insertInto('notifications').values(a));
     this.#wroteNotifications();
-    return { ...row, seq: Number(inserted.rows[0]?.seq) };
   }
 
   /** The feed, newest first: `limit` notifications before `before` (a seq), of a type and status when given. */
@@ -776,3 +894,85 @@ export class Store {
     return { count: Number(row.count), oldest: row.oldest ?? null };
   }
 }
+
+/** The columns of a purchase row, as a SELECT or RETURNING list. */
+const PURCHASE_LIST = PURCHASE_COLUMNS.map((column) => `"${column}"`).join(', ');
+
+/**
+ * creditPurchase on PostgreSQL, in one statement: the purchase moves to succeeded (if its status
+ * allows), its journal is written unless one exists for the PaymentIntent (the unique (kind, reference)),
+ * and only then the balance and both entries. $1 transaction id, $2 PaymentIntent id, $3 time,
+ * $4 counter-account, $5 the statuses a purchase may succeed from.
+ */
+const CREDIT_PURCHASE = `WITH moved AS (
+  UPDATE purchases SET status = 'succeeded', payment_intent_id = $2, failure_code = NULL, updated_at = $3
+  WHERE transaction_id = $1 AND status = ANY($5::text[])
+  RETURNING ${PURCHASE_LIST}
+), journal AS (
+  INSERT INTO ledger_journals (kind, reference, user_id, transaction_id, memo, created_at)
+  SELECT 'purchase', $2, user_id, transaction_id, package_name, $3 FROM moved
+  ON CONFLICT (kind, reference) DO NOTHING
+  RETURNING id
+), balance AS (
+  UPDATE customers SET currency_balance = customers.currency_balance + moved.coins
+  FROM moved, journal WHERE customers.user_id = moved.user_id
+  RETURNING customers.currency_balance
+), entries AS (
+  INSERT INTO ledger_entries (journal_id, account, amount, balance_after, created_at)
+  SELECT journal.id, 'player:' || moved.user_id, moved.coins, balance.currency_balance, $3 FROM journal, moved, balance
+  UNION ALL
+  SELECT journal.id, $4::text, -moved.coins, NULL, $3 FROM journal, moved, balance
+)
+SELECT moved.*, (SELECT currency_balance FROM balance) AS new_balance FROM moved`;
+
+/**
+ * postJournal on PostgreSQL, in one statement: the journal unless one exists for (kind, reference),
+ * then the balance, only if it stays at or above $8, then both entries. $1 kind, $2 reference,
+ * $3 user, $4 transaction id, $5 memo, $6 time, $7 amount, $8 the lowest balance allowed before it,
+ * $9 the player's account, $10 the counter-account.
+ */
+const POST_JOURNAL = `WITH journal AS (
+  INSERT INTO ledger_journals (kind, reference, user_id, transaction_id, memo, created_at)
+  VALUES ($1, $2, $3, $4, $5, $6)
+  ON CONFLICT (kind, reference) DO NOTHING
+  RETURNING id
+), balance AS (
+  UPDATE customers SET currency_balance = customers.currency_balance + $7::bigint
+  FROM journal WHERE customers.user_id = $3 AND customers.currency_balance >= $8::bigint
+  RETURNING customers.currency_balance
+), entries AS (
+  INSERT INTO ledger_entries (journal_id, account, amount, balance_after, created_at)
+  SELECT journal.id, $9::text, $7::bigint, balance.currency_balance, $6 FROM journal, balance
+  UNION ALL
+  SELECT journal.id, $10::text, -$7::bigint, NULL, $6 FROM journal, balance
+)
+SELECT (SELECT id FROM journal) AS journal_id, (SELECT currency_balance FROM balance) AS balance`;
+
+/**
+ * insertNotification on PostgreSQL: the player's next number and the row in one statement. $1 user,
+ * $2 id, $3 type, $4 the data's JSON without its closing brace (the number goes last, as "sequence"),
+ * $5 time.
+ */
+const INSERT_NOTIFICATION = `WITH numbered AS (
+  UPDATE customers SET notification_seq = notification_seq + 1 WHERE user_id = $1 RETURNING notification_seq
+)
+INSERT INTO notifications (id, type, user_id, user_seq, data, created_at, status, attempts, next_attempt_at, retry_from)
+SELECT $2, $3, $1, numbered.notification_seq, $4::text || '"sequence":' || numbered.notification_seq || '}', $5, 'pending', 0, $5, $5
+FROM (SELECT 1) AS one LEFT JOIN numbered ON true`;
+
+/**
+ * recordPendingPurchase on PostgreSQL: the customer, and the pending purchase made with their saved
+ * card, in one statement; each comes back as JSON (a customer's and a purchase's columns share names).
+ * $1 user, $2 transaction id, $3 package id, $4 package name, $5 amount, $6 currency, $7 coins,
+ * $8 PaymentIntent id, $9 failure code, $10 time.
+ */
+const RECORD_PENDING_PURCHASE = `WITH customer AS (
+  SELECT ${CUSTOMER_COLUMNS.map((column) => `"${column}"`).join(', ')} FROM customers WHERE user_id = $1
+), purchase AS (
+  INSERT INTO purchases (transaction_id, user_id, package_id, package_name, amount_cents, currency, coins, payment_method_id,
+    payment_intent_id, failure_code, status, refunded_cents, stripe_refunded_cents, created_at, updated_at)
+  SELECT $2, customer.user_id, $3, $4, $5, $6, $7, customer.payment_method_id, $8, $9, 'pending', 0, 0, $10, $10
+  FROM customer WHERE customer.payment_method_id IS NOT NULL
+  RETURNING ${PURCHASE_LIST}
+)
+SELECT row_to_json(customer) AS customer, row_to_json(purchase) AS purchase FROM customer LEFT JOIN purchase ON true`;
