@@ -11,6 +11,7 @@ import {
   TransactionHistory,
   TransactionStatus,
 } from './purchase.js';
+import { CheckoutSessionCreated, CreateCheckoutSessionRequest } from './checkout-session.js';
 import { LedgerEntry, LedgerPage, LedgerReason, SpendCurrencyRequest, SpendResult, StripeEvent, WebhookAck } from './ledger.js';
 import { SimulateAuthenticationRequest, SimulateDisputeClosedRequest, SimulationResult } from './simulator.js';
 import { Health, Readiness } from './operations.js';
@@ -38,6 +39,8 @@ export const namedSchemas = [
   TransactionHistory,
   Purchase,
   RefundPurchaseRequest,
+  CreateCheckoutSessionRequest,
+  CheckoutSessionCreated,
   SpendCurrencyRequest,
   SpendResult,
   LedgerReason,

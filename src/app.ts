@@ -12,6 +12,7 @@ import errors from './plugins/errors.js';
 import openapi from './plugins/openapi.js';
 import catalogRoutes from './routes/catalog/index.js';
 import checkoutRoutes from './routes/checkout/index.js';
+import checkoutSessionRoutes from './routes/checkout-sessions/index.js';
 import clientTokenRoutes from './routes/client-tokens/index.js';
 import customerRoutes from './routes/customers/index.js';
 import paymentMethodRoutes from './routes/payment-methods/index.js';
@@ -238,6 +239,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(clientTokenRoutes);
   await app.register(paymentMethodRoutes);
   await app.register(purchaseRoutes);
+  await app.register(checkoutSessionRoutes);
   await app.register(ledgerRoutes);
   await app.register(notificationRoutes);
   await app.register(webhookRoutes);

@@ -29,6 +29,8 @@ export const problemTypes = {
   payment_provider_refused: { status: 424, title: 'Payment provider refused' },
   service_unavailable: { status: 503, title: 'Service unavailable' },
   authentication_failed: { status: 400, title: 'Authentication failed' },
+  checkout_expired: { status: 400, title: 'Checkout expired' },
+  async_payment_failed: { status: 400, title: 'Payment failed' },
   insufficient_balance: { status: 400, title: 'Insufficient coin balance' },
   purchase_not_found: { status: 404, title: 'Purchase not found' },
   notification_not_found: { status: 404, title: 'Notification not found' },
