@@ -13,7 +13,7 @@ import {
 } from './purchase.js';
 import { CheckoutSessionCreated, CreateCheckoutSessionRequest } from './checkout-session.js';
 import { LedgerEntry, LedgerPage, LedgerReason, SpendCurrencyRequest, SpendResult, StripeEvent, WebhookAck } from './ledger.js';
-import { SimulateAuthenticationRequest, SimulateDisputeClosedRequest, SimulationResult } from './simulator.js';
+import { SimulateAuthenticationRequest, SimulateCheckoutRequest, SimulateDisputeClosedRequest, SimulationResult } from './simulator.js';
 import { Health, Readiness } from './operations.js';
 import { ClientToken, ClientTokenRequest } from './client-token.js';
 import { Notification, NotificationDelivery, NotificationPage, NotificationType, PurchaseEventData, SpendEventData } from './notification.js';
@@ -50,6 +50,7 @@ export const namedSchemas = [
   WebhookAck,
   SimulateAuthenticationRequest,
   SimulateDisputeClosedRequest,
+  SimulateCheckoutRequest,
   SimulationResult,
   NotificationType,
   PurchaseEventData,

@@ -423,6 +423,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/simulator/checkout-sessions/{session_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Simulate a Checkout Session being paid, failing a delayed payment, or expiring
+         * @description What happens on Stripe's hosted page or with time: the session's `checkout.session.*` webhooks (and the PaymentIntent's) are delivered before this answers. The page itself is at the session's `checkout_url`.
+         */
+        post: operations["simulateCheckout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1139,6 +1159,16 @@ export interface components {
         SimulateDisputeClosedRequest: {
             /** @description How the cardholder's bank decided. */
             outcome: "won" | "lost";
+        };
+        /**
+         * SimulateCheckoutRequest
+         * @example {
+         *       "outcome": "complete"
+         *     }
+         */
+        SimulateCheckoutRequest: {
+            /** @description `complete`: the customer pays (card, wallet). `fail`: the customer starts a delayed payment (a bank debit) that the bank then refuses. `expire`: the session expires unpaid. */
+            outcome: "complete" | "fail" | "expire";
         };
         /**
          * SimulationResult
@@ -3958,7 +3988,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such simulated PaymentIntent or dispute, or (with a client token) no purchase of this player has it. */
+            /** @description No such simulated PaymentIntent, dispute or Checkout Session, or (with a client token) no purchase of this player has it. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4108,7 +4138,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such simulated PaymentIntent or dispute, or (with a client token) no purchase of this player has it. */
+            /** @description No such simulated PaymentIntent, dispute or Checkout Session, or (with a client token) no purchase of this player has it. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4249,7 +4279,166 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such simulated PaymentIntent or dispute, or (with a client token) no purchase of this player has it. */
+            /** @description No such simulated PaymentIntent, dispute or Checkout Session, or (with a client token) no purchase of this player has it. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The simulated object is not in a state that allows this. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this API key (or IP); see `Retry-After`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; the body never shows its cause. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service is overloaded or its database cannot be reached; nothing was changed. Retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    simulateCheckout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A simulated Checkout Session (`cs_sim_…`). */
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "outcome": "complete"
+                 *     }
+                 */
+                "application/json": components["schemas"]["SimulateCheckoutRequest"];
+            };
+        };
+        responses: {
+            /** @description The purchase after the checkout.session webhooks. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "purchase": {
+                     *         "transaction_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+                     *         "user_id": "3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70",
+                     *         "package_id": "package_1",
+                     *         "package_name": "Starter Pack",
+                     *         "amount_paid": 1000,
+                     *         "currency": "usd",
+                     *         "currency_purchased": 100,
+                     *         "status": "completed",
+                     *         "payment_intent_id": "pi_3Q1w2E3r4T5y6U7i",
+                     *         "amount_refunded": 0,
+                     *         "created_at": "2024-01-01T00:00:00.000Z",
+                     *         "updated_at": "2024-01-01T00:00:01.000Z"
+                     *       },
+                     *       "dispute_id": "dp_sim_0a1b2c3d4e5f6a7b8c9d0e1f"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["SimulationResult"];
+                };
+            };
+            /** @description The request is malformed; `errors` names each invalid field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such simulated PaymentIntent, dispute or Checkout Session, or (with a client token) no purchase of this player has it. */
             404: {
                 headers: {
                     [name: string]: unknown;

@@ -52,6 +52,7 @@ t.test('the document names every shape and describes every operation', async (t)
       'redeliverNotification',
       'refundPurchase',
       'simulateAuthentication',
+      'simulateCheckout',
       'simulateDispute',
       'simulateDisputeClosed',
       'spendCurrency',
