@@ -495,7 +495,7 @@ export interface components {
              */
             detail: string;
             /**
-             * @description Stable, machine-readable error code, e.g. `customer_not_found`, `invalid_package`, `no_payment_method`, `card_declined`, `insufficient_funds`, `checkout_expired`, `async_payment_failed`, `validation_error`.
+             * @description Stable, machine-readable error code, e.g. `customer_not_found`, `invalid_package`, `no_payment_method`, `card_declined`, `insufficient_funds`, `checkout_expired`, `async_payment_failed`, `invalid_return_url`, `validation_error`.
              * @example customer_not_found
              */
             code: string;
@@ -2952,7 +2952,7 @@ export interface operations {
                     "application/json": components["schemas"]["CheckoutSessionCreated"];
                 };
             };
-            /** @description The package is unknown, or a return URL is not allowed (nothing was recorded). */
+            /** @description The package is unknown, or a return URL is not allowed (`errors` names the field); nothing was recorded. */
             400: {
                 headers: {
                     [name: string]: unknown;

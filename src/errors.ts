@@ -30,6 +30,7 @@ export const problemTypes = {
   service_unavailable: { status: 503, title: 'Service unavailable' },
   authentication_failed: { status: 400, title: 'Authentication failed' },
   checkout_expired: { status: 400, title: 'Checkout expired' },
+  invalid_return_url: { status: 400, title: 'Return URL not allowed' },
   async_payment_failed: { status: 400, title: 'Payment failed' },
   insufficient_balance: { status: 400, title: 'Insufficient coin balance' },
   purchase_not_found: { status: 404, title: 'Purchase not found' },

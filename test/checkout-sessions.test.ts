@@ -226,17 +226,17 @@ t.test('refused before anything is recorded or sent to Stripe', async (t) => {
   const sentBefore = stripe.requests.length;
 
   const cases: [string, Record<string, unknown>, number, string, string | undefined][] = [
-    ['another origin', { success_url: 'https://evil.example/done' }, 400, 'validation_error', 'Invalid input: body/success_url must be on an origin in CHECKOUT_RETURN_ORIGINS (https://evil.example is not)'],
-    ['javascript:', { cancel_url: 'javascript:alert(1)' }, 400, 'validation_error', 'Invalid input: body/cancel_url must be an absolute https URL'],
-    ['a relative URL', { success_url: '/coins/done' }, 400, 'validation_error', 'Invalid input: body/success_url must be an absolute https URL'],
-    ['http on an allowed host', { success_url: 'http://shop.example.com/done' }, 400, 'validation_error', 'Invalid input: body/success_url must be an absolute https URL'],
+    ['another origin', { success_url: 'https://evil.example/done' }, 400, 'invalid_return_url', 'Return URL not allowed: body/success_url must be on an origin in CHECKOUT_RETURN_ORIGINS (https://evil.example is not)'],
+    ['javascript:', { cancel_url: 'javascript:alert(1)' }, 400, 'invalid_return_url', 'Return URL not allowed: body/cancel_url must be an absolute https URL'],
+    ['a relative URL', { success_url: '/coins/done' }, 400, 'invalid_return_url', 'Return URL not allowed: body/success_url must be an absolute https URL'],
+    ['http on an allowed host', { success_url: 'http://shop.example.com/done' }, 400, 'invalid_return_url', 'Return URL not allowed: body/success_url must be an absolute https URL'],
     ['an unknown package', { package_id: 'package_9' }, 400, 'invalid_package', 'Invalid package ID'],
     ['an unknown player', { user_id: '00000000-0000-4000-8000-000000000000' }, 404, 'customer_not_found', 'Customer not found'],
   ];
   for (const [what, change, status, code, detail] of cases) {
     const response = await app.inject({ method: 'POST', url: '/stripe/checkout-sessions', headers: auth, payload: { ...urls, user_id, package_id: 'package_1', ...change } });
     const body = expectProblem(t, response, status, code, detail);
-    if (code === 'validation_error') t.match(body['errors'], [{ field: `body/${Object.keys(change)[0]}` }], `${what}: names the field`);
+    if (code === 'invalid_return_url') t.match(body['errors'], [{ field: `body/${Object.keys(change)[0]}` }], `${what}: names the field`);
   }
   const token = json(await app.inject({ method: 'POST', url: '/stripe/client-tokens', headers: auth, payload: { user_id: other.user_id } }))['token'];
   const forbidden = await app.inject({

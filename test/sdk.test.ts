@@ -56,7 +56,7 @@ t.test('Stripe Checkout through the generated SDK: open a session, pay it (simul
   const refused = await shop.POST('/stripe/checkout-sessions', {
     body: { user_id, package_id: 'package_1', success_url: 'https://elsewhere.example/done', cancel_url: `${baseUrl}/checkout` },
   });
-  t.equal(refused.error?.code, 'validation_error');
+  t.equal(refused.error?.code, 'invalid_return_url');
   t.match(refused.error?.errors, [{ field: 'body/success_url' }]);
 });
 

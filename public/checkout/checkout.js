@@ -446,11 +446,12 @@ function returnFromCheckout() {
   const outcome = new URLSearchParams(location.search).get('checkout');
   if (outcome !== 'paid' && outcome !== 'canceled') return null;
   history.replaceState(null, '', location.pathname);
-  let trip = null;
+  let trip;
   try {
     trip = JSON.parse(sessionStorage.getItem(CHECKOUT_TRIP) ?? 'null');
     sessionStorage.removeItem(CHECKOUT_TRIP);
   } catch {
+    // Storage is off, or what it held is not ours: the page starts afresh.
     trip = null;
   }
   if (trip === null || typeof trip.userId !== 'string' || typeof trip.transactionId !== 'string') return null;

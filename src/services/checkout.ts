@@ -36,7 +36,7 @@ export function returnUrlProblem(value: string, allowedOrigins: ReadonlySet<stri
   return undefined;
 }
 
-/** Refuses (400 validation_error, naming each field) return URLs Stripe must not send the customer to. */
+/** Refuses (400 invalid_return_url, naming each field in `errors`) return URLs Stripe must not send the customer to. */
 export function checkReturnUrls(
   input: Pick<CreateCheckoutSessionRequest, 'success_url' | 'cancel_url'>,
   allowedOrigins: ReadonlySet<string>,
@@ -47,7 +47,7 @@ export function checkReturnUrls(
     return problem === undefined ? [] : [{ field: `body/${field}`, message: problem }];
   });
   const first = errors[0];
-  if (first) throw new ProblemError('validation_error', `Invalid input: ${first.field} ${first.message}`, { errors });
+  if (first) throw new ProblemError('invalid_return_url', `Return URL not allowed: ${first.field} ${first.message}`, { errors });
 }
 
 type Recorded = { purchase: PurchaseRow; customer: CustomerRow };

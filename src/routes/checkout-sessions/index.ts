@@ -39,9 +39,10 @@ const checkoutSessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
         body: ref(CreateCheckoutSessionRequest),
         response: {
           200: { ...ref(CheckoutSessionCreated), description: 'The session is open: redirect the customer to `checkout_url`.' },
-          400: problemResponse('The package is unknown, or a return URL is not allowed (nothing was recorded).', {
+          400: problemResponse('The package is unknown, or a return URL is not allowed (`errors` names the field); nothing was recorded.', {
             invalid_package: 'Invalid package ID',
-            validation_error: 'Invalid input: body/success_url must be on an origin in CHECKOUT_RETURN_ORIGINS (https://evil.example is not)',
+            invalid_return_url: 'Return URL not allowed: body/success_url must be on an origin in CHECKOUT_RETURN_ORIGINS (https://evil.example is not)',
+            validation_error: 'Invalid input: body/success_url is required',
             checkout_expired: 'The Stripe Checkout Session expired before the customer paid; nothing was charged',
           }),
           404: customerNotFound,
