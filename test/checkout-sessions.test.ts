@@ -5,9 +5,10 @@
  */
 import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
+import { loadConfig } from '../src/config.js';
 import { reconcile } from '../src/services/reconcile.js';
 import { webhookRequest, type FakeStripe, type StripeEventObject } from './support/fake-stripe.js';
-import { buildAppOnFakeStripe, createCustomer, customerWithCard, expectProblem, get, json, storeCounts } from './support/helper.js';
+import { buildAppOnFakeStripe, buildTestApp, createCustomer, customerWithCard, expectProblem, get, json, post, storeCounts } from './support/helper.js';
 
 const SECRET = 'whsec_test_checkout';
 const SHOP = 'https://shop.example.com';
@@ -265,4 +266,66 @@ t.test('a card purchase is untouched by Checkout: the saved-card flow still need
   t.equal(bought.statusCode, 200);
   const { user_id: cardless } = await createCustomer(app);
   expectProblem(t, await app.inject({ method: 'POST', url: '/stripe/purchase-currency', payload: { user_id: cardless, package_id: 'package_1' } }), 400, 'no_payment_method');
+});
+
+t.test('CHECKOUT_RETURN_ORIGINS must be https origins: a bad value stops the start with one line naming it', async (t) => {
+  for (const bad of ['http://shop.example.com', 'https://shop.example.com/coins', 'shop.example.com', 'https://a.example.com,,https://b.example.com']) {
+    t.throws(() => loadConfig({ CHECKOUT_RETURN_ORIGINS: bad }), { name: 'ConfigError', variable: 'CHECKOUT_RETURN_ORIGINS', message: /^Invalid configuration: CHECKOUT_RETURN_ORIGINS must be [^\n]+$/ }, bad);
+  }
+  t.equal(loadConfig({ CHECKOUT_RETURN_ORIGINS: 'https://shop.example.com,https://m.example.com:8443' }).CHECKOUT_RETURN_ORIGINS, 'https://shop.example.com,https://m.example.com:8443');
+  t.throws(() => loadConfig({ CHECKOUT_EXPIRY_MINUTES: '10' }), { name: 'ConfigError', variable: 'CHECKOUT_EXPIRY_MINUTES' }, "below Stripe's 30 minutes");
+});
+
+t.test('offline: the simulated hosted page, and the simulator completing, failing or expiring a session', async (t) => {
+  const app = await buildTestApp(t);
+  const base = 'http://localhost:80';
+  const open = async (userId: string) => {
+    const response = await app.inject({
+      method: 'POST',
+      url: '/stripe/checkout-sessions',
+      headers: { host: 'localhost:80' },
+      payload: { user_id: userId, package_id: 'package_3', success_url: `${base}/checkout?checkout=paid&session_id={CHECKOUT_SESSION_ID}`, cancel_url: `${base}/checkout?checkout=canceled` },
+    });
+    t.equal(response.statusCode, 200, response.body);
+    return json(response) as { session_id: string; checkout_url: string; transaction_id: string };
+  };
+  const { user_id } = await createCustomer(app);
+
+  const first = await open(user_id);
+  t.equal(first.checkout_url, `http://localhost/checkout/pay/${first.session_id}`, "in development coinshop's own origin is a return origin, and hosts the page");
+  const shown = await app.inject({ method: 'GET', url: `/checkout/pay/${first.session_id}` });
+  t.equal(shown.statusCode, 200);
+  t.match(shown.headers['content-type'], /^text\/html/);
+  t.match(shown.headers['content-security-policy'], /default-src 'none'.*form-action 'self' http:\/\/localhost/);
+  t.notMatch(shown.body, /<script/i, 'the page runs no script');
+  t.match(shown.body, /Premium Pack/);
+  t.match(shown.body, /\$50\.00/);
+  t.match(shown.body, /value="pm_card_visa" checked/);
+
+  const declined = await app.inject({ method: 'POST', url: `/checkout/pay/${first.session_id}`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'action=pay&card=pm_card_chargeDeclined' });
+  t.equal(declined.statusCode, 402);
+  t.match(declined.body, /Your card was declined \(card_declined\)/);
+  t.match(json(await get(app, `/stripe/purchases/${first.transaction_id}`)), { status: 'pending' }, 'a decline leaves the session open');
+  const canceled = await app.inject({ method: 'POST', url: `/checkout/pay/${first.session_id}`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'action=cancel' });
+  t.equal(canceled.statusCode, 303);
+  t.equal(canceled.headers['location'], `${base}/checkout?checkout=canceled`);
+  const paid = await app.inject({ method: 'POST', url: `/checkout/pay/${first.session_id}`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'action=pay&card=pm_card_visa' });
+  t.equal(paid.statusCode, 303);
+  t.equal(paid.headers['location'], `${base}/checkout?checkout=paid&session_id=${first.session_id}`, '{CHECKOUT_SESSION_ID} filled in');
+  t.match(json(await get(app, `/stripe/purchases/${first.transaction_id}`)), { status: 'completed', currency_purchased: 700 }, 'the webhooks credited it');
+  const again = await app.inject({ method: 'POST', url: `/checkout/pay/${first.session_id}`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'action=pay' });
+  t.equal(again.statusCode, 409, 'a paid session cannot be paid again');
+  t.equal((await app.inject({ method: 'GET', url: '/checkout/pay/cs_sim_unknown' })).statusCode, 404);
+
+  const failing = await open(user_id);
+  const failed = await post(app, `/simulator/checkout-sessions/${failing.session_id}`, { outcome: 'fail' });
+  t.match(json(failed), { purchase: { status: 'failed', failure_code: 'async_payment_failed' } });
+  const expiring = await open(user_id);
+  const expired = await post(app, `/simulator/checkout-sessions/${expiring.session_id}`, { outcome: 'expire' });
+  t.match(json(expired), { purchase: { status: 'failed', failure_code: 'checkout_expired' } });
+  expectProblem(t, await post(app, `/simulator/checkout-sessions/${expiring.session_id}`, { outcome: 'complete' }), 409, 'invalid_state');
+  expectProblem(t, await post(app, '/simulator/checkout-sessions/cs_sim_unknown', { outcome: 'complete' }), 404, 'not_found');
+  t.equal(json(await get(app, `/stripe/customer/${user_id}`))['currency_balance'], 700, 'only the paid session credited');
+  const notified = await app.store.db.selectFrom('notifications').select('type').where('user_id', '=', user_id).orderBy('seq').execute();
+  t.same(notified.map((n) => n.type), ['purchase.succeeded', 'purchase.failed', 'purchase.failed'], 'the game hears of each, as of card purchases');
 });

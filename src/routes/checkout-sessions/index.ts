@@ -71,7 +71,8 @@ const checkoutSessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const origin = `${request.protocol}://${request.host}`;
+      // As URL normalises it (no default port), so it compares equal to a return URL's origin.
+      const origin = new URL(`${request.protocol}://${request.host}`).origin;
       // Before anything is recorded: a refused URL leaves no purchase and no key behind.
       checkReturnUrls(request.body, allowedOrigins, development ? origin : undefined);
       const begun = await beginCheckout(app, request.body, request.idempotencyKey);
