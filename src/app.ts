@@ -31,6 +31,7 @@ import protection, { API_SECURITY_HEADERS } from './plugins/protection.js';
 import healthRoutes from './routes/health/index.js';
 import storePlugin from './store/plugin.js';
 import { RequestLogger } from './logger.js';
+import { lazySerializers } from './serialization.js';
 import { illFormedString, UNSTORABLE_TEXT, validatorCompiler } from './validation.js';
 import packageJson from '../package.json' with { type: 'json' };
 
@@ -122,6 +123,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const catalog = loadCatalog(config.CATALOG_FILE);
 
   const app = Fastify({
+    schemaController: { compilersFactory: { buildSerializer: lazySerializers } },
     logger: options.logger ?? false,
     logController: new OneLinePerRequest(),
     ...(options.logger ? { childLoggerFactory: (logger, bindings, childOptions) => new RequestLogger(logger, bindings, childOptions) } : {}),

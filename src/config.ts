@@ -130,12 +130,6 @@ export const ConfigSchema = Type.Object({
     default: 1000,
     description: 'Shed load (503 with `Retry-After`) when the event loop lags more than this; `0` turns load shedding off.',
   }),
-  HEAP_GROWTH_PERCENT: Type.Integer({
-    minimum: 0,
-    maximum: 400,
-    default: 50,
-    description: "How far (in %) the JavaScript heap may grow past what is still live before the next full garbage collection (V8's `--heap-growing-percent`). `0` = V8's own choice, which lets a busy server hold up to 3× its live memory as garbage.",
-  }),
   REQUEST_TIMEOUT_MS: Type.Integer({
     minimum: 1000,
     maximum: 600_000,
@@ -214,7 +208,6 @@ const hints: Partial<Record<keyof Config, string>> = {
   RATE_LIMIT_PER_MINUTE: 'an integer from 1 to 1000000',
   TRUST_PROXY: 'a number of proxy hops (such as 1) or comma-separated proxy addresses or CIDRs',
   MAX_EVENT_LOOP_DELAY_MS: '0 (off) or an integer number of milliseconds from 10 to 60000',
-  HEAP_GROWTH_PERCENT: "an integer percentage from 0 (V8's own) to 400",
   REQUEST_TIMEOUT_MS: 'an integer number of milliseconds from 1000 to 600000',
   MAX_CONNECTIONS: 'an integer from 0 (no cap) to 1000000',
   SHUTDOWN_GRACE_MS: 'an integer number of milliseconds from 1000 to 600000',
@@ -258,6 +251,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(variable, `Invalid configuration: ${variable} must be ${hint}${got}`);
   }
   const config = converted as Config;
+  if (env['HEAP_GROWTH_PERCENT'] !== undefined) {
+    // V8 reads its heap settings as node flags at start; one changed in a running process is not supported.
+    throw new ConfigError('HEAP_GROWTH_PERCENT', 'Invalid configuration: HEAP_GROWTH_PERCENT is not read; give node --heap-growing-percent=N instead (docs/operations.md, Memory)');
+  }
   const publishableMode = /^pk_(test|live)_/.exec(config.STRIPE_PUBLISHABLE_KEY ?? '')?.[1];
   if (publishableMode !== undefined) {
     // A card Stripe.js makes can only be charged by the same Stripe account, in the same mode.

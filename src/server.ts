@@ -1,7 +1,6 @@
 import closeWithGrace from 'close-with-grace';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, loadDotEnv } from './config.js';
-import { limitHeapGrowth } from './heap.js';
 import { LogDestination } from './log-destination.js';
 import { loggerOptions } from './logger.js';
 
@@ -9,7 +8,6 @@ import { loggerOptions } from './logger.js';
 async function main() {
   loadDotEnv();
   const config = loadConfig();
-  limitHeapGrowth(config.HEAP_GROWTH_PERCENT);
   const logs = new LogDestination(1);
   const app = await buildApp({ config, logger: loggerOptions(config, logs) });
 

@@ -29,7 +29,7 @@ t.test('a bad value is refused with one line naming the variable', async (t) => 
     [{ MAX_EVENT_LOOP_DELAY_MS: '5' }, 'MAX_EVENT_LOOP_DELAY_MS', /MAX_EVENT_LOOP_DELAY_MS must be 0 \(off\) or an integer number of milliseconds from 10 to 60000/],
     [{ DATABASE_URL: 'postgres://coinshop:hunter2@db/coinshop', DATABASE_POOL_SIZE: 'many' }, 'DATABASE_POOL_SIZE', /DATABASE_POOL_SIZE must be/],
     [{ DATABASE_PREPARED_STATEMENTS: 'maybe' }, 'DATABASE_PREPARED_STATEMENTS', /DATABASE_PREPARED_STATEMENTS must be true or false \(got "maybe"\)$/],
-    [{ HEAP_GROWTH_PERCENT: '-1' }, 'HEAP_GROWTH_PERCENT', /^Invalid configuration: HEAP_GROWTH_PERCENT must be an integer percentage from 0 \(V8's own\) to 400 \(got -1\)$/],
+    [{ HEAP_GROWTH_PERCENT: '50' }, 'HEAP_GROWTH_PERCENT', /^Invalid configuration: HEAP_GROWTH_PERCENT is not read; give node --heap-growing-percent=N instead \(docs\/operations\.md, Memory\)$/],
     [{ SQLITE_SYNCHRONOUS: 'OFF' }, 'SQLITE_SYNCHRONOUS', /^Invalid configuration: SQLITE_SYNCHRONOUS must be FULL \(every commit survives a power cut\) or NORMAL \(faster; a power cut can lose the last commits\) \(got "OFF"\)$/],
   ];
   for (const [env, variable, message] of cases) {

@@ -154,6 +154,7 @@ t.test('the image starts the server as npm start does, with the same node option
   t.ok(command, 'the Dockerfile has an exec-form CMD');
   t.same(JSON.parse(command ?? '[]'), packageJson.scripts.start.split(' '), `CMD ${command} runs "${packageJson.scripts.start}"`);
   t.match(packageJson.scripts.start, /--max-semi-space-size=\d+ /, 'with the young generation capped (docs/benchmarks.md, Memory)');
+  t.match(packageJson.scripts.start, /--heap-growing-percent=50 /, 'with the heap grown at most 50 % past live data between full collections (test/heap.test.ts)');
 });
 
 /** When a socket has closed (`once(socket, 'close')` would reject on the ECONNRESET a cut-off client may see). */

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { sql, type Kysely } from 'kysely';
 import t, { type Test } from 'tap';
-import { GroupSync, openSqlite, SyncThread, type OpenedSqlite } from '../src/store/sqlite.js';
+import { GroupSync, SyncThread, type OpenedSqlite } from '../src/store/sqlite-group-commit.js';
+import { openSqlite } from '../src/store/sqlite.js';
 import { exitCode, spawnProject } from './support/process.js';
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
@@ -289,14 +290,30 @@ t.test('NORMAL, and databases without a WAL, leave syncing to SQLite', async (t)
     await sql`create table t (id integer primary key)`.execute(db);
     await db.insertInto('t').values({ id: 1 }).execute();
     t.equal(opened.sync, undefined, `${path} ${synchronous}: no group commit`);
+    t.equal(opened.checkpointer, undefined, `${path} ${synchronous}: SQLite's own checkpoints`);
     t.same(await sql`pragma synchronous`.execute(db).then((r) => r.rows), [{ synchronous: level }], `${path} ${synchronous}: SQLite's own setting`);
     await db.destroy();
   }
   t.same(syncs, []);
 });
 
-t.test('prepared statements are reused, and a query past the cache size is still answered right', async (t) => {
-  const db = asTestDb(openSqlite(':memory:', { synchronous: 'FULL' }));
+t.test("Kysely's dialect (NORMAL) takes the write lock at BEGIN: another process's write waits for the transaction", async (t) => {
+  const path = join(tempDir(t), 'shop.db');
+  const db = asTestDb(openSqlite(path, { synchronous: 'NORMAL' }));
+  t.teardown(() => db.destroy());
+  await sql`create table t (id integer primary key)`.execute(db);
+  const other = new SQLite(path, { timeout: 0 });
+  t.teardown(() => other.close());
+  await db.transaction().execute(async (trx) => {
+    await trx.selectFrom('t').selectAll().execute();
+    t.throws(() => other.prepare('insert into t (id) values (1)').run(), { code: 'SQLITE_BUSY' }, 'a transaction that has only read already holds the write lock');
+  });
+  other.prepare('insert into t (id) values (2)').run();
+  t.same(await db.selectFrom('t').selectAll().execute(), [{ id: 2 }]);
+});
+
+t.test('the group-commit driver keeps statements prepared, and a query past the cache size is still answered right', async (t) => {
+  const db = asTestDb(openSqlite(join(tempDir(t), 'shop.db'), { synchronous: 'FULL' }));
   t.teardown(() => db.destroy());
   const answers: unknown[] = [];
   for (let round = 0; round < 2; round++) {
@@ -307,21 +324,23 @@ t.test('prepared statements are reused, and a query past the cache size is still
   t.equal(answers.length, 600);
 });
 
-t.test('callers take the connection in the order they asked for it', async (t) => {
-  const db = asTestDb(openSqlite(':memory:', { synchronous: 'FULL' }));
-  t.teardown(() => db.destroy());
-  await sql`create table t (id integer primary key)`.execute(db);
-  const order: number[] = [];
-  await Promise.all(
-    Array.from({ length: 20 }, (_, i) =>
-      db.transaction().execute(async (trx) => {
-        order.push(i);
-        await trx.insertInto('t').values({ id: i }).execute();
-        await tick();
-      }),
-    ),
-  );
-  t.same(order, Array.from({ length: 20 }, (_, i) => i));
+t.test('callers take the connection in the order they asked for it, with either driver', async (t) => {
+  for (const synchronous of ['FULL', 'NORMAL'] as const) {
+    const db = asTestDb(openSqlite(join(tempDir(t), 'shop.db'), { synchronous }));
+    t.teardown(() => db.destroy());
+    await sql`create table t (id integer primary key)`.execute(db);
+    const order: number[] = [];
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        db.transaction().execute(async (trx) => {
+          order.push(i);
+          await trx.insertInto('t').values({ id: i }).execute();
+          await tick();
+        }),
+      ),
+    );
+    t.same(order, Array.from({ length: 20 }, (_, i) => i), synchronous);
+  }
 });
 
 t.test('checkpoints run in a worker thread, not in commits: the WAL is copied into the database file and started over', async (t) => {

@@ -5,7 +5,7 @@ import fp from 'fastify-plugin';
 import { namedSchemas } from '../../schemas/index.js';
 import type { ProblemCode } from '../errors.js';
 import { problemResponse } from '../routes/problem-responses.js';
-import { webPageHeaders } from './protection.js';
+import { webPage } from './protection.js';
 
 export const apiTags = [
   { name: 'Catalog', description: 'The coin packages for sale.' },
@@ -191,25 +191,21 @@ export default fp(
           : documents.swaggerObject,
       refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     });
-    const pageHeaders = await webPageHeaders();
-    await app.register(swaggerUi, {
-      routePrefix: '/docs',
-      // A web page: helmet's headers for one, besides the API's (its CSP is replaced below).
-      uiHooks: {
-        onRequest: (_request, reply, done) => {
-          reply.headers(pageHeaders);
-          done();
-        },
-      },
-      // Its own Content-Security-Policy (hashes for its inline script), instead of the API's 'none'.
-      staticCSP: true,
-      // Framed nowhere, as X-Frame-Options: DENY says (its default allows its own origin).
-      transformStaticCSP: (header) => header.replace("frame-ancestors 'self'", "frame-ancestors 'none'"),
-      // "Try it out" calls the server that served the page, whatever its host and port.
-      transformSpecification: (spec, request) => ({
-        ...spec,
-        servers: [{ url: `${request.protocol}://${request.host}`, description: 'This server' }],
-      }),
+    // A web page: in a context of its own, helmet's headers for one, besides the API's (its CSP is replaced below).
+    await app.register(async (page) => {
+      await webPage(page);
+      await page.register(swaggerUi, {
+        routePrefix: '/docs',
+        // Its own Content-Security-Policy (hashes for its inline script), instead of the API's 'none'.
+        staticCSP: true,
+        // Framed nowhere, as X-Frame-Options: DENY says (its default allows its own origin).
+        transformStaticCSP: (header) => header.replace("frame-ancestors 'self'", "frame-ancestors 'none'"),
+        // "Try it out" calls the server that served the page, whatever its host and port.
+        transformSpecification: (spec, request) => ({
+          ...spec,
+          servers: [{ url: `${request.protocol}://${request.host}`, description: 'This server' }],
+        }),
+      });
     });
 
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

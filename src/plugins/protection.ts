@@ -2,7 +2,7 @@ import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import underPressure from '@fastify/under-pressure';
-import Fastify, { type FastifyInstance } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
@@ -27,7 +27,7 @@ export const helmetOptions = {
  * out of caches), never rendered as anything but JSON, never framed, read only from its own origin
  * by a page that did not ask through CORS, and asked over HTTPS only. helmet's other headers steer
  * how a browser treats a web page (its referrer, DNS prefetch, its window's opener, old IE's
- * download and XSS filters); a JSON answer is no page, so only pages get them (`webPageHeaders`).
+ * download and XSS filters); a JSON answer is no page, so only pages get them (`webPage`).
  */
 export const API_SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'cache-control': 'no-store',
@@ -38,41 +38,13 @@ export const API_SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'x-frame-options': 'DENY',
 };
 
-let pageHeaders: Promise<Readonly<Record<string, string>>> | undefined;
-
 /**
- * The headers @fastify/helmet sets with `helmetOptions`, for a web page: the page sets its own
- * Content-Security-Policy after them. They never change, so helmet is asked once per process
- * rather than running its middleware chain on every request.
+ * Makes `page` (an encapsulated context holding a web page's routes) a web page's: @fastify/helmet,
+ * registered there with `helmetOptions`, sets helmet's headers on its answers, besides the API's;
+ * each page then sets its own Content-Security-Policy. Routes outside the context are untouched.
  */
-export function webPageHeaders(): Promise<Readonly<Record<string, string>>> {
-  pageHeaders ??= askHelmet();
-  return pageHeaders;
-}
-
-async function askHelmet(): Promise<Record<string, string>> {
-  const probe = Fastify();
-  const headers: Record<string, string> = {};
-  // Registered before helmet, so it sees every header helmet's hooks set; it stops at the handler
-  // (Node sets the reply's own headers through setHeader too).
-  let recording = true;
-  probe.addHook('onRequest', (_request, reply, done) => {
-    const { raw } = reply;
-    const setHeader = raw.setHeader.bind(raw);
-    raw.setHeader = (name, value) => {
-      if (recording) headers[name.toLowerCase()] = typeof value === 'object' ? value.join(', ') : String(value);
-      return setHeader(name, value);
-    };
-    done();
-  });
-  await probe.register(helmet, helmetOptions);
-  probe.get('/', async () => {
-    recording = false;
-    return '';
-  });
-  await probe.inject('/');
-  await probe.close();
-  return headers;
+export async function webPage(page: FastifyInstance): Promise<void> {
+  await page.register(helmet, helmetOptions);
 }
 
 const REDIS_CONNECT_TIMEOUT_MS = 500;

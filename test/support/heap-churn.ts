@@ -1,11 +1,7 @@
 /**
  * A server's memory pattern in miniature: batches of objects that live a while (longer than the
- * young generation keeps them) and then die. Prints the peak heap size in MB, after
- * `limitHeapGrowth(argv[2])`.
+ * young generation keeps them) and then die. Prints the peak heap size in MB.
  */
-import { limitHeapGrowth } from '../../src/heap.js';
-
-limitHeapGrowth(Number(process.argv[2]));
 const inFlight: { id: number; text: string }[][] = [];
 let peak = 0;
 for (let round = 0; round < 400; round++) {

@@ -6,7 +6,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { CheckoutSettings, DevSession } from '../../../schemas/checkout.js';
 import { CreateCustomerRequest } from '../../../schemas/customer.js';
 import { ref } from '../../../schemas/index.js';
-import { webPageHeaders } from '../../plugins/protection.js';
+import { webPage } from '../../plugins/protection.js';
 import { createCustomer } from '../../services/customers.js';
 
 const PAGE_FOLDER = join('public', 'checkout');
@@ -57,12 +57,12 @@ const checkoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const policy = checkoutContentSecurityPolicy(publishableKey !== null);
   const hidden = { hide: true };
 
-  const pageHeaders = await webPageHeaders();
-  app.get('/checkout', { schema: hidden }, async (_request, reply) =>
-    reply
-      .headers(pageHeaders)
-      .header('content-security-policy', policy).header('cache-control', 'no-cache').type('text/html; charset=utf-8').send(files.page),
-  );
+  await app.register(async (page) => {
+    await webPage(page);
+    page.get('/checkout', { schema: hidden }, async (_request, reply) =>
+      reply.header('content-security-policy', policy).header('cache-control', 'no-cache').type('text/html; charset=utf-8').send(files.page),
+    );
+  });
   app.get('/checkout/checkout.js', { schema: hidden }, async (_request, reply) =>
     reply.header('cache-control', 'no-cache').type('text/javascript; charset=utf-8').send(files.script),
   );
