@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { SimulatedObjectNotFound, SimulationRefused, type PaymentSimulation, type SimulatedCheckoutPage } from '../../gateway/types.js';
-import { webPageHeaders } from '../../plugins/protection.js';
+import { webPage } from '../../plugins/protection.js';
 
 /** The cards the page offers: the first pays. Stripe's test cards, so no real card is ever asked for. */
 const CARDS: readonly (readonly [string, string])[] = [
@@ -78,7 +78,8 @@ const origins = (view: SimulatedCheckoutPage) =>
  * the page runs no script. Hidden from the OpenAPI document, like the checkout page.
  */
 const simulatedCheckoutPage: FastifyPluginAsyncTypebox<{ simulator: PaymentSimulation }> = async (app, { simulator }) => {
-  const headers = await webPageHeaders();
+  // This plugin is its own context: helmet's page headers go on its answers only.
+  await webPage(app);
   const Params = Type.Object({ session_id: Type.String({ minLength: 1, maxLength: 255 }) });
   const Form = Type.Object({
     action: Type.Union([Type.Literal('pay'), Type.Literal('cancel')]),
@@ -100,7 +101,6 @@ const simulatedCheckoutPage: FastifyPluginAsyncTypebox<{ simulator: PaymentSimul
     ].join('; ');
   const send = (reply: import('fastify').FastifyReply, view: SimulatedCheckoutPage, declined?: string) =>
     reply
-      .headers(headers)
       .header('content-security-policy', policy(view))
       .header('cache-control', 'no-store')
       .type('text/html; charset=utf-8')
