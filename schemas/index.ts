@@ -11,8 +11,9 @@ import {
   TransactionHistory,
   TransactionStatus,
 } from './purchase.js';
+import { CheckoutSessionCreated, CreateCheckoutSessionRequest } from './checkout-session.js';
 import { LedgerEntry, LedgerPage, LedgerReason, SpendCurrencyRequest, SpendResult, StripeEvent, WebhookAck } from './ledger.js';
-import { SimulateAuthenticationRequest, SimulateDisputeClosedRequest, SimulationResult } from './simulator.js';
+import { SimulateAuthenticationRequest, SimulateCheckoutRequest, SimulateDisputeClosedRequest, SimulationResult } from './simulator.js';
 import { Health, Readiness } from './operations.js';
 import { ClientToken, ClientTokenRequest } from './client-token.js';
 import { Notification, NotificationDelivery, NotificationPage, NotificationType, PurchaseEventData, SpendEventData } from './notification.js';
@@ -38,6 +39,8 @@ export const namedSchemas = [
   TransactionHistory,
   Purchase,
   RefundPurchaseRequest,
+  CreateCheckoutSessionRequest,
+  CheckoutSessionCreated,
   SpendCurrencyRequest,
   SpendResult,
   LedgerReason,
@@ -47,6 +50,7 @@ export const namedSchemas = [
   WebhookAck,
   SimulateAuthenticationRequest,
   SimulateDisputeClosedRequest,
+  SimulateCheckoutRequest,
   SimulationResult,
   NotificationType,
   PurchaseEventData,

@@ -4,7 +4,7 @@ import { ref } from './ref.js';
 export const ProblemCode = Type.String({
   description:
     'Stable, machine-readable error code, e.g. `customer_not_found`, `invalid_package`, ' +
-    '`no_payment_method`, `card_declined`, `insufficient_funds`, `validation_error`.',
+    '`no_payment_method`, `card_declined`, `insufficient_funds`, `checkout_expired`, `async_payment_failed`, `invalid_return_url`, `validation_error`.',
   examples: ['customer_not_found'],
 });
 

@@ -83,7 +83,11 @@ export const Transaction = Type.Object(
     timestamp: Type.String({ format: 'date-time' }),
     status: ref(TransactionStatus),
     failure_code: Type.Optional(
-      Type.String({ description: 'For `failed`: why, e.g. `card_declined`, `insufficient_funds`.' }),
+      Type.String({
+        description:
+          'For `failed`: why, e.g. `card_declined`, `insufficient_funds`; for a Stripe Checkout purchase `checkout_expired` ' +
+          '(the session expired unpaid) or `async_payment_failed` (a delayed payment method was refused).',
+      }),
     ),
   },
   { $id: 'Transaction', title: 'Transaction', additionalProperties: false },
@@ -136,7 +140,12 @@ export const Purchase = Type.Object(
     currency_purchased: Type.Integer({ description: 'Coins bought.', examples: [100] }),
     status: ref(TransactionStatus),
     payment_intent_id: Type.Optional(Type.String({ description: 'The Stripe PaymentIntent, once Stripe has made one.' })),
-    failure_code: Type.Optional(Type.String()),
+    failure_code: Type.Optional(
+      Type.String({
+        description:
+          'For `failed`: why, e.g. `card_declined`, `insufficient_funds`, `checkout_expired`, `async_payment_failed`.',
+      }),
+    ),
     amount_refunded: Type.Integer({ description: 'Cents refunded so far.', examples: [0] }),
     client_secret: Type.Optional(
       Type.String({ description: 'While `requires_action`: the PaymentIntent client secret for Stripe.js to finish authentication.' }),

@@ -11,6 +11,23 @@ export const DisputeParams = Type.Object(
   { additionalProperties: false },
 );
 
+export const CheckoutSessionParams = Type.Object(
+  { session_id: Type.String({ minLength: 1, maxLength: 255, description: 'A simulated Checkout Session (`cs_sim_…`).' }) },
+  { additionalProperties: false },
+);
+
+export const SimulateCheckoutRequest = Type.Object(
+  {
+    outcome: Type.Union([Type.Literal('complete'), Type.Literal('fail'), Type.Literal('expire')], {
+      description:
+        '`complete`: the customer pays (card, wallet). `fail`: the customer starts a delayed payment (a bank debit) that the bank then refuses. ' +
+        '`expire`: the session expires unpaid.',
+    }),
+  },
+  { $id: 'SimulateCheckoutRequest', title: 'SimulateCheckoutRequest', additionalProperties: false, examples: [{ outcome: 'complete' }] },
+);
+export type SimulateCheckoutRequest = Static<typeof SimulateCheckoutRequest>;
+
 export const SimulateAuthenticationRequest = Type.Object(
   { outcome: Type.Union([Type.Literal('succeed'), Type.Literal('fail')], { description: 'Whether the customer passes 3-D Secure.' }) },
   { $id: 'SimulateAuthenticationRequest', title: 'SimulateAuthenticationRequest', additionalProperties: false, examples: [{ outcome: 'succeed' }] },

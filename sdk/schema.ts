@@ -235,6 +235,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/stripe/checkout-sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Buy a coin package on Stripe Checkout (wallets, local payment methods, no saved card)
+         * @description Records the purchase as `pending` and opens a Stripe Checkout Session for the package's catalog price. Send the customer's browser to `checkout_url`: Stripe's page offers every payment method the account has turned on (cards, Apple Pay, Google Pay, Link, iDEAL, SEPA Debit…), runs 3-D Secure, then sends the customer to `success_url` or `cancel_url`. The coins are credited once, by whichever learns of the payment first: Stripe's webhook, getPurchase with `transaction_id`, or reconciliation. A session that expires unpaid fails the purchase with `checkout_expired`. Send an `Idempotency-Key` so a retry opens no second session.
+         */
+        post: operations["createCheckoutSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/stripe/spend-currency": {
         parameters: {
             query?: never;
@@ -403,6 +423,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/simulator/checkout-sessions/{session_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Simulate a Checkout Session being paid, failing a delayed payment, or expiring
+         * @description What happens on Stripe's hosted page or with time: the session's `checkout.session.*` webhooks (and the PaymentIntent's) are delivered before this answers. The page itself is at the session's `checkout_url`.
+         */
+        post: operations["simulateCheckout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -455,7 +495,7 @@ export interface components {
              */
             detail: string;
             /**
-             * @description Stable, machine-readable error code, e.g. `customer_not_found`, `invalid_package`, `no_payment_method`, `card_declined`, `insufficient_funds`, `validation_error`.
+             * @description Stable, machine-readable error code, e.g. `customer_not_found`, `invalid_package`, `no_payment_method`, `card_declined`, `insufficient_funds`, `checkout_expired`, `async_payment_failed`, `invalid_return_url`, `validation_error`.
              * @example customer_not_found
              */
             code: string;
@@ -795,7 +835,7 @@ export interface components {
             /** Format: date-time */
             timestamp: string;
             status: components["schemas"]["TransactionStatus"];
-            /** @description For `failed`: why, e.g. `card_declined`, `insufficient_funds`. */
+            /** @description For `failed`: why, e.g. `card_declined`, `insufficient_funds`; for a Stripe Checkout purchase `checkout_expired` (the session expired unpaid) or `async_payment_failed` (a delayed payment method was refused). */
             failure_code?: string;
         };
         /**
@@ -863,6 +903,7 @@ export interface components {
             status: components["schemas"]["TransactionStatus"];
             /** @description The Stripe PaymentIntent, once Stripe has made one. */
             payment_intent_id?: string;
+            /** @description For `failed`: why, e.g. `card_declined`, `insufficient_funds`, `checkout_expired`, `async_payment_failed`. */
             failure_code?: string;
             /**
              * @description Cents refunded so far.
@@ -888,6 +929,68 @@ export interface components {
              * @example 500
              */
             amount_cents?: number;
+        };
+        /**
+         * CreateCheckoutSessionRequest
+         * @example {
+         *       "user_id": "3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70",
+         *       "package_id": "package_1",
+         *       "success_url": "https://shop.example.com/coins/done?session_id={CHECKOUT_SESSION_ID}",
+         *       "cancel_url": "https://shop.example.com/coins"
+         *     }
+         */
+        CreateCheckoutSessionRequest: {
+            /**
+             * @description The `user_id` returned by createCustomer (a UUID). Any other value is simply not found (404).
+             * @example 3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70
+             */
+            user_id: string;
+            /**
+             * @description A `package_id` from listPackages. The price comes from the catalog, never from the client.
+             * @example package_1
+             */
+            package_id: string;
+            /**
+             * @description Where Stripe sends the customer after paying: an https URL whose origin is in `CHECKOUT_RETURN_ORIGINS` (in development coinshop's own origin too). Stripe's `{CHECKOUT_SESSION_ID}` placeholder is kept.
+             * @example https://shop.example.com/coins/done?session_id={CHECKOUT_SESSION_ID}
+             */
+            success_url: string;
+            /**
+             * @description Where Stripe sends the customer when they go back without paying: an https URL whose origin is in `CHECKOUT_RETURN_ORIGINS` (in development coinshop's own origin too). Stripe's `{CHECKOUT_SESSION_ID}` placeholder is kept.
+             * @example https://shop.example.com/coins
+             */
+            cancel_url: string;
+        };
+        /**
+         * CheckoutSessionCreated
+         * @example {
+         *       "session_id": "cs_test_a1B2c3D4e5F6g7H8",
+         *       "checkout_url": "https://checkout.stripe.com/c/pay/cs_test_a1B2c3D4e5F6g7H8",
+         *       "transaction_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+         *       "expires_at": "2024-01-01T01:00:00.000Z"
+         *     }
+         */
+        CheckoutSessionCreated: {
+            /**
+             * @description The Stripe Checkout Session.
+             * @example cs_test_a1B2c3D4e5F6g7H8
+             */
+            session_id: string;
+            /**
+             * @description Stripe's hosted payment page: send the customer's browser there (a full-page redirect).
+             * @example https://checkout.stripe.com/c/pay/cs_test_a1B2c3D4e5F6g7H8
+             */
+            checkout_url: string;
+            /**
+             * Format: uuid
+             * @description The purchase, recorded as `pending`: look it up with getPurchase when the customer comes back.
+             */
+            transaction_id: string;
+            /**
+             * Format: date-time
+             * @description When the session expires unpaid (the purchase then fails with `checkout_expired`).
+             */
+            expires_at: string;
         };
         /**
          * SpendCurrencyRequest
@@ -1056,6 +1159,16 @@ export interface components {
         SimulateDisputeClosedRequest: {
             /** @description How the cardholder's bank decided. */
             outcome: "won" | "lost";
+        };
+        /**
+         * SimulateCheckoutRequest
+         * @example {
+         *       "outcome": "complete"
+         *     }
+         */
+        SimulateCheckoutRequest: {
+            /** @description `complete`: the customer pays (card, wallet). `fail`: the customer starts a delayed payment (a bank debit) that the bank then refuses. `expire`: the session expires unpaid. */
+            outcome: "complete" | "fail" | "expire";
         };
         /**
          * SimulationResult
@@ -2798,6 +2911,184 @@ export interface operations {
             };
         };
     };
+    createCheckoutSession: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Any unique string (a UUID is ideal). A retry with the same key and body replays the first answer (marked `Idempotent-Replayed: true`) and changes nothing; keys are kept for at least 24 hours. */
+                "idempotency-key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "user_id": "3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70",
+                 *       "package_id": "package_1",
+                 *       "success_url": "https://shop.example.com/coins/done?session_id={CHECKOUT_SESSION_ID}",
+                 *       "cancel_url": "https://shop.example.com/coins"
+                 *     }
+                 */
+                "application/json": components["schemas"]["CreateCheckoutSessionRequest"];
+            };
+        };
+        responses: {
+            /** @description The session is open: redirect the customer to `checkout_url`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "session_id": "cs_test_a1B2c3D4e5F6g7H8",
+                     *       "checkout_url": "https://checkout.stripe.com/c/pay/cs_test_a1B2c3D4e5F6g7H8",
+                     *       "transaction_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+                     *       "expires_at": "2024-01-01T01:00:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CheckoutSessionCreated"];
+                };
+            };
+            /** @description The package is unknown, or a return URL is not allowed (`errors` names the field); nothing was recorded. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No customer has this `user_id`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A retry whose purchase is already settled: its session is over (look it up with getPurchase), or the key's request is still running. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The Idempotency-Key was used with a different request. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Stripe refused to open the session; nothing was made. The purchase is `failed` and this answer is final for its Idempotency-Key. */
+            424: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this API key (or IP); see `Retry-After`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; the body never shows its cause. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Stripe failed or could not be reached; the session may exist. Retry with the same `Idempotency-Key`: it answers the session Stripe made. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service is overloaded or its database cannot be reached; nothing was changed. Retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     spendCurrency: {
         parameters: {
             query?: never;
@@ -3697,7 +3988,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such simulated PaymentIntent or dispute, or (with a client token) no purchase of this player has it. */
+            /** @description No such simulated PaymentIntent, dispute or Checkout Session, or (with a client token) no purchase of this player has it. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3847,7 +4138,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such simulated PaymentIntent or dispute, or (with a client token) no purchase of this player has it. */
+            /** @description No such simulated PaymentIntent, dispute or Checkout Session, or (with a client token) no purchase of this player has it. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3988,7 +4279,166 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such simulated PaymentIntent or dispute, or (with a client token) no purchase of this player has it. */
+            /** @description No such simulated PaymentIntent, dispute or Checkout Session, or (with a client token) no purchase of this player has it. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The simulated object is not in a state that allows this. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the API takes: nothing was read further. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`: nothing was read or changed. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this API key (or IP); see `Retry-After`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are larger than 16 KiB: the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; the body never shows its cause. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service is overloaded or its database cannot be reached; nothing was changed. Retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    simulateCheckout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A simulated Checkout Session (`cs_sim_…`). */
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "outcome": "complete"
+                 *     }
+                 */
+                "application/json": components["schemas"]["SimulateCheckoutRequest"];
+            };
+        };
+        responses: {
+            /** @description The purchase after the checkout.session webhooks. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "purchase": {
+                     *         "transaction_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+                     *         "user_id": "3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70",
+                     *         "package_id": "package_1",
+                     *         "package_name": "Starter Pack",
+                     *         "amount_paid": 1000,
+                     *         "currency": "usd",
+                     *         "currency_purchased": 100,
+                     *         "status": "completed",
+                     *         "payment_intent_id": "pi_3Q1w2E3r4T5y6U7i",
+                     *         "amount_refunded": 0,
+                     *         "created_at": "2024-01-01T00:00:00.000Z",
+                     *         "updated_at": "2024-01-01T00:00:01.000Z"
+                     *       },
+                     *       "dispute_id": "dp_sim_0a1b2c3d4e5f6a7b8c9d0e1f"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["SimulationResult"];
+                };
+            };
+            /** @description The request is malformed; `errors` names each invalid field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, a wrong API key, or a client token that is expired, tampered with, or signed with a secret no longer listed (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A client token on an operation it does not cover (operator-only operations need an API key), or for another player than its own; nothing was changed. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such simulated PaymentIntent, dispute or Checkout Session, or (with a client token) no purchase of this player has it. */
             404: {
                 headers: {
                     [name: string]: unknown;

@@ -12,6 +12,8 @@ import errors from './plugins/errors.js';
 import openapi from './plugins/openapi.js';
 import catalogRoutes from './routes/catalog/index.js';
 import checkoutRoutes from './routes/checkout/index.js';
+import checkoutSessionRoutes from './routes/checkout-sessions/index.js';
+import simulatedCheckoutPage from './routes/checkout/simulated-checkout.js';
 import clientTokenRoutes from './routes/client-tokens/index.js';
 import customerRoutes from './routes/customers/index.js';
 import paymentMethodRoutes from './routes/payment-methods/index.js';
@@ -240,11 +242,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(clientTokenRoutes);
   await app.register(paymentMethodRoutes);
   await app.register(purchaseRoutes);
+  await app.register(checkoutSessionRoutes);
   await app.register(ledgerRoutes);
   await app.register(notificationRoutes);
   await app.register(webhookRoutes);
   // Development stand-ins for the outside world: in any other mode, or with real Stripe, they do not exist.
-  if (config.NODE_ENV === 'development' && app.payments.simulation) await app.register(simulatorRoutes, { simulator: app.payments.simulation });
+  if (config.NODE_ENV === 'development' && app.payments.simulation) {
+    await app.register(simulatorRoutes, { simulator: app.payments.simulation });
+    await app.register(simulatedCheckoutPage, { simulator: app.payments.simulation });
+  }
   await app.register(checkoutRoutes);
 
   return app;

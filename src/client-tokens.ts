@@ -14,6 +14,7 @@ export const PLAYER_OPERATIONS = [
   'getCustomer',
   'attachPaymentMethod',
   'purchaseCurrency',
+  'createCheckoutSession',
   'listTransactions',
   'getPurchase',
   'listPackages',

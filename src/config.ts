@@ -67,6 +67,16 @@ export const ConfigSchema = Type.Object({
     pattern: '^pk_(test|live)_[A-Za-z0-9_]+$',
     description: '`pk_test_…` or `pk_live_…`, the same mode as `STRIPE_SECRET_KEY` (required with it): the checkout page collects cards with Stripe.js, so card data goes to Stripe, never here. Unset: the checkout page offers test cards.',
   })),
+  CHECKOUT_RETURN_ORIGINS: Type.Optional(Type.String({
+    pattern: '^https://[^,\\s/]+(,https://[^,\\s/]+)*$',
+    description: "Comma-separated https origins Stripe Checkout may send a customer back to (`success_url`, `cancel_url`), e.g. `https://shop.example.com`. In development coinshop's own origin is allowed too. Unset: only that.",
+  })),
+  CHECKOUT_EXPIRY_MINUTES: Type.Integer({
+    minimum: 30,
+    maximum: 1440,
+    default: 60,
+    description: 'How long a Stripe Checkout Session stays open unpaid (30–1440, Stripe\'s limits); its purchase then fails with `checkout_expired`.',
+  }),
   CATALOG_FILE: Type.Optional(Type.String({
     minLength: 1,
     description: 'A JSON file `{ "packages": [{ "package_id", "name", "price_cents", "currency_amount", "currency"? }] }`, validated at start. Unset: the seed\'s three packs.',
@@ -193,6 +203,8 @@ const hints: Partial<Record<keyof Config, string>> = {
   CLIENT_TOKEN_TTL_SECONDS: 'an integer number of seconds from 30 to 86400',
   CLIENT_TOKENS_MAY_SPEND: 'true or false',
   CORS_ORIGINS: 'a comma-separated list of origins such as https://shop.example.com',
+  CHECKOUT_RETURN_ORIGINS: 'a comma-separated list of https origins (no path) such as https://shop.example.com',
+  CHECKOUT_EXPIRY_MINUTES: 'an integer number of minutes from 30 to 1440',
   RATE_LIMIT_PER_MINUTE: 'an integer from 1 to 1000000',
   TRUST_PROXY: 'a number of proxy hops (such as 1) or comma-separated proxy addresses or CIDRs',
   MAX_EVENT_LOOP_DELAY_MS: '0 (off) or an integer number of milliseconds from 10 to 60000',
@@ -264,6 +276,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (config.GAME_WEBHOOK_SECRET !== undefined && Buffer.from(config.GAME_WEBHOOK_SECRET.slice('whsec_'.length), 'base64').length < 16) {
     throw new ConfigError('GAME_WEBHOOK_SECRET', `Invalid configuration: GAME_WEBHOOK_SECRET must be ${hints.GAME_WEBHOOK_SECRET}`);
+  }
+  for (const origin of config.CHECKOUT_RETURN_ORIGINS?.split(',') ?? []) {
+    if (!URL.canParse(origin) || new URL(origin).origin !== origin) {
+      throw new ConfigError('CHECKOUT_RETURN_ORIGINS', `Invalid configuration: CHECKOUT_RETURN_ORIGINS must be ${hints.CHECKOUT_RETURN_ORIGINS} (got ${JSON.stringify(origin)})`);
+    }
   }
   if (config.NODE_ENV === 'production') {
     for (const [variable, why] of PRODUCTION_REQUIRES) {

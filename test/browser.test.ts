@@ -418,6 +418,46 @@ if (missing !== undefined) {
     t.same(really.cspViolations, []);
   });
 
+  t.test('Pay with Stripe Checkout (offline): the simulated hosted page pays and returns with the new balance; Cancel charges nothing', async (t) => {
+    const { page, cspViolations, scriptErrors } = await openCheckout(context, base);
+    t.teardown(() => page.close());
+    const hostedViolations: string[] = [];
+    page.on('console', (message) => {
+      if (/Content Security Policy/i.test(message.text())) hostedViolations.push(message.text());
+    });
+    const userId = await signUp(page, 'Mary Jackson', 'mary@example.com');
+    t.ok(await page.getByRole('button', { name: 'Buy Popular Pack', exact: true }).isDisabled(), 'the saved-card flow still needs a card');
+    const checkout = page.getByRole('button', { name: 'Pay for Popular Pack with Stripe Checkout' });
+    t.ok(await checkout.isEnabled(), 'Stripe Checkout needs no saved card');
+
+    await checkout.click();
+    await page.waitForURL(/\/checkout\/pay\/cs_sim_/);
+    t.equal(await page.getByRole('heading', { level: 1 }).textContent(), 'Pay $25.00');
+    t.equal(await page.locator('#order-heading').textContent(), 'Popular Pack');
+    t.ok(await page.getByLabel('Visa 4242 — pays').isChecked(), 'the card that pays is selected');
+    await page.screenshot({ path: join(ARTIFACTS, 'simulated-stripe-checkout.png'), fullPage: true });
+    await page.getByRole('button', { name: 'Pay $25.00' }).click();
+    await page.waitForURL(/\/checkout$/);
+    await page.locator('body[data-ready="true"]').waitFor();
+    t.equal(await statusSays(page, /^Payment confirmed/), 'Payment confirmed: 300 coins added.');
+    await balanceShows(page, '300 coins');
+    t.same(await historyLines(page), ['Popular Pack: 300 coins for $25.00 — paid']);
+    t.equal((await apiGet(`${base}/stripe/customer/${userId}`))['currency_balance'], 300);
+
+    // Cancel: back on the page, nothing charged; the purchase waits for the session to expire.
+    await page.getByRole('button', { name: 'Pay for Starter Pack with Stripe Checkout' }).click();
+    await page.waitForURL(/\/checkout\/pay\/cs_sim_/);
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    await page.waitForURL(/\/checkout$/);
+    t.equal(await statusSays(page, /^Checkout canceled/), 'Checkout canceled: nothing was charged.');
+    await balanceShows(page, '300 coins');
+    t.equal((await apiGet(`${base}/stripe/customer/${userId}`))['currency_balance'], 300, 'nothing charged');
+    t.match(await apiGet(`${base}/stripe/transactions/${userId}`), { transactions: [{ package_id: 'package_1', status: 'pending' }, { status: 'completed' }] });
+    t.same(cspViolations, [], 'the checkout page needs nothing its CSP blocks');
+    t.same(hostedViolations, [], 'nor does the hosted page, its form post or its redirect');
+    t.same(scriptErrors, []);
+  });
+
   t.test('with API_KEYS and no token (outside development) the page says what it needs and shows the 401 problem', async (t) => {
     const guarded = await listeningCoinshop(t, { NODE_ENV: 'test', API_KEYS: API_KEY });
     const { page, cspViolations, sentAuthorization } = await openCheckout(context, guarded, { ready: false });

@@ -226,6 +226,7 @@ t.test('every operator-only operation refuses a client token with 403, and nothi
       'listNotifications',
       'redeliverNotification',
       'refundPurchase',
+      'simulateCheckout',
       'simulateDispute',
       'simulateDisputeClosed',
     ],
@@ -236,8 +237,9 @@ t.test('every operator-only operation refuses a client token with 403, and nothi
       .replace('{user_id}', a.userId)
       .replace('{transaction_id}', a.transactionId)
       .replace('{payment_intent_id}', a.paymentIntentId)
-      .replace('{dispute_id}', 'dp_sim_1');
-    const payload = op.method === 'POST' ? { user_id: a.userId, email: 'x@example.com', name: 'X', outcome: 'won' } : undefined;
+      .replace('{dispute_id}', 'dp_sim_1')
+      .replace('{session_id}', 'cs_sim_1');
+    const payload = op.method === 'POST' ? { user_id: a.userId, email: 'x@example.com', name: 'X', outcome: op.operationId === 'simulateCheckout' ? 'expire' : 'won' } : undefined;
     const response = await app.inject({ method: op.method, url, headers: { ...bearer(token), 'idempotency-key': 'k1' }, ...(payload ? { payload } : {}) });
     t.equal(response.statusCode, 403, op.operationId);
     expectProblem(t, response, 403, 'forbidden', 'A client token cannot call this operation: it needs an API key');

@@ -30,6 +30,10 @@ const CARDS = ['pm_card_visa', 'pm_card_refundFail', 'pm_card_threeDSecure2Requi
 
 type Action =
   | { kind: 'purchase'; user: number; pkg: PackageId; keyed: boolean; fault: 'none' | 'processing' | 'refuse' | 'lose' }
+  | { kind: 'checkout'; user: number; pkg: PackageId; keyed: boolean; fault: 'none' | 'refuse' | 'lose' }
+  | { kind: 'payCheckout'; pick: number; delayed: boolean }
+  | { kind: 'settleDelayedCheckout'; pick: number; outcome: 'succeed' | 'fail' }
+  | { kind: 'lapseCheckout'; pick: number }
   | { kind: 'retry'; pick: number }
   | { kind: 'lookup'; pick: number }
   | { kind: 'finishProcessing'; pick: number; outcome: 'succeed' | 'fail' }
@@ -59,6 +63,19 @@ const action: fc.Arbitrary<Action> = fc.oneof(
       fault: fc.constantFrom('none' as const, 'none' as const, 'processing' as const, 'refuse' as const, 'lose' as const),
     }),
   },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant('checkout' as const),
+      user: fc.nat({ max: 3 }),
+      pkg: fc.constantFrom<PackageId>('package_1', 'package_2'),
+      keyed: fc.boolean(),
+      fault: fc.constantFrom('none' as const, 'none' as const, 'refuse' as const, 'lose' as const),
+    }),
+  },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('payCheckout' as const), pick, delayed: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('settleDelayedCheckout' as const), pick, outcome: fc.constantFrom('succeed' as const, 'fail' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('lapseCheckout' as const), pick }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('retry' as const), pick }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('lookup' as const), pick }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('finishProcessing' as const), pick, outcome: fc.constantFrom('succeed' as const, 'fail' as const) }) },
@@ -94,7 +111,9 @@ const scenario = fc.record({
 });
 type Scenario = typeof scenario extends fc.Arbitrary<infer S> ? S : never;
 
-const stats = { runs: 0, paid: 0, processing: 0, refused: 0, lost: 0, refunds: 0, failedRefunds: 0, disputes: 0, inquiries: 0, notifications: 0 };
+const stats = { runs: 0, paid: 0, processing: 0, refused: 0, lost: 0, refunds: 0, failedRefunds: 0, disputes: 0, inquiries: 0, notifications: 0, checkoutPaid: 0 };
+
+const CHECKOUT_RETURN = { success_url: 'https://shop.example.com/done?session_id={CHECKOUT_SESSION_ID}', cancel_url: 'https://shop.example.com/coins' };
 
 class Violation extends Error {}
 
@@ -164,6 +183,39 @@ class Run {
         if (key) this.keyed.push({ key, url: '/stripe/purchase-currency', body, status: response.statusCode, answer: response.body });
         return;
       }
+      case 'checkout': {
+        const user = this.users[a.user % this.users.length]!;
+        const sessions = { method: 'POST', path: /^\/v1\/checkout\/sessions$/ };
+        if (a.fault === 'refuse') this.stripe.failNext(1, 400, sessions);
+        if (a.fault === 'lose') this.stripe.loseNextAnswer(1, sessions);
+        const key = a.keyed ? `checkout-${++this.#n}` : undefined;
+        const body = { user_id: user, package_id: a.pkg, ...CHECKOUT_RETURN };
+        const response = await this.send('/stripe/checkout-sessions', body, key);
+        const answer = response.json<Json>();
+        check([200, 424, 502].includes(response.statusCode), `checkout answered ${response.statusCode}: ${response.body}`);
+        check(typeof answer['transaction_id'] === 'string', `checkout answer without a transaction id: ${response.body}`);
+        this.purchases.push({ txn: answer['transaction_id'], user });
+        if (key) this.keyed.push({ key, url: '/stripe/checkout-sessions', body, status: response.statusCode, answer: response.body });
+        return;
+      }
+      case 'payCheckout': {
+        const session = this.chosen([...this.stripe.checkoutSessions.values()].filter((x) => x.status === 'open'), a.pick);
+        if (session) this.stripe.payCheckoutSession(session.id, { delayed: a.delayed });
+        return;
+      }
+      case 'settleDelayedCheckout': {
+        const delayed = [...this.stripe.checkoutSessions.values()].filter(
+          (x) => x.payment_intent !== null && this.stripe.paymentIntents.get(x.payment_intent)?.status === 'processing',
+        );
+        const session = this.chosen(delayed, a.pick);
+        if (session) this.stripe.settleDelayedCheckout(session.id, a.outcome);
+        return;
+      }
+      case 'lapseCheckout': {
+        const session = this.chosen([...this.stripe.checkoutSessions.values()].filter((x) => x.status === 'open'), a.pick);
+        if (session) this.stripe.lapseCheckoutSession(session.id);
+        return;
+      }
       case 'retry': {
         const sent = this.chosen(this.keyed, a.pick);
         if (!sent) return;
@@ -171,7 +223,7 @@ class Run {
         if (sent.status < 500) {
           check(response.statusCode === sent.status && sameJson(response.body, sent.answer), `a final answer (${sent.status}) was not replayed: ${response.statusCode} ${response.body}`);
         } else {
-          check([200, 400, 402, 424, 502].includes(response.statusCode), `retry answered ${response.statusCode}: ${response.body}`);
+          check([200, 400, 402, 409, 424, 502].includes(response.statusCode), `retry answered ${response.statusCode}: ${response.body}`);
           if (response.statusCode < 500) Object.assign(sent, { status: response.statusCode, answer: response.body });
         }
         return;
@@ -310,6 +362,7 @@ class Run {
       const credits = await store.db.selectFrom('ledger_journals').select(['reference']).where('transaction_id', '=', txn).where('kind', '=', 'purchase').execute();
       if (pi?.status === 'succeeded') {
         stats.paid++;
+        if (row.payment_method_id === 'checkout') stats.checkoutPaid++;
         check(row.payment_intent_id === pi.id, `purchase ${txn} does not know its PaymentIntent ${pi.id} (has ${row.payment_intent_id})`);
         check(credits.length === 1 && credits[0]?.reference === pi.id, `paid purchase ${txn} (${row.status}) has ${credits.length} credits`);
         const charge = pi.latest_charge === null ? undefined : this.stripe.charges.get(pi.latest_charge);
@@ -370,6 +423,7 @@ async function runScenario(s: Scenario) {
       STRIPE_API_BASE: stripe.url,
       STRIPE_MAX_NETWORK_RETRIES: '0',
       STRIPE_WEBHOOK_SECRET: SECRET,
+      CHECKOUT_RETURN_ORIGINS: 'https://shop.example.com',
       GAME_WEBHOOK_URL: game.url,
       GAME_WEBHOOK_SECRET: game.secret,
       GAME_WEBHOOK_TIMEOUT_MS: '1000',
@@ -411,7 +465,7 @@ t.test('under faults, Stripe and coinshop agree once everything is delivered: cr
   t.comment(`fast-check: ${JSON.stringify(stats)}`);
   t.ok(stats.runs >= (path === undefined ? numRuns : 1), `${stats.runs} runs`);
   if (path === undefined && numRuns >= 30) {
-    for (const name of ['paid', 'processing', 'refused', 'lost', 'refunds', 'failedRefunds', 'disputes', 'inquiries', 'notifications'] as const) {
+    for (const name of ['paid', 'processing', 'refused', 'lost', 'refunds', 'failedRefunds', 'disputes', 'inquiries', 'notifications', 'checkoutPaid'] as const) {
       t.ok(stats[name] > 0, `the generator reached ${name} (${stats[name]})`);
     }
   }

@@ -34,6 +34,7 @@ t.test('the document names every shape and describes every operation', async (t)
     operations.map((op) => op['operationId']).sort(),
     [
       'attachPaymentMethod',
+      'createCheckoutSession',
       'createClientToken',
       'createCustomer',
       'getCustomer',
@@ -51,6 +52,7 @@ t.test('the document names every shape and describes every operation', async (t)
       'redeliverNotification',
       'refundPurchase',
       'simulateAuthentication',
+      'simulateCheckout',
       'simulateDispute',
       'simulateDisputeClosed',
       'spendCurrency',

@@ -6,6 +6,7 @@ import t, { type Test } from 'tap';
 import { renderSdkSchema } from '../sdk/generate.js';
 import {
   createCoinshopClient,
+  type CheckoutSessionCreated,
   verifyNotification,
   type Customer,
   type NotificationEvent,
@@ -32,6 +33,32 @@ async function serve(t: Test) {
   const app = await buildTestApp(t, { env: { API_KEYS: apiKey } });
   return app.listen({ host: '127.0.0.1', port: 0 });
 }
+
+t.test('Stripe Checkout through the generated SDK: open a session, pay it (simulated), the purchase is credited', async (t) => {
+  const baseUrl = await serve(t);
+  const shop = createCoinshopClient(baseUrl, apiKey);
+  const created = await shop.POST('/stripe/create-customer', { body: { email: 'checkout@example.com', name: 'Checkout' } });
+  const user_id = created.data?.user_id ?? '';
+  const opened = await shop.POST('/stripe/checkout-sessions', {
+    params: { header: { 'idempotency-key': randomUUID() } },
+    // In development the server's own origin is an allowed return origin.
+    body: { user_id, package_id: 'package_1', success_url: `${baseUrl}/checkout?checkout=paid`, cancel_url: `${baseUrl}/checkout?checkout=canceled` },
+  });
+  const session: CheckoutSessionCreated | undefined = opened.data;
+  t.match(session, { session_id: /^cs_sim_/, transaction_id: UUID, checkout_url: `${baseUrl}/checkout/pay/${session?.session_id ?? ''}` });
+  const paid = await shop.POST('/simulator/checkout-sessions/{session_id}', {
+    params: { path: { session_id: session?.session_id ?? '' } },
+    body: { outcome: 'complete' },
+  });
+  t.equal(paid.data?.purchase.status, 'completed');
+  const purchase = await shop.GET('/stripe/purchases/{transaction_id}', { params: { path: { transaction_id: session?.transaction_id ?? '' } } });
+  t.match(purchase.data, { status: 'completed', currency_purchased: 100, user_id });
+  const refused = await shop.POST('/stripe/checkout-sessions', {
+    body: { user_id, package_id: 'package_1', success_url: 'https://elsewhere.example/done', cancel_url: `${baseUrl}/checkout` },
+  });
+  t.equal(refused.error?.code, 'invalid_return_url');
+  t.match(refused.error?.errors, [{ field: 'body/success_url' }]);
+});
 
 t.test('the seed flow through the generated SDK, over real HTTP', async (t) => {
   const baseUrl = await serve(t);

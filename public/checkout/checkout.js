@@ -1,4 +1,5 @@
-// coinshop's checkout page: sign a player up, save a card, buy coins, finish 3-D Secure.
+// coinshop's checkout page: sign a player up, save a card, buy coins, finish 3-D Secure; or pay on
+// Stripe Checkout's hosted page (wallets, local payment methods, no saved card) and come back.
 // Plain ES module, no dependencies; Stripe.js is loaded from Stripe only when the server gives a
 // publishable key. Copy it and change API_BASE (and CORS_ORIGINS on the server) to host it elsewhere.
 
@@ -210,7 +211,9 @@ function focusHeading(id) {
 
 function setBuyingEnabled() {
   const ready = state.userId !== null && state.paymentMethodId !== null;
-  for (const button of document.querySelectorAll('#packs button')) button.disabled = !ready;
+  for (const button of document.querySelectorAll('#packs button.saved-card')) button.disabled = !ready;
+  // Stripe Checkout needs no saved card: the customer picks a payment method on Stripe's page.
+  for (const button of document.querySelectorAll('#packs button.stripe-checkout')) button.disabled = state.userId === null;
 }
 
 function renderPackages() {
@@ -227,8 +230,15 @@ function renderPackages() {
     button.type = 'button';
     button.textContent = `Buy ${pack.name}`;
     button.setAttribute('aria-describedby', what.id);
+    button.className = 'saved-card';
     button.addEventListener('click', () => buy(pack));
-    item.append(name, what, button);
+    const hosted = document.createElement('button');
+    hosted.type = 'button';
+    hosted.className = 'stripe-checkout secondary';
+    hosted.textContent = `Pay for ${pack.name} with Stripe Checkout`;
+    hosted.setAttribute('aria-describedby', what.id);
+    hosted.addEventListener('click', () => payWithCheckout(pack));
+    item.append(name, what, button, hosted);
     list.append(item);
   }
   setBuyingEnabled();
@@ -301,6 +311,7 @@ function signedIn(userId, text) {
   player.textContent = text;
   player.hidden = false;
   $('card-fields').disabled = false;
+  setBuyingEnabled();
 }
 
 async function loadPackages() {
@@ -393,6 +404,62 @@ async function purchase(pack) {
   await refreshAccount();
 }
 
+/**
+ * What the page needs again when Stripe Checkout sends the player back: kept in this tab's
+ * sessionStorage (never in a URL, which Stripe would keep) for that one trip, and removed on return.
+ */
+const CHECKOUT_TRIP = 'coinshop.checkout.trip';
+
+/** Stripe Checkout: coinshop opens a session, the browser goes to Stripe's page, and comes back to this page. */
+async function payWithCheckout(pack) {
+  if (state.buying) return;
+  state.buying = true;
+  $('packs').setAttribute('aria-busy', 'true');
+  try {
+    announce(`Opening Stripe Checkout for ${pack.name}…`);
+    const back = `${location.origin}${location.pathname}`;
+    const result = await postOnce('/stripe/checkout-sessions', {
+      user_id: state.userId,
+      package_id: pack.package_id,
+      success_url: `${back}?checkout=paid&session_id={CHECKOUT_SESSION_ID}`,
+      cancel_url: `${back}?checkout=canceled`,
+    });
+    if (!result.ok) {
+      announce(describeProblem(result.problem, result.status), 'error', result.unsettled ? () => payWithCheckout(pack) : null);
+      return;
+    }
+    try {
+      sessionStorage.setItem(CHECKOUT_TRIP, JSON.stringify({ token: credential, userId: state.userId, transactionId: result.data.transaction_id }));
+    } catch {
+      // Storage is off: on return the page asks for the shop's link again; the purchase is credited all the same.
+    }
+    announce('Taking you to Stripe Checkout…');
+    location.assign(result.data.checkout_url);
+  } finally {
+    state.buying = false;
+    $('packs').removeAttribute('aria-busy');
+  }
+}
+
+/** Back from Stripe Checkout (`?checkout=paid|canceled`): the trip's player and purchase, or null. */
+function returnFromCheckout() {
+  const outcome = new URLSearchParams(location.search).get('checkout');
+  if (outcome !== 'paid' && outcome !== 'canceled') return null;
+  history.replaceState(null, '', location.pathname);
+  let trip;
+  try {
+    trip = JSON.parse(sessionStorage.getItem(CHECKOUT_TRIP) ?? 'null');
+    sessionStorage.removeItem(CHECKOUT_TRIP);
+  } catch {
+    // Storage is off, or what it held is not ours: the page starts afresh.
+    trip = null;
+  }
+  if (trip === null || typeof trip.userId !== 'string' || typeof trip.transactionId !== 'string') return null;
+  if (credential === null && typeof trip.token === 'string') credential = trip.token;
+  if (state.userId === null) state.userId = trip.userId;
+  return state.userId === trip.userId ? { outcome, transactionId: trip.transactionId } : null;
+}
+
 /** 3-D Secure: the customer confirms with their bank, then the purchase is looked up again. */
 async function authenticate(required) {
   if (settings.publishable_key !== null) {
@@ -463,6 +530,7 @@ async function start() {
   }
   settings = loaded.data;
   await loadCredential();
+  const trip = returnFromCheckout();
 
   if (settings.publishable_key !== null) {
     $('mode').textContent = settings.publishable_key.startsWith('pk_live_')
@@ -497,6 +565,11 @@ async function start() {
     // The sign-up step is closed while the page learns (or asks) whom the link is for.
     $('signup-fields').disabled = true;
     const [confirmed] = await Promise.all([confirmPlayer(), loadPackages()]);
+    if (confirmed && trip !== null) {
+      // The purchase, looked up by its transaction id (which also brings it up to date from Stripe).
+      if (trip.outcome === 'paid') await settle(trip.transactionId);
+      else announce('Checkout canceled: nothing was charged.', 'info');
+    }
     document.body.dataset.ready = 'true';
     if (confirmed) await refreshAccount();
     return;

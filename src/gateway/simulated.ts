@@ -1,17 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { testCardBehaviour } from './test-cards.js';
 import {
+  CheckoutRefused,
   PaymentMethodRejected,
   RefundRejected,
   SimulatedObjectNotFound,
   SimulationRefused,
   type ChargeOutcome,
   type ChargeRequest,
+  type CheckoutSession,
+  type CheckoutSessionRequest,
   type PaymentSimulation,
   type PaymentsGateway,
   type ProviderRefund,
   type RefundRequest,
   type RefundResult,
+  type SimulatedCheckoutPage,
   type WebhookEvent,
   type WebhookListener,
 } from './types.js';
@@ -45,6 +49,11 @@ interface SimIntent {
   lastError: { code: string; declineCode: string | undefined } | null;
 }
 
+interface SimSession {
+  session: CheckoutSession;
+  request: CheckoutSessionRequest;
+}
+
 interface SimDispute {
   id: string;
   intent: SimIntent;
@@ -68,6 +77,8 @@ export class SimulatedGateway implements PaymentsGateway, PaymentSimulation {
   private readonly refundsOf = new BoundedMap<string, ProviderRefund[]>();
   private readonly intents = new BoundedMap<string, SimIntent>();
   private readonly disputes = new BoundedMap<string, SimDispute>();
+  private readonly sessions = new BoundedMap<string, SimSession>();
+  private readonly sessionsByKey = new BoundedMap<string, string>();
 
   constructor(options: { webhookSecret?: string | undefined } = {}) {
     this.webhookSecret = options.webhookSecret ?? `whsec_sim_${randomBytes(16).toString('hex')}`;
@@ -163,6 +174,27 @@ export class SimulatedGateway implements PaymentsGateway, PaymentSimulation {
     return result;
   }
 
+  async createCheckoutSession(request: CheckoutSessionRequest): Promise<CheckoutSession> {
+    const made = this.sessionsByKey.get(request.idempotencyKey);
+    if (made) return { ...this.checkout(made).session };
+    const secondsLeft = request.expiresAt - Math.floor(Date.now() / 1000);
+    if (secondsLeft < 30 * 60 || secondsLeft > 24 * 3600) {
+      throw new CheckoutRefused('The `expires_at` timestamp must be between 30 minutes and 24 hours from Checkout Session creation.');
+    }
+    const id = stripeLikeId('cs');
+    // The simulated hosted page is served by coinshop itself (routes/checkout): a path, resolved against its origin.
+    const session: CheckoutSession = { id, url: `/checkout/pay/${id}`, status: 'open', paymentStatus: 'unpaid', paymentIntentId: null, expiresAt: request.expiresAt };
+    this.sessions.set(id, { session, request });
+    this.sessionsByKey.set(request.idempotencyKey, id);
+    return { ...session };
+  }
+
+  async retrieveCheckoutSession(sessionId: string): Promise<CheckoutSession> {
+    const sim = this.checkout(sessionId);
+    if (sim.session.status === 'open' && sim.session.expiresAt <= Date.now() / 1000) await this.expireSession(sim);
+    return { ...sim.session };
+  }
+
   verifyWebhook(payload: Buffer, signature: string | undefined): WebhookEvent {
     return verifyStripeSignature(payload, signature, this.webhookSecret);
   }
@@ -204,6 +236,80 @@ export class SimulatedGateway implements PaymentsGateway, PaymentSimulation {
     dispute.status = outcome;
     await this.emit('charge.dispute.closed', disputeObject(dispute));
     return dispute.intent.id;
+  }
+
+  /** A Checkout Session the simulation hosts, as its page shows it; undefined when unknown. */
+  checkoutPage(sessionId: string): SimulatedCheckoutPage | undefined {
+    const sim = this.sessions.get(sessionId);
+    if (!sim) return undefined;
+    const { request } = sim;
+    return {
+      session: { ...sim.session },
+      amountCents: request.amountCents,
+      currency: request.currency,
+      productName: request.productName,
+      successUrl: request.successUrl,
+      cancelUrl: request.cancelUrl,
+      transactionId: request.transactionId,
+    };
+  }
+
+  /** What the customer (or time) does with a hosted Checkout Session: pay it, fail a delayed payment, let it expire. */
+  async finishCheckout(
+    sessionId: string,
+    outcome: 'complete' | 'fail' | 'expire',
+    paymentMethod = 'pm_card_visa',
+  ): Promise<{ session: CheckoutSession; declined?: string | undefined }> {
+    const sim = this.checkout(sessionId);
+    if (sim.session.status !== 'open') throw new SimulationRefused(`Checkout Session ${sessionId} is ${sim.session.status}, not open`);
+    if (outcome === 'expire') {
+      await this.expireSession(sim);
+      return { session: { ...sim.session } };
+    }
+    const behaviour = testCardBehaviour(paymentMethod);
+    if (!behaviour) throw new SimulationRefused(`No such test card: '${paymentMethod}'`);
+    // On the hosted page a declined card is shown to the customer, who may try another: the session stays open.
+    if (outcome === 'complete' && behaviour.outcome === 'decline') return { session: { ...sim.session }, declined: behaviour.code };
+    const { request } = sim;
+    const id = stripeLikeId('pi');
+    const intent: SimIntent = {
+      id,
+      status: outcome === 'complete' ? 'succeeded' : 'requires_payment_method',
+      amount: request.amountCents,
+      currency: request.currency,
+      metadata: request.metadata,
+      clientSecret: `${id}_secret_sim`,
+      // 3-D Secure, if the card asks for it, happens on the hosted page: the payment is made.
+      chargeId: outcome === 'complete' ? stripeLikeId('ch') : null,
+      amountRefunded: 0,
+      lastError: outcome === 'complete' ? null : { code: 'payment_method_provider_decline', declineCode: undefined },
+    };
+    this.intents.set(id, intent);
+    sim.session.status = 'complete';
+    sim.session.paymentIntentId = id;
+    sim.session.url = null;
+    if (outcome === 'complete') {
+      sim.session.paymentStatus = 'paid';
+      await this.emitIntent(intent);
+      await this.emit('checkout.session.completed', sessionObject(sim));
+    } else {
+      // A delayed method (a bank debit): the session completes unpaid, then the bank refuses the payment.
+      await this.emit('checkout.session.completed', sessionObject(sim));
+      await this.emit('checkout.session.async_payment_failed', sessionObject(sim));
+    }
+    return { session: { ...sim.session } };
+  }
+
+  private checkout(sessionId: string): SimSession {
+    const sim = this.sessions.get(sessionId);
+    if (!sim) throw new SimulatedObjectNotFound(`No such checkout.session: '${sessionId}'`);
+    return sim;
+  }
+
+  private async expireSession(sim: SimSession): Promise<void> {
+    sim.session.status = 'expired';
+    sim.session.url = null;
+    await this.emit('checkout.session.expired', sessionObject(sim));
   }
 
   private intent(paymentIntentId: string): SimIntent {
@@ -278,6 +384,24 @@ function chargeObject(intent: SimIntent): Record<string, unknown> {
     payment_intent: intent.id,
     metadata: intent.metadata,
     status: 'succeeded',
+  };
+}
+
+function sessionObject({ session, request }: SimSession): Record<string, unknown> {
+  return {
+    id: session.id,
+    object: 'checkout.session',
+    mode: 'payment',
+    amount_total: request.amountCents,
+    currency: request.currency,
+    customer: request.customerId,
+    client_reference_id: request.transactionId,
+    metadata: request.metadata,
+    status: session.status,
+    payment_status: session.paymentStatus,
+    payment_intent: session.paymentIntentId,
+    expires_at: session.expiresAt,
+    url: session.url,
   };
 }
 

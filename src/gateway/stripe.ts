@@ -1,12 +1,15 @@
 import Stripe from 'stripe';
 import { toStripeToken } from './test-cards.js';
 import {
+  CheckoutRefused,
   GatewayError,
   PaymentMethodRejected,
   RefundRejected,
   providerRefundStatus,
   type ChargeOutcome,
   type ChargeRequest,
+  type CheckoutSession,
+  type CheckoutSessionRequest,
   type PaymentsGateway,
   type ProviderRefund,
   type RefundRequest,
@@ -60,6 +63,21 @@ function intentOutcome(intent: Stripe.PaymentIntent): ChargeOutcome {
     default:
       return { status: 'processing', paymentIntentId: intent.id };
   }
+}
+
+function sessionOf(session: Stripe.Checkout.Session): CheckoutSession {
+  const intent = session.payment_intent;
+  const status: string | null = session.status;
+  const paymentStatus: string = session.payment_status;
+  return {
+    id: session.id,
+    url: session.url,
+    // A status Stripe adds later is taken as still open: the session is asked about again.
+    status: status === 'complete' || status === 'expired' ? status : 'open',
+    paymentStatus: paymentStatus === 'paid' || paymentStatus === 'no_payment_required' ? paymentStatus : 'unpaid',
+    paymentIntentId: typeof intent === 'string' ? intent : (intent?.id ?? null),
+    expiresAt: session.expires_at,
+  };
 }
 
 function isStripeError(err: unknown): err is Stripe.errors.StripeError {
@@ -272,6 +290,51 @@ export class StripeGateway implements PaymentsGateway {
       failureReason: refund.failure_reason ?? undefined,
       amountRefunded: charge?.amount_refunded,
     };
+  }
+
+  async createCheckoutSession(request: CheckoutSessionRequest): Promise<CheckoutSession> {
+    const attempts = this.#attempts.track(request.idempotencyKey);
+    try {
+      const session = await this.stripe.checkout.sessions.create(
+        {
+          mode: 'payment',
+          line_items: [
+            {
+              quantity: 1,
+              price_data: {
+                currency: request.currency,
+                unit_amount: request.amountCents,
+                product_data: { name: request.productName, description: request.description },
+              },
+            },
+          ],
+          customer: request.customerId,
+          client_reference_id: request.transactionId,
+          metadata: request.metadata,
+          // The PaymentIntent (and so its charge, refunds and disputes) names the purchase too.
+          payment_intent_data: { metadata: request.metadata, description: request.description },
+          success_url: request.successUrl,
+          cancel_url: request.cancelUrl,
+          expires_at: request.expiresAt,
+        },
+        { idempotencyKey: request.idempotencyKey },
+      );
+      return sessionOf(session);
+    } catch (err) {
+      // After a retry, a refusal may answer a session an earlier attempt made: not known, so not a refusal.
+      if (err instanceof Stripe.errors.StripeInvalidRequestError && !attempts.retried()) throw new CheckoutRefused(err.message);
+      throw providerFailure('checkout session', err, attempts.retried());
+    } finally {
+      attempts.done();
+    }
+  }
+
+  async retrieveCheckoutSession(sessionId: string): Promise<CheckoutSession> {
+    try {
+      return sessionOf(await this.stripe.checkout.sessions.retrieve(sessionId));
+    } catch (err) {
+      throw new GatewayError(providerFailure('checkout session lookup', err).message, { mayHaveCharged: false, cause: err });
+    }
   }
 
   verifyWebhook(payload: Buffer, signature: string | undefined): WebhookEvent {

@@ -49,10 +49,60 @@ export interface PaymentsGateway {
   refund(request: RefundRequest): Promise<RefundResult>;
 
   /**
+   * Creates a Stripe Checkout Session (`mode=payment`) for one package: Stripe's hosted page, where
+   * the customer pays with any method the account offers. The idempotency key makes a retried call
+   * answer with the session the first made (so every parameter must be the same, `expiresAt` too).
+   * Throws CheckoutRefused when Stripe refused it and nothing was made.
+   */
+  createCheckoutSession(request: CheckoutSessionRequest): Promise<CheckoutSession>;
+
+  /** A Checkout Session as it is now. */
+  retrieveCheckoutSession(sessionId: string): Promise<CheckoutSession>;
+
+  /**
    * Checks a webhook's `Stripe-Signature` against the raw body and returns the event. Throws
    * WebhookRejected when the signature is missing, wrong or too old.
    */
   verifyWebhook(payload: Buffer, signature: string | undefined): WebhookEvent;
+}
+
+export interface CheckoutSessionRequest {
+  amountCents: number;
+  currency: string;
+  /** The line item's name (the package's). */
+  productName: string;
+  description: string;
+  customerId: string;
+  successUrl: string;
+  cancelUrl: string;
+  /** Unix seconds; Stripe accepts 30 minutes to 24 hours from the time it makes the session. */
+  expiresAt: number;
+  /** Our transaction id: the session's `client_reference_id`. */
+  transactionId: string;
+  /** Put on the session and on its PaymentIntent, so the charge, refunds and disputes lead back. */
+  metadata: Record<string, string>;
+  idempotencyKey: string;
+}
+
+/** A Checkout Session's state (Stripe's `status` and `payment_status`). */
+export interface CheckoutSession {
+  id: string;
+  /** The hosted page; a path on coinshop for the simulated gateway. Null once the session is over. */
+  url: string | null;
+  status: 'open' | 'complete' | 'expired';
+  paymentStatus: 'paid' | 'unpaid' | 'no_payment_required';
+  /** Set once the customer paid or started paying (a delayed method). */
+  paymentIntentId: string | null;
+  /** Unix seconds. */
+  expiresAt: number;
+}
+
+/** Stripe refused to make a Checkout Session, and nothing was made (a bad parameter, an expiry too soon). */
+export class CheckoutRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CheckoutRefused';
+  }
 }
 
 /** A refund as Stripe describes it (the fields coinshop acts on). */
@@ -211,4 +261,28 @@ export interface PaymentSimulation {
   dispute(paymentIntentId: string): Promise<string>;
   /** The dispute is decided. Returns the disputed PaymentIntent's id. */
   closeDispute(disputeId: string, outcome: 'won' | 'lost'): Promise<string>;
+  /** A Checkout Session the simulation hosts, as its page shows it; undefined when unknown. */
+  checkoutPage(sessionId: string): SimulatedCheckoutPage | undefined;
+  /**
+   * What the customer (or time) does with a hosted Checkout Session: `complete` pays it with
+   * `paymentMethod` (a test card; `pm_card_visa` when omitted), `fail` starts a delayed payment that
+   * the bank then refuses, `expire` lets it expire. A declining card leaves the session open and
+   * says why, as Stripe's page does.
+   */
+  finishCheckout(
+    sessionId: string,
+    outcome: 'complete' | 'fail' | 'expire',
+    paymentMethod?: string,
+  ): Promise<{ session: CheckoutSession; declined?: string | undefined }>;
+}
+
+/** What the simulated hosted Checkout page shows. */
+export interface SimulatedCheckoutPage {
+  session: CheckoutSession;
+  amountCents: number;
+  currency: string;
+  productName: string;
+  successUrl: string;
+  cancelUrl: string;
+  transactionId: string;
 }

@@ -9,6 +9,8 @@ export const FAILURE_DETAILS = {
   processing_error: 'Card was declined: an error occurred while processing the card, try again',
   authentication_failed: 'Card was declined: the customer did not complete authentication',
   invalid_payment_method: 'Invalid payment method: Stripe does not know this payment method',
+  checkout_expired: 'The Stripe Checkout Session expired before the customer paid; nothing was charged',
+  async_payment_failed: "The customer's bank refused the delayed payment; nothing was charged",
   payment_provider_refused:
     'The payment provider refused the request, and nothing was charged; to try again, send the purchase with a new Idempotency-Key',
 } as const satisfies Partial<Record<ProblemCode, string>>;

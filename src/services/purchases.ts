@@ -6,6 +6,7 @@ import { customerNotFound, ProblemError, problemDocument } from '../errors.js';
 import { GatewayError, PaymentMethodRejected, type ChargeOutcome, type PaymentsGateway } from '../gateway/types.js';
 import { REVIVABLE_FAILURE, UNFINISHED, type CustomerRow, type PurchaseRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
+import { isCheckoutPurchase, refreshCheckout } from './checkout.js';
 import { declineCode, failureProblem } from './declines.js';
 import { completeIdempotency, reserveKey, type IdempotencyContext, type KeptAnswer, type KeyRequest } from './idempotency.js';
 import { creditPurchase, settleFailed, settleRequiresAction } from './settlement.js';
@@ -142,6 +143,8 @@ export async function refreshPurchase(
   purchase: PurchaseRow,
   options: { reissueAfterMs: number },
 ): Promise<{ purchase: PurchaseRow; clientSecret: string | undefined }> {
+  // A purchase paid on Stripe Checkout is decided by its session.
+  if (isCheckoutPurchase(purchase)) return { purchase: await refreshCheckout(deps, purchase, { staleAfterMs: options.reissueAfterMs }), clientSecret: undefined };
   const unfinished = UNFINISHED.includes(purchase.status);
   if (!unfinished && !mayStillSucceed(purchase)) return { purchase, clientSecret: undefined };
   if (unfinished && !purchase.payment_intent_id && ageOf(purchase) < options.reissueAfterMs) return { purchase, clientSecret: undefined };

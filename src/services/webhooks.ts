@@ -6,6 +6,7 @@ import { DISPUTE_STATUSES, type PurchaseRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { declineCode } from './declines.js';
 import { providerRefundStatus } from '../gateway/types.js';
+import { isCheckoutPurchase } from './checkout.js';
 import { settleDispute, settleFailed, settleRefund, settleRefunded, settleRequiresAction, settleSucceeded } from './settlement.js';
 
 // The few fields of each Stripe object we act on; anything else in the object is ignored.
@@ -34,6 +35,14 @@ const Charge = Type.Object({
   metadata: Type.Optional(Type.Record(Type.String(), Type.String())),
   // Older API versions list the charge's refunds in it.
   refunds: Type.Optional(Type.Union([Type.Null(), Type.Object({ data: Type.Array(Refund) })])),
+});
+const CheckoutSession = Type.Object({
+  id: Type.String(),
+  status: Type.Union([Type.String(), Type.Null()]),
+  payment_status: Type.String(),
+  payment_intent: Type.Union([Type.String(), Type.Null()]),
+  client_reference_id: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+  metadata: Type.Optional(Type.Union([Type.Null(), Type.Record(Type.String(), Type.String())])),
 });
 const Dispute = Type.Object({
   id: Type.String(),
@@ -134,12 +143,35 @@ async function apply(
       const intent = parse(PaymentIntent, event.object);
       const purchase = intent && (await purchaseFor(tx, intent.id, intent.metadata));
       if (!intent || !purchase) return false;
+      // On Stripe Checkout a failed attempt leaves the session open for another card: the session's
+      // own events decide a Checkout purchase's failure; only a payment that succeeded counts here.
+      if (isCheckoutPurchase(purchase) && intent.status !== 'succeeded') return false;
       if (intent.status === 'succeeded') await settleSucceeded(tx, purchase.transaction_id, intent.id);
       else if (intent.status === 'requires_action') await settleRequiresAction(tx, purchase.transaction_id, intent.id);
       else if (event.type === 'payment_intent.payment_failed') {
         const error = intent.last_payment_error;
         await settleFailed(tx, purchase.transaction_id, declineCode(error?.code ?? 'card_declined', error?.decline_code), intent.id);
       } else return false;
+      return true;
+    }
+    // A Checkout Session's purchase: by the transaction id it carries, or by the session.
+    case 'checkout.session.completed':
+    case 'checkout.session.async_payment_succeeded':
+    case 'checkout.session.async_payment_failed':
+    case 'checkout.session.expired': {
+      const session = parse(CheckoutSession, event.object);
+      const transactionId = session && (session.metadata?.['transaction_id'] ?? session.client_reference_id);
+      const purchase = session && ((transactionId ? await tx.findPurchase(transactionId) : undefined) ?? (await tx.findPurchaseByCheckoutSession(session.id)));
+      if (!session || !purchase || !isCheckoutPurchase(purchase)) return false;
+      const id = purchase.transaction_id;
+      await tx.learnCheckoutSession(id, session.id);
+      if (event.type === 'checkout.session.expired') await settleFailed(tx, id, 'checkout_expired', undefined);
+      else if (!session.payment_intent) return false;
+      else if (event.type === 'checkout.session.async_payment_failed') await settleFailed(tx, id, 'async_payment_failed', session.payment_intent);
+      // Paid now (a card) or later (a delayed method: async_payment_succeeded); unpaid, it waits for that.
+      else if (session.payment_status === 'paid' || session.payment_status === 'no_payment_required' || event.type === 'checkout.session.async_payment_succeeded') {
+        await settleSucceeded(tx, id, session.payment_intent);
+      } else await tx.learnPaymentIntent(id, session.payment_intent);
       return true;
     }
     case 'charge.refunded': {

@@ -189,6 +189,13 @@ const migrations = (engine: Engine): Record<string, Migration> => {
         await db.schema.createIndex('notifications_type').on('notifications').columns(['type', 'seq']).execute();
       },
     },
+    // A purchase paid on Stripe Checkout remembers its Checkout Session (a card purchase has none).
+    '0005_checkout_sessions': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('purchases').addColumn('checkout_session_id', 'varchar(255)').execute();
+        await db.schema.createIndex('purchases_checkout_session').unique().on('purchases').column('checkout_session_id').execute();
+      },
+    },
   };
 };
 

@@ -42,6 +42,9 @@ export const PURCHASE_TRANSITIONS: Readonly<Record<PurchaseStatus, readonly Purc
 
 export const UNFINISHED: readonly PurchaseStatus[] = ['pending', 'requires_action'];
 
+/** What a purchase paid on Stripe Checkout records as its payment method: the customer picks one on Stripe's page. */
+export const CHECKOUT_PAYMENT_METHOD = 'checkout';
+
 /**
  * The failure a customer can still undo: 3-D Secure failed, and the PaymentIntent waits for another
  * attempt in the browser (Stripe.js with the same client secret). If it then succeeds, the purchase
@@ -74,7 +77,10 @@ export interface PurchasesTable {
   amount_cents: number;
   currency: string;
   coins: number;
-  /** The card charged, as it was at purchase time: a retry sends Stripe exactly the same request. */
+  /**
+   * The card charged, as it was at purchase time: a retry sends Stripe exactly the same request.
+   * `checkout` (CHECKOUT_PAYMENT_METHOD) for a purchase paid on Stripe Checkout, which needs no saved card.
+   */
   payment_method_id: string;
   status: PurchaseStatus;
   payment_intent_id: string | null;
@@ -86,6 +92,8 @@ export interface PurchasesTable {
   refunded_cents: number;
   /** The largest cumulative `amount_refunded` a Stripe Charge was seen with; never falls. */
   stripe_refunded_cents: number;
+  /** For a purchase paid on Stripe Checkout: its Checkout Session, once Stripe made it. */
+  checkout_session_id: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -275,6 +283,7 @@ export const PURCHASE_COLUMNS = [
   'failure_code',
   'refunded_cents',
   'stripe_refunded_cents',
+  'checkout_session_id',
   'created_at',
   'updated_at',
 ] as const;

@@ -254,6 +254,20 @@ export class Store {
       .execute();
   }
 
+  /** Keeps the Checkout Session Stripe made for a purchase (the same one whichever call learns it). */
+  async learnCheckoutSession(transactionId: string, checkoutSessionId: string): Promise<void> {
+    await this.db
+      .updateTable('purchases')
+      .set({ checkout_session_id: checkoutSessionId, updated_at: now() })
+      .where('transaction_id', '=', transactionId)
+      .where('checkout_session_id', 'is', null)
+      .execute();
+  }
+
+  findPurchaseByCheckoutSession(checkoutSessionId: string): Promise<PurchaseRow | undefined> {
+    return this.db.selectFrom('purchases').selectAll().where('checkout_session_id', '=', checkoutSessionId).executeTakeFirst();
+  }
+
   /**
    * Moves a purchase to `to` if its current status allows it (PURCHASE_TRANSITIONS), setting the
    * given columns too. Returns the updated row, or undefined when the move is not allowed (the

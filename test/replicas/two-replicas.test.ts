@@ -203,7 +203,7 @@ t.test('racing spends across both replicas never take a balance below zero', asy
 t.test('replicas starting together migrate once: one runs the migrations, the others wait', async (t) => {
   const r = await startReplicas(t, 4);
   const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(r.apps[0]!.store.db);
-  t.same(rows.map((row) => row.name), ['0001_initial', '0002_refunds', '0003_disputes', '0004_notifications'], 'each migration recorded once');
+  t.same(rows.map((row) => row.name), ['0001_initial', '0002_refunds', '0003_disputes', '0004_notifications', '0005_checkout_sessions'], 'each migration recorded once');
   const ready = await Promise.all(r.apps.map((_, i) => r.call(i, 'GET', '/ready')));
   t.ok(ready.every((a) => a.status === 200), 'every replica is ready');
 });

@@ -187,6 +187,30 @@ export interface StoredDispute {
 
 export type DisputeStatus = 'warning_needs_response' | 'warning_closed' | 'needs_response' | 'won' | 'lost';
 
+export interface StoredCheckoutSession {
+  id: string;
+  object: 'checkout.session';
+  amount_subtotal: number;
+  amount_total: number;
+  cancel_url: string | null;
+  client_reference_id: string | null;
+  created: number;
+  currency: string;
+  customer: string | null;
+  expires_at: number;
+  livemode: false;
+  metadata: Record<string, string>;
+  mode: 'payment';
+  payment_intent: string | null;
+  payment_status: 'paid' | 'unpaid';
+  status: 'open' | 'complete' | 'expired';
+  success_url: string | null;
+  url: string | null;
+  /** Not a Stripe field: what was asked for, kept so tests can check it (line item, PaymentIntent data). */
+  line_items_requested: { name: string; description: string | null; unit_amount: number; currency: string; quantity: number }[];
+  payment_intent_data_requested: { metadata: Record<string, string>; description: string | null };
+}
+
 interface EventEnvelope<T extends string, O> {
   id: string;
   object: 'event';
@@ -208,7 +232,11 @@ export type StripeEventObject =
   | EventsOf<'payment_intent.succeeded' | 'payment_intent.payment_failed' | 'payment_intent.requires_action', StoredPaymentIntent>
   | EventsOf<'charge.succeeded' | 'charge.refunded', StoredCharge>
   | EventsOf<'refund.created' | 'charge.refund.updated' | 'refund.failed', StoredRefund>
-  | EventsOf<'charge.dispute.created' | 'charge.dispute.closed', StoredDispute>;
+  | EventsOf<'charge.dispute.created' | 'charge.dispute.closed', StoredDispute>
+  | EventsOf<
+      'checkout.session.completed' | 'checkout.session.async_payment_succeeded' | 'checkout.session.async_payment_failed' | 'checkout.session.expired',
+      StoredCheckoutSession
+    >;
 
 export type StripeEventType = StripeEventObject['type'];
 
@@ -234,6 +262,20 @@ export interface FakeStripe {
   charges: Map<string, StoredCharge>;
   refunds: Map<string, StoredRefund>;
   disputes: Map<string, StoredDispute>;
+  checkoutSessions: Map<string, StoredCheckoutSession>;
+  /**
+   * The customer pays an open Checkout Session on Stripe's hosted page, as the browser would: with a
+   * card that behaves like `behavesLike` (`pm_card_visa` by default; 3-D Secure passes on the page),
+   * the session completes `paid` and Stripe sends `charge.succeeded`, `payment_intent.succeeded` and
+   * `checkout.session.completed`. A declining card throws (the page shows the decline; the session
+   * stays open). With `delayed`, a delayed payment method (SEPA Debit, Konbini…): the session
+   * completes `unpaid` with a `processing` PaymentIntent; settleDelayedCheckout decides it.
+   */
+  payCheckoutSession(sessionId: string, options?: { behavesLike?: string; delayed?: boolean }): StoredCheckoutSession;
+  /** The bank decides a delayed Checkout payment: `checkout.session.async_payment_succeeded` or `…_failed`. */
+  settleDelayedCheckout(sessionId: string, outcome: 'succeed' | 'fail'): StoredCheckoutSession;
+  /** Time passes an open session's `expires_at`: it expires (`checkout.session.expired`). */
+  lapseCheckoutSession(sessionId: string): StoredCheckoutSession;
   /** Every event, in the order it happened; each `data.object` is a snapshot. */
   events: StripeEventObject[];
   /**
@@ -497,6 +539,21 @@ const PAYMENT_INTENT_PARAMS = new Set([
   'transfer_group', 'use_stripe_sdk',
 ]);
 const AUTOMATIC_PM_PARAMS = new Set(['enabled', 'allow_redirects']);
+const CHECKOUT_SESSION_PARAMS = new Set([
+  'adaptive_pricing', 'after_expiration', 'allow_promotion_codes', 'automatic_tax', 'billing_address_collection',
+  'cancel_url', 'client_reference_id', 'consent_collection', 'currency', 'custom_fields', 'custom_text', 'customer',
+  'customer_creation', 'customer_email', 'customer_update', 'discounts', 'expand', 'expires_at', 'invoice_creation',
+  'line_items', 'locale', 'metadata', 'mode', 'payment_intent_data', 'payment_method_configuration',
+  'payment_method_options', 'payment_method_types', 'phone_number_collection', 'redirect_on_completion', 'return_url',
+  'shipping_address_collection', 'shipping_options', 'submit_type', 'success_url', 'tax_id_collection', 'ui_mode',
+]);
+const LINE_ITEM_PARAMS = new Set(['price', 'price_data', 'quantity', 'adjustable_quantity', 'dynamic_tax_rates', 'tax_rates']);
+const PRICE_DATA_PARAMS = new Set(['currency', 'product', 'product_data', 'unit_amount', 'unit_amount_decimal', 'tax_behavior', 'recurring']);
+const PRODUCT_DATA_PARAMS = new Set(['name', 'description', 'images', 'metadata', 'tax_code']);
+const CHECKOUT_PI_DATA_PARAMS = new Set([
+  'application_fee_amount', 'capture_method', 'description', 'metadata', 'on_behalf_of', 'receipt_email',
+  'setup_future_usage', 'shipping', 'statement_descriptor', 'statement_descriptor_suffix', 'transfer_data', 'transfer_group',
+]);
 const REFUND_PARAMS = new Set([
   'amount', 'charge', 'currency', 'customer', 'expand', 'instructions_email', 'metadata', 'origin', 'payment_intent',
   'reason', 'refund_application_fee', 'reverse_transfer',
@@ -645,6 +702,7 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
   const refunds = new Map<string, StoredRefund>();
   const disputes = new Map<string, StoredDispute>();
   const disputeOfCharge = new Map<string, StoredDispute>();
+  const checkoutSessions = new Map<string, StoredCheckoutSession>();
   const events: StripeEventObject[] = [];
   const eventsById = new Map<string, StripeEventObject>();
   const idempotency = new Map<string, IdempotencyEntry>();
@@ -1033,6 +1091,126 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     }
   }
 
+  function createCheckoutSession(body: FormObject): StoredCheckoutSession {
+    checkKnownParams(body, CHECKOUT_SESSION_PARAMS);
+    const mode = required(readString(body, 'mode'), 'mode');
+    if (mode !== 'payment') throw invalid(`fake-stripe supports only mode=payment, not ${mode}`, 'mode');
+    const successUrl = required(readOptionalString(body, 'success_url') ?? undefined, 'success_url');
+    const cancelUrl = readOptionalString(body, 'cancel_url') ?? null;
+    for (const [param, value] of [['success_url', successUrl], ['cancel_url', cancelUrl]] as const) {
+      if (value !== null && !/^https?:\/\/[^\s]+$/.test(value)) throw invalid('Not a valid URL', param, 'url_invalid');
+    }
+    const items = body.line_items;
+    if (!Array.isArray(items) || items.length === 0) throw invalid('Missing required param: line_items.', 'line_items', 'parameter_missing');
+    const lineItems = items.map((item, i) => {
+      const at = `line_items[${i}]`;
+      if (!isFormObject(item)) throw invalid('Invalid hash', at);
+      checkKnownParams(item, LINE_ITEM_PARAMS, at);
+      const priceData = item.price_data;
+      if (!isFormObject(priceData)) throw invalid('fake-stripe supports only line items with price_data', `${at}[price_data]`);
+      checkKnownParams(priceData, PRICE_DATA_PARAMS, `${at}[price_data]`);
+      const productData = priceData.product_data;
+      if (!isFormObject(productData)) throw invalid('Missing required param: product_data.', `${at}[price_data][product_data]`, 'parameter_missing');
+      checkKnownParams(productData, PRODUCT_DATA_PARAMS, `${at}[price_data][product_data]`);
+      const unitAmount = required(readInteger(priceData, 'unit_amount'), `${at}[price_data][unit_amount]`);
+      const currency = required(readString(priceData, 'currency'), `${at}[price_data][currency]`).toLowerCase();
+      return {
+        name: required(readString(productData, 'name'), `${at}[price_data][product_data][name]`),
+        description: readOptionalString(productData, 'description') ?? null,
+        unit_amount: unitAmount,
+        currency,
+        quantity: required(readInteger(item, 'quantity'), `${at}[quantity]`),
+      };
+    });
+    const currency = lineItems[0]?.currency ?? 'usd';
+    const amount = lineItems.reduce((sum, item) => sum + item.unit_amount * item.quantity, 0);
+    if (amount < (MINIMUM_AMOUNT[currency] ?? 1)) throw invalid('The Checkout Session\'s total amount due must add up to at least $0.50 usd', 'line_items', 'amount_too_small');
+    const expiresAt = readInteger(body, 'expires_at') ?? now() + 24 * 3600;
+    if (expiresAt < now() + 30 * 60 || expiresAt > now() + 24 * 3600) {
+      throw invalid('The `expires_at` timestamp must be between 30 minutes and 24 hours from Checkout Session creation.', 'expires_at');
+    }
+    const piData = body.payment_intent_data;
+    let piMetadata: Record<string, string> = {};
+    let piDescription: string | null = null;
+    if (isFormObject(piData)) {
+      checkKnownParams(piData, CHECKOUT_PI_DATA_PARAMS, 'payment_intent_data');
+      piMetadata = readMetadata(piData);
+      piDescription = readOptionalString(piData, 'description') ?? null;
+    } else if (piData !== undefined) throw invalid('Invalid hash', 'payment_intent_data');
+    const customerId = readOptionalString(body, 'customer') ?? null;
+    const clientReference = readOptionalString(body, 'client_reference_id') ?? null;
+    const metadata = readMetadata(body);
+
+    // The endpoint runs from here: its failures are saved under the idempotency key.
+    if (customerId !== null) customerOr404(customerId, 400, 'customer');
+    const id = newId('cs_test_a1');
+    const session: StoredCheckoutSession = {
+      id,
+      object: 'checkout.session',
+      amount_subtotal: amount,
+      amount_total: amount,
+      cancel_url: cancelUrl,
+      client_reference_id: clientReference,
+      created: now(),
+      currency,
+      customer: customerId,
+      expires_at: expiresAt,
+      livemode: false,
+      metadata,
+      mode: 'payment',
+      payment_intent: null,
+      payment_status: 'unpaid',
+      status: 'open',
+      success_url: successUrl,
+      url: `https://checkout.stripe.com/c/pay/${id}`,
+      line_items_requested: lineItems,
+      payment_intent_data_requested: { metadata: piMetadata, description: piDescription },
+    };
+    checkoutSessions.set(id, session);
+    return session;
+  }
+
+  function expireCheckoutSession(session: StoredCheckoutSession): StoredCheckoutSession {
+    session.status = 'expired';
+    session.url = null;
+    record(snapshotEvent('checkout.session.expired', session));
+    return session;
+  }
+
+  /** The PaymentIntent Checkout makes when the customer pays: the session's amount, customer and PaymentIntent data. */
+  function checkoutIntent(session: StoredCheckoutSession, pmId: string): StoredPaymentIntent {
+    const id = newId('pi_3');
+    const intent: StoredPaymentIntent = {
+      id,
+      object: 'payment_intent',
+      amount: session.amount_total,
+      amount_capturable: 0,
+      amount_received: 0,
+      automatic_payment_methods: null,
+      canceled_at: null,
+      cancellation_reason: null,
+      capture_method: 'automatic_async',
+      client_secret: `${id}_secret_${randomToken(25)}`,
+      confirmation_method: 'automatic',
+      created: now(),
+      currency: session.currency,
+      customer: session.customer,
+      description: session.payment_intent_data_requested.description,
+      last_payment_error: null,
+      latest_charge: null,
+      livemode: false,
+      metadata: { ...session.payment_intent_data_requested.metadata },
+      next_action: null,
+      payment_method: pmId,
+      payment_method_types: ['card'],
+      setup_future_usage: null,
+      status: 'processing',
+    };
+    paymentIntents.set(id, intent);
+    session.payment_intent = id;
+    return intent;
+  }
+
   function createRefund(body: FormObject): StoredRefund {
     checkKnownParams(body, REFUND_PARAMS);
     const intentId = readOptionalString(body, 'payment_intent') ?? null;
@@ -1146,6 +1324,26 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
 
   function route(method: string, path: string, body: FormObject): unknown {
     const parts = path.split('/');
+    // ['', 'v1', 'checkout', 'sessions', id?, action?]
+    if (parts[1] === 'v1' && parts[2] === 'checkout' && parts[3] === 'sessions' && parts.length <= 6) {
+      const id = parts[4] ? decodeURIComponent(parts[4]) : undefined;
+      const action = parts[5];
+      if (method === 'POST' && id === undefined) return createCheckoutSession(body);
+      if (method === 'GET' && id !== undefined && action === undefined) {
+        const session = retrieve(checkoutSessions, id, 'checkout.session', body);
+        // Stripe expires a session once its time is up, whoever asks.
+        return session.status === 'open' && session.expires_at <= now() ? expireCheckoutSession(session) : session;
+      }
+      if (method === 'POST' && id !== undefined && action === 'expire') {
+        checkKnownParams(body, EXPAND_ONLY);
+        const session = checkoutSessions.get(id);
+        if (!session) throw missingResource(404, 'checkout.session', id, 'session');
+        if (session.status !== 'open') {
+          throw new StripeFailure(400, { type: 'invalid_request_error', message: `Only Checkout Sessions with a status in ["open"] can be expired.` }, true);
+        }
+        return expireCheckoutSession(session);
+      }
+    }
     // ['', 'v1', resource, id?, action?]
     if (parts[1] === 'v1' && parts.length >= 3 && parts.length <= 5) {
       const resource = parts[2];
@@ -1408,6 +1606,51 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     refunds,
     disputes,
     events,
+    checkoutSessions,
+    payCheckoutSession(sessionId: string, options: { behavesLike?: string; delayed?: boolean } = {}): StoredCheckoutSession {
+      const session = checkoutSessions.get(sessionId);
+      if (!session) throw new Error(`fake-stripe: no Checkout Session ${sessionId}`);
+      if (session.status !== 'open') throw new Error(`fake-stripe: Checkout Session ${sessionId} is ${session.status}, not open`);
+      const token = options.behavesLike ?? 'pm_card_visa';
+      const behaviour = behaviourOf(token);
+      if (!behaviour) throw new Error(`fake-stripe: unknown test PaymentMethod ${token}`);
+      if (behaviour.outcome === 'decline') throw new Error(`fake-stripe: the card was declined (${behaviour.code}); the session stays open`);
+      const pm = makePaymentMethod(behaviour, token, session.customer);
+      const intent = checkoutIntent(session, pm.id);
+      session.status = 'complete';
+      session.url = null;
+      if (options.delayed) {
+        record(snapshotEvent('checkout.session.completed', session));
+        return session;
+      }
+      chargeCard(intent);
+      session.payment_status = 'paid';
+      record(snapshotEvent('checkout.session.completed', session));
+      return session;
+    },
+    settleDelayedCheckout(sessionId: string, outcome: 'succeed' | 'fail'): StoredCheckoutSession {
+      const session = checkoutSessions.get(sessionId);
+      const intent = session?.payment_intent ? paymentIntents.get(session.payment_intent) : undefined;
+      if (!session || !intent) throw new Error(`fake-stripe: no delayed payment for Checkout Session ${sessionId}`);
+      if (intent.status !== 'processing') throw new Error(`fake-stripe: the payment of ${sessionId} is ${intent.status}, not processing`);
+      if (outcome === 'succeed') {
+        chargeCard(intent);
+        session.payment_status = 'paid';
+        record(snapshotEvent('checkout.session.async_payment_succeeded', session));
+        return session;
+      }
+      intent.status = 'requires_payment_method';
+      intent.last_payment_error = { type: 'invalid_request_error', code: 'payment_method_provider_decline', message: 'The payment was declined by the bank.' };
+      record(snapshotEvent('payment_intent.payment_failed', intent));
+      record(snapshotEvent('checkout.session.async_payment_failed', session));
+      return session;
+    },
+    lapseCheckoutSession(sessionId: string): StoredCheckoutSession {
+      const session = checkoutSessions.get(sessionId);
+      if (!session) throw new Error(`fake-stripe: no Checkout Session ${sessionId}`);
+      if (session.status !== 'open') throw new Error(`fake-stripe: Checkout Session ${sessionId} is ${session.status}, not open`);
+      return expireCheckoutSession(session);
+    },
     authenticate(paymentIntentId: string, outcome: 'succeed' | 'fail'): StoredPaymentIntent {
       const intent = paymentIntents.get(paymentIntentId);
       if (!intent) throw new Error(`fake-stripe: no PaymentIntent ${paymentIntentId}`);

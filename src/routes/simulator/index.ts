@@ -1,13 +1,21 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ref } from '../../../schemas/index.js';
-import { DisputeParams, PaymentIntentParams, SimulateAuthenticationRequest, SimulateDisputeClosedRequest, SimulationResult } from '../../../schemas/simulator.js';
+import {
+  CheckoutSessionParams,
+  DisputeParams,
+  PaymentIntentParams,
+  SimulateAuthenticationRequest,
+  SimulateCheckoutRequest,
+  SimulateDisputeClosedRequest,
+  SimulationResult,
+} from '../../../schemas/simulator.js';
 import { ProblemError } from '../../errors.js';
 import { SimulatedObjectNotFound, SimulationRefused, type PaymentSimulation } from '../../gateway/types.js';
 import { assertPlayerMayAct } from '../../plugins/auth.js';
 import { purchaseView } from '../../services/purchases.js';
 import { callerErrors, internalError, playerSecurity, problemResponse, validationFailed } from '../problem-responses.js';
 
-const notFound = problemResponse('No such simulated PaymentIntent or dispute, or (with a client token) no purchase of this player has it.', {
+const notFound = problemResponse('No such simulated PaymentIntent, dispute or Checkout Session, or (with a client token) no purchase of this player has it.', {
   not_found: "No such PaymentIntent: 'pi_sim_0a1b2c3d'",
   purchase_not_found: 'Purchase not found',
 });
@@ -103,6 +111,30 @@ const simulatorRoutes: FastifyPluginAsyncTypebox<{ simulator: PaymentSimulation 
     async (request) => {
       const paymentIntentId = await simulate(() => simulator.closeDispute(request.params.dispute_id, request.body.outcome));
       return { purchase: await purchaseOf(paymentIntentId) };
+    },
+  );
+
+  app.post(
+    '/simulator/checkout-sessions/:session_id',
+    {
+      schema: {
+        operationId: 'simulateCheckout',
+        tags: ['Simulator'],
+        summary: 'Simulate a Checkout Session being paid, failing a delayed payment, or expiring',
+        description:
+          "What happens on Stripe's hosted page or with time: the session's `checkout.session.*` webhooks (and the " +
+          "PaymentIntent's) are delivered before this answers. The page itself is at the session's `checkout_url`.",
+        params: CheckoutSessionParams,
+        body: ref(SimulateCheckoutRequest),
+        response: responses('The purchase after the checkout.session webhooks.', 'Invalid input: body/outcome must be one of "complete", "fail", "expire"'),
+      },
+    },
+    async (request) => {
+      const { session_id } = request.params;
+      await simulate(() => simulator.finishCheckout(session_id, request.body.outcome));
+      const purchase = await app.store.findPurchaseByCheckoutSession(session_id);
+      if (!purchase) throw new ProblemError('purchase_not_found', 'Purchase not found');
+      return { purchase: purchaseView(purchase) };
     },
   );
 };
