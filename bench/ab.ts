@@ -50,7 +50,12 @@ const pairs: Record<string, [Arm, Arm][]> = {
       { name: 'Kysely SqliteDialect, NORMAL', swap: 'sqlite-kysely', synchronous: 'NORMAL' },
     ],
   ],
-  log: [[{ name: 'LogDestination', synchronous: 'FULL' }, { name: 'pino.destination (sync: false)', swap: 'log', synchronous: 'FULL' }]],
+  log: [
+    [
+      { name: 'LogDestination', synchronous: 'FULL' },
+      { name: 'pino.destination (sync: false)', swap: 'log', synchronous: 'FULL' },
+    ],
+  ],
 };
 const chosen = decision === undefined ? undefined : pairs[decision];
 if (!chosen) {
@@ -110,20 +115,24 @@ try {
     const stripe = await fakeStripe(latency);
     const servers: Server[] = [];
     for (const arm of chosen.flat()) {
-      const { child, url } = await start(process.execPath, [...nodeOptions, '--import', 'tsx', '--import', './bench/ab/swap.ts', 'src/server.ts'], {
-        ...(arm.swap ? { AB_SWAP: arm.swap } : {}),
-        NODE_ENV: 'production',
-        PORT: '0',
-        LOG_LEVEL: 'info',
-        DATABASE_URL: join(dir, `${latency}-${servers.length}.db`),
-        SQLITE_SYNCHRONOUS: arm.synchronous,
-        API_KEYS: API_KEY,
-        STRIPE_SECRET_KEY: 'sk_test_bench',
-        STRIPE_WEBHOOK_SECRET: 'whsec_bench',
-        CLIENT_TOKEN_SECRETS: 'bench-client-token-secret-0123456789abcdef',
-        STRIPE_API_BASE: stripe.url,
-        RATE_LIMIT_PER_MINUTE: '1000000',
-      });
+      const { child, url } = await start(
+        process.execPath,
+        [...nodeOptions, '--import', 'tsx', '--import', './bench/ab/swap.ts', 'src/server.ts'],
+        {
+          ...(arm.swap ? { AB_SWAP: arm.swap } : {}),
+          NODE_ENV: 'production',
+          PORT: '0',
+          LOG_LEVEL: 'info',
+          DATABASE_URL: join(dir, `${latency}-${servers.length}.db`),
+          SQLITE_SYNCHRONOUS: arm.synchronous,
+          API_KEYS: API_KEY,
+          STRIPE_SECRET_KEY: 'sk_test_bench',
+          STRIPE_WEBHOOK_SECRET: 'whsec_bench',
+          CLIENT_TOKEN_SECRETS: 'bench-client-token-secret-0123456789abcdef',
+          STRIPE_API_BASE: stripe.url,
+          RATE_LIMIT_PER_MINUTE: '1000000',
+        },
+      );
       servers.push({ arm, child, url, users: await buyers(url, 200), turns: [] });
     }
     for (const server of servers) await turn(server, warmUpSeconds, `warm-${latency}`);
@@ -155,7 +164,9 @@ try {
       const [sa, sb] = [servers.find((s) => s.arm === a)!, servers.find((s) => s.arm === b)!];
       const ratios = sa.turns.map((x, i) => x.perSecond / Math.max(1e-9, sb.turns[i]!.perSecond));
       const cpu = sa.turns.map((x, i) => x.cpuMs / Math.max(1e-9, sb.turns[i]!.cpuMs));
-      lines.push(`\n${a.name} ÷ ${b.name}: purchases/s ×${median(ratios).toFixed(2)} (rounds ${ratios.map((r) => r.toFixed(2)).join(', ')}); CPU per purchase ×${median(cpu).toFixed(2)}`);
+      lines.push(
+        `\n${a.name} ÷ ${b.name}: purchases/s ×${median(ratios).toFixed(2)} (rounds ${ratios.map((r) => r.toFixed(2)).join(', ')}); CPU per purchase ×${median(cpu).toFixed(2)}`,
+      );
     }
     for (const server of servers) await stop(server.child);
     await stop(stripe.child);
@@ -163,5 +174,7 @@ try {
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
-console.log(`\n${cpus().length} × ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}: npm run bench:ab -- ${decision}`);
+console.log(
+  `\n${cpus().length} × ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}: npm run bench:ab -- ${decision}`,
+);
 console.log(lines.join('\n'));

@@ -38,9 +38,19 @@ if (given.startsWith('postgres')) {
   };
 }
 
-const config = loadConfig({ DATABASE_URL: url, DATABASE_POOL_SIZE: '4', RATE_LIMIT_PER_MINUTE: '1000000', MAX_EVENT_LOOP_DELAY_MS: '0', LOG_LEVEL: 'silent' });
+const config = loadConfig({
+  DATABASE_URL: url,
+  DATABASE_POOL_SIZE: '4',
+  RATE_LIMIT_PER_MINUTE: '1000000',
+  MAX_EVENT_LOOP_DELAY_MS: '0',
+  LOG_LEVEL: 'silent',
+});
 const app = await buildApp({ config });
-const created = await app.inject({ method: 'POST', url: '/stripe/create-customer', payload: { email: 'bench@example.com', name: 'Bench' } });
+const created = await app.inject({
+  method: 'POST',
+  url: '/stripe/create-customer',
+  payload: { email: 'bench@example.com', name: 'Bench' },
+});
 const userId = (JSON.parse(created.body) as { user_id: string }).user_id;
 await app.inject({ method: 'POST', url: '/stripe/attach-payment-method', payload: { user_id: userId, payment_method_id: 'pm_card_visa' } });
 const buy = async () => {

@@ -175,7 +175,11 @@ function connectionPorts(pid: number, port: number): Set<number> {
  * local ports in pg_stat_activity. Other work on the same server (other databases, other processes'
  * connections) is left out; the server's shared processes (WAL writer, checkpointer) are not backends.
  */
-export async function postgresBackends(admin: { query: (sql: string) => Promise<{ rows: { pid: number; client_port: number | null }[] }> }, clients: number[], port: number): Promise<number[]> {
+export async function postgresBackends(
+  admin: { query: (sql: string) => Promise<{ rows: { pid: number; client_port: number | null }[] }> },
+  clients: number[],
+  port: number,
+): Promise<number[]> {
   const ports = new Set<number>();
   for (const pid of clients) for (const local of connectionPorts(pid, port)) ports.add(local);
   const { rows } = await admin.query('select pid, client_port from pg_stat_activity where client_port is not null');

@@ -67,7 +67,9 @@ async function main() {
     });
     const purchases = result.requests.total;
     const self = process.cpuUsage(start.self);
-    console.log(`${purchases} purchases in ${seconds} s (${Math.round(result.requests.average)}/s), ${connections} connections, Stripe +${latency} ms, ${result.non2xx} non-2xx`);
+    console.log(
+      `${purchases} purchases in ${seconds} s (${Math.round(result.requests.average)}/s), ${connections} connections, Stripe +${latency} ms, ${result.non2xx} non-2xx`,
+    );
     console.log('CPU per purchase:');
     console.log(`  coinshop         ${((cpuMs(shop.child.pid) - start.shop) / purchases).toFixed(2)} ms`);
     console.log(`  fake Stripe      ${((cpuMs(stripe.child.pid) - start.stripe) / purchases).toFixed(2)} ms`);
@@ -94,7 +96,9 @@ async function main() {
     busy += us;
     const pkg = packageOf(frame.url, frame.functionName);
     byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + us);
-    const where = frame.url ? ` ${frame.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/')}:${frame.lineNumber + 1}` : '';
+    const where = frame.url
+      ? ` ${frame.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/')}:${frame.lineNumber + 1}`
+      : '';
     const fn = `${frame.functionName || '(anonymous)'}${where}`;
     byFunction.set(fn, (byFunction.get(fn) ?? 0) + us);
   });

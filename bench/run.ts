@@ -28,7 +28,22 @@ import autocannon from 'autocannon';
 import pg from 'pg';
 import { EVENT_LOOP_SAMPLE_MS } from '../src/plugins/metrics.js';
 import { startWireCounter } from '../test/support/pg-wire.js';
-import { api, auth, buyers, coinshop, cpuSeconds, fakeStripe, GAME_SECRET, gameReceiver, postgresBackends, purchaseLoad, root, start, stop, ts } from './processes.js';
+import {
+  api,
+  auth,
+  buyers,
+  coinshop,
+  cpuSeconds,
+  fakeStripe,
+  GAME_SECRET,
+  gameReceiver,
+  postgresBackends,
+  purchaseLoad,
+  root,
+  start,
+  stop,
+  ts,
+} from './processes.js';
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 5);
 const warmUpSeconds = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2);
@@ -105,7 +120,13 @@ function peakRss(pid: number | undefined): () => number {
 }
 
 /** One autocannon run against `target`; its row in the table. `warm` runs between warm-up and measurement. */
-async function measure(scenario: string, target: ChildProcess, options: autocannon.Options, warm?: () => Promise<unknown>, also: CpuSource[] = []): Promise<Row> {
+async function measure(
+  scenario: string,
+  target: ChildProcess,
+  options: autocannon.Options,
+  warm?: () => Promise<unknown>,
+  also: CpuSource[] = [],
+): Promise<Row> {
   return measureMany(scenario, [{ child: target, options }], warm, also);
 }
 
@@ -208,7 +229,10 @@ async function measureMany(
   });
   await new Promise((resolve) => setTimeout(resolve, warmUpSeconds * 1000));
   let rampLimit: NodeJS.Timeout | undefined;
-  await Promise.race([ramp, new Promise((resolve) => (rampLimit = setTimeout(resolve, Math.max(0, rampLimitSeconds * 1000 - (performance.now() - started)))))]);
+  await Promise.race([
+    ramp,
+    new Promise((resolve) => (rampLimit = setTimeout(resolve, Math.max(0, rampLimitSeconds * 1000 - (performance.now() - started))))),
+  ]);
   clearTimeout(rampLimit);
   await warm?.();
   const peaks = targets.map((target) => peakRss(target.child.pid));
@@ -269,7 +293,9 @@ async function measureMany(
  * turns, each round's servers see the same machine, and the ratio is the median of the rounds'
  * ratios. Each row gives the median round (req/s, p50, p99), the errors of all, the peak RSS of all.
  */
-async function inTurns(targets: { scenario: string; child: ChildProcess; options: autocannon.Options }[]): Promise<{ row: Row; perRound: number[] }[]> {
+async function inTurns(
+  targets: { scenario: string; child: ChildProcess; options: autocannon.Options }[],
+): Promise<{ row: Row; perRound: number[] }[]> {
   const rounds = Number(process.env['BENCH_PACKAGE_ROUNDS'] ?? 5);
   const run = (options: autocannon.Options, duration: number) => autocannon({ ...options, duration });
   for (const target of targets) await run(target.options, warmUpSeconds);
@@ -352,17 +378,27 @@ async function main() {
         // sending them costs, apart from the work of making them.
         const sent = await fetch(`${shop.url}/stripe/packages`, { headers: auth });
         await sent.arrayBuffer();
-        const own = Object.fromEntries([...sent.headers].filter(([name]) => !['content-type', 'content-length', 'date', 'connection', 'keep-alive'].includes(name)));
+        const own = Object.fromEntries(
+          [...sent.headers].filter(([name]) => !['content-type', 'content-length', 'date', 'connection', 'keep-alive'].includes(name)),
+        );
         const bare = await start(process.execPath, ts('bench/bare-fastify.ts'), {});
         const bareWithHeaders = await start(process.execPath, ts('bench/bare-fastify.ts'), { BARE_HEADERS: JSON.stringify(own) });
         const [baseline, withHeaders, ours] = await inTurns([
-          { scenario: 'GET /stripe/packages: bare Fastify', child: bare.child, options: { url: `${bare.url}/stripe/packages`, connections: 50 } },
+          {
+            scenario: 'GET /stripe/packages: bare Fastify',
+            child: bare.child,
+            options: { url: `${bare.url}/stripe/packages`, connections: 50 },
+          },
           {
             scenario: `GET /stripe/packages: bare Fastify + coinshop's ${Object.keys(own).length} headers`,
             child: bareWithHeaders.child,
             options: { url: `${bareWithHeaders.url}/stripe/packages`, connections: 50 },
           },
-          { scenario: 'GET /stripe/packages: coinshop', child: shop.child, options: { url: `${shop.url}/stripe/packages`, connections: 50, headers: auth } },
+          {
+            scenario: 'GET /stripe/packages: coinshop',
+            child: shop.child,
+            options: { url: `${shop.url}/stripe/packages`, connections: 50, headers: auth },
+          },
         ]);
         await stop(bare.child);
         await stop(bareWithHeaders.child);
@@ -372,7 +408,10 @@ async function main() {
       }
       if (scenarios.includes('customer')) {
         const ids: string[] = [];
-        for (let i = 0; i < 10_000; i++) ids.push(String((await api(shop.url, '/stripe/create-customer', { email: `p${i}@example.com`, name: `Player ${i}` }))['user_id']));
+        for (let i = 0; i < 10_000; i++)
+          ids.push(
+            String((await api(shop.url, '/stripe/create-customer', { email: `p${i}@example.com`, name: `Player ${i}` }))['user_id']),
+          );
         let n = 0;
         await measure('GET /stripe/customer/{id} (10,000 customers)', shop.child, {
           url: shop.url,
@@ -406,16 +445,20 @@ async function main() {
           const row = rows.at(-1)!;
           row.note =
             (await creditedOnce(shop.url, users)) +
-            (latency > 0 ? `; ${((result.requestsPerSecond / (connections / (latency / 1000))) * 100).toFixed(0)}% of connections ÷ latency` : '');
+            (latency > 0
+              ? `; ${((result.requestsPerSecond / (connections / (latency / 1000))) * 100).toFixed(0)}% of connections ÷ latency`
+              : '');
           const after = await scrape();
           const figure = (metrics: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1]);
           const grew = (name: string) => figure(after, name) - figure(before, name);
           const interval = figure(after, 'nodejs_eventloop_lag_p99_seconds') * 1000;
-          if (interval) row.note += `; event-loop delay p99 ${loopDelayMs(interval).toFixed(1)} ms (sampled every ${EVENT_LOOP_SAMPLE_MS} ms: p99 interval ${interval.toFixed(1)} ms)`;
+          if (interval)
+            row.note += `; event-loop delay p99 ${loopDelayMs(interval).toFixed(1)} ms (sampled every ${EVENT_LOOP_SAMPLE_MS} ms: p99 interval ${interval.toFixed(1)} ms)`;
           const commits = grew('coinshop_sqlite_commits_total');
           const syncs = grew('coinshop_sqlite_syncs_total');
           const waited = grew('coinshop_sqlite_commit_wait_seconds_total');
-          if (syncs > 0) row.note += `; ${(commits / syncs).toFixed(1)} commits per fsync, ${((waited / commits) * 1000).toFixed(1)} ms mean wait for it`;
+          if (syncs > 0)
+            row.note += `; ${(commits / syncs).toFixed(1)} commits per fsync, ${((waited / commits) * 1000).toFixed(1)} ms mean wait for it`;
           console.log(row.note);
           await stop(shop.child);
           await stop(stripe.child);
@@ -426,7 +469,8 @@ async function main() {
     if (scenarios.includes('replicas')) {
       for (const engine of ['sqlite', 'postgres'] as const) {
         for (const count of [1, 2]) {
-          const database = engine === 'sqlite' ? { url: join(dir, `replicas-${count}.db`), drop: async () => undefined } : await postgresSchema();
+          const database =
+            engine === 'sqlite' ? { url: join(dir, `replicas-${count}.db`), drop: async () => undefined } : await postgresSchema();
           const stripe = await fakeStripe(replicaLatency);
           const roundTrips = engine === 'postgres' ? await roundTripsPerPurchase(stripe.url, database.url) : undefined;
           // One at a time: the first migrates the new database, the others find it done.
@@ -438,13 +482,25 @@ async function main() {
           if (admin) {
             await admin.connect();
             const port = Number(new URL(PG_URL).port || 5432);
-            also.unshift({ name: 'PostgreSQL backends', pids: () => postgresBackends(admin, shops.map((shop) => shop.child.pid ?? 0), port) });
+            also.unshift({
+              name: 'PostgreSQL backends',
+              pids: () =>
+                postgresBackends(
+                  admin,
+                  shops.map((shop) => shop.child.pid ?? 0),
+                  port,
+                ),
+            });
           }
           await measureMany(
             `purchase on ${engine === 'sqlite' ? 'SQLite (one file)' : 'PostgreSQL'}, ${count} replica${count > 1 ? 's' : ''}, Stripe +${replicaLatency} ms, ${replicaConnections} connections`,
             shops.map((shop, i) => ({
               child: shop.child,
-              options: { url: `${shop.url}/stripe/purchase-currency`, connections: replicaConnections / count, ...purchaseLoad(users, `${engine}-${count}-${i}`) },
+              options: {
+                url: `${shop.url}/stripe/purchase-currency`,
+                connections: replicaConnections / count,
+                ...purchaseLoad(users, `${engine}-${count}-${i}`),
+              },
             })),
             undefined,
             also,
@@ -466,7 +522,12 @@ async function main() {
         rmSync(join(dir, 'notify.db'), { force: true });
         const stripe = await fakeStripe(notifyLatency);
         const game = delivery === 'on' ? await gameReceiver() : undefined;
-        const shop = await coinshop(stripe.url, join(dir, 'notify.db'), nodeArgs, game ? { GAME_WEBHOOK_URL: `${game.url}/events`, GAME_WEBHOOK_SECRET: GAME_SECRET } : {});
+        const shop = await coinshop(
+          stripe.url,
+          join(dir, 'notify.db'),
+          nodeArgs,
+          game ? { GAME_WEBHOOK_URL: `${game.url}/events`, GAME_WEBHOOK_SECRET: GAME_SECRET } : {},
+        );
         const users = await buyers(shop.url, 200);
         await measure(
           `purchase, notifications ${delivery === 'on' ? 'delivered to a game server' : 'kept in the outbox only (no GAME_WEBHOOK_URL)'}, Stripe +${notifyLatency} ms, ${notifyConnections} connections`,
@@ -502,25 +563,31 @@ async function main() {
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
   const options = nodeArgs.length > 0 ? `, coinshop run with ${nodeArgs.join(' ')}` : '';
   console.log(`\n${machine}, ${seconds} s per scenario after ${warmUpSeconds} s of warm-up${options}\n`);
-  console.log('| scenario | req/s | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | coinshop CPU ms/request | every connection answered | note |');
+  console.log(
+    '| scenario | req/s | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | coinshop CPU ms/request | every connection answered | note |',
+  );
   console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     const cpu = r.cpuMsPerRequest === undefined ? '' : r.cpuMsPerRequest.toFixed(2);
-    console.log(`| ${r.scenario} | ${r.requestsPerSecond} | ${r.p50ms} | ${r.p99ms} | ${r.errors} | ${r.non2xx} | ${r.peakRssMB} | ${cpu} | ${r.ramp} | ${r.note ?? ''} |`);
+    console.log(
+      `| ${r.scenario} | ${r.requestsPerSecond} | ${r.p50ms} | ${r.p99ms} | ${r.errors} | ${r.non2xx} | ${r.peakRssMB} | ${cpu} | ${r.ramp} | ${r.note ?? ''} |`,
+    );
   }
   const split = rows.filter((r) => r.cpuMs !== undefined && Object.keys(r.cpuMs).length > 2);
   if (split.length > 0) {
     // Where each purchase's CPU went, by process: what the capacity model in docs/benchmarks.md is built from.
     const order = ['coinshop', 'PostgreSQL backends', 'fake Stripe', 'game server', 'load generator'];
     const names = [...new Set(split.flatMap((r) => Object.keys(r.cpuMs!)))].sort((a, b) => order.indexOf(a) - order.indexOf(b));
-    console.log('\nCPU ms per request by process (user + system, measured window ÷ answered requests), and PostgreSQL round trips per purchase:\n');
+    console.log(
+      '\nCPU ms per request by process (user + system, measured window ÷ answered requests), and PostgreSQL round trips per purchase:\n',
+    );
     console.log(`| scenario | req/s | ${names.join(' | ')} | all | round trips/purchase |`);
     console.log(`|---|---|${names.map(() => '---|').join('')}---|---|`);
     for (const r of split) {
       const cpu = r.cpuMs!;
       const all = Object.values(cpu).reduce((sum, ms) => sum + ms, 0);
       console.log(
-        `| ${r.scenario} | ${r.requestsPerSecond} | ${names.map((name) => (cpu[name]?.toFixed(2) ?? '—')).join(' | ')} | ${all.toFixed(2)} | ${r.roundTrips ?? '—'} |`,
+        `| ${r.scenario} | ${r.requestsPerSecond} | ${names.map((name) => cpu[name]?.toFixed(2) ?? '—').join(' | ')} | ${all.toFixed(2)} | ${r.roundTrips ?? '—'} |`,
       );
     }
   }

@@ -50,7 +50,10 @@ export const CheckoutSessionCreated = Type.Object(
       format: 'uuid',
       description: 'The purchase, recorded as `pending`: look it up with getPurchase when the customer comes back.',
     }),
-    expires_at: Type.String({ format: 'date-time', description: 'When the session expires unpaid (the purchase then fails with `checkout_expired`).' }),
+    expires_at: Type.String({
+      format: 'date-time',
+      description: 'When the session expires unpaid (the purchase then fails with `checkout_expired`).',
+    }),
   },
   {
     $id: 'CheckoutSessionCreated',

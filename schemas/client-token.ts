@@ -25,7 +25,11 @@ export const ClientToken = Type.Object(
         'player’s browser or app; never hand out an API key.',
       examples: [EXAMPLE_TOKEN],
     }),
-    expires_at: Type.String({ format: 'date-time', description: 'When it stops working (CLIENT_TOKEN_TTL_SECONDS after it was made).', examples: ['2026-01-01T12:15:00.000Z'] }),
+    expires_at: Type.String({
+      format: 'date-time',
+      description: 'When it stops working (CLIENT_TOKEN_TTL_SECONDS after it was made).',
+      examples: ['2026-01-01T12:15:00.000Z'],
+    }),
   },
   {
     $id: 'ClientToken',

@@ -16,7 +16,14 @@ import { LedgerEntry, LedgerPage, LedgerReason, SpendCurrencyRequest, SpendResul
 import { SimulateAuthenticationRequest, SimulateCheckoutRequest, SimulateDisputeClosedRequest, SimulationResult } from './simulator.js';
 import { Health, Readiness } from './operations.js';
 import { ClientToken, ClientTokenRequest } from './client-token.js';
-import { Notification, NotificationDelivery, NotificationPage, NotificationType, PurchaseEventData, SpendEventData } from './notification.js';
+import {
+  Notification,
+  NotificationDelivery,
+  NotificationPage,
+  NotificationType,
+  PurchaseEventData,
+  SpendEventData,
+} from './notification.js';
 
 /** Every named schema, registered once with `app.addSchema`; each becomes a `components.schemas` entry. */
 export const namedSchemas = [

@@ -98,7 +98,9 @@ export type LedgerPage = Static<typeof LedgerPage>;
 export const LedgerQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50, description: 'Entries per page.' })),
-    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 32, pattern: '^[0-9]+$', description: '`next_cursor` from the previous page.' })),
+    cursor: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 32, pattern: '^[0-9]+$', description: '`next_cursor` from the previous page.' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -123,8 +125,15 @@ export const StripeEvent = Type.Object(
   {
     $id: 'StripeEvent',
     title: 'StripeEvent',
-    description: "A Stripe event as Stripe sends it; verified by its `Stripe-Signature` over the raw body.",
+    description: 'A Stripe event as Stripe sends it; verified by its `Stripe-Signature` over the raw body.',
     additionalProperties: true,
-    examples: [{ id: 'evt_1Q1w2E3r4T5y6U7i', object: 'event', type: 'payment_intent.succeeded', data: { object: { id: 'pi_3Q1w2E3r4T5y6U7i', object: 'payment_intent', status: 'succeeded' } } }],
+    examples: [
+      {
+        id: 'evt_1Q1w2E3r4T5y6U7i',
+        object: 'event',
+        type: 'payment_intent.succeeded',
+        data: { object: { id: 'pi_3Q1w2E3r4T5y6U7i', object: 'payment_intent', status: 'succeeded' } },
+      },
+    ],
   },
 );

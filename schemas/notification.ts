@@ -64,15 +64,15 @@ export const PurchaseEventData = Type.Object(
       Type.Integer({ description: 'For `purchase.refunded` and `purchase.refund_failed`: cents refunded in all, after this event.' }),
     ),
     dispute_id: Type.Optional(Type.String({ description: 'For `purchase.disputed` and `purchase.dispute_closed`.' })),
-    dispute_outcome: Type.Optional(Type.Union([Type.Literal('won'), Type.Literal('lost')], { description: 'For `purchase.dispute_closed`.' })),
+    dispute_outcome: Type.Optional(
+      Type.Union([Type.Literal('won'), Type.Literal('lost')], { description: 'For `purchase.dispute_closed`.' }),
+    ),
   },
   {
     $id: 'PurchaseEventData',
     title: 'PurchaseEventData',
     additionalProperties: false,
-    examples: [
-      creditExample,
-    ],
+    examples: [creditExample],
   },
 );
 export type PurchaseEventData = Static<typeof PurchaseEventData>;
@@ -104,7 +104,8 @@ export type SpendEventData = Static<typeof SpendEventData>;
 export const NotificationDelivery = Type.Object(
   {
     status: Type.Union([Type.Literal('pending'), Type.Literal('delivered'), Type.Literal('failed')], {
-      description: '`pending`: waiting to be sent or retried; `delivered`: the game answered 2xx; `failed`: still unanswered after 3 days of retries.',
+      description:
+        '`pending`: waiting to be sent or retried; `delivered`: the game answered 2xx; `failed`: still unanswered after 3 days of retries.',
     }),
     attempts: Type.Integer({ minimum: 0 }),
     last_attempt_at: Type.Optional(Type.String({ format: 'date-time' })),
@@ -117,7 +118,10 @@ export const NotificationDelivery = Type.Object(
 
 export const Notification = Type.Object(
   {
-    id: Type.String({ description: 'Stable: the `webhook-id` of every delivery attempt. Dedupe by it.', examples: ['msg_2b7d4c8e9a012b3c4d5e6f703f1c2a9e'] }),
+    id: Type.String({
+      description: 'Stable: the `webhook-id` of every delivery attempt. Dedupe by it.',
+      examples: ['msg_2b7d4c8e9a012b3c4d5e6f703f1c2a9e'],
+    }),
     type: ref(NotificationType),
     created_at: Type.String({ format: 'date-time', description: 'When the change it reports committed.' }),
     data: Type.Union([ref(PurchaseEventData), ref(SpendEventData)]),
@@ -133,7 +137,12 @@ export const Notification = Type.Object(
         type: 'purchase.succeeded',
         created_at: '2024-01-01T00:00:01.000Z',
         data: creditExample,
-        delivery: { status: 'delivered', attempts: 1, last_attempt_at: '2024-01-01T00:00:01.050Z', delivered_at: '2024-01-01T00:00:01.080Z' },
+        delivery: {
+          status: 'delivered',
+          attempts: 1,
+          last_attempt_at: '2024-01-01T00:00:01.050Z',
+          delivered_at: '2024-01-01T00:00:01.080Z',
+        },
       },
     ],
   },
@@ -157,7 +166,9 @@ export const NotificationQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50, description: 'Notifications per page.' })),
     // At most 15 digits: every such number is exact in JavaScript and in a 64-bit column.
-    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 15, pattern: '^[0-9]{1,15}$', description: '`next_cursor` from the previous page.' })),
+    cursor: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 15, pattern: '^[0-9]{1,15}$', description: '`next_cursor` from the previous page.' }),
+    ),
     type: Type.Optional(ref(NotificationType)),
     status: Type.Optional(Type.Union([Type.Literal('pending'), Type.Literal('delivered'), Type.Literal('failed')])),
   },

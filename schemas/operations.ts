@@ -11,5 +11,10 @@ export const Readiness = Type.Object(
     database: Type.Literal('ok'),
     payments: Type.Union([Type.Literal('stripe'), Type.Literal('simulated')], { description: 'Which payments gateway is in use.' }),
   },
-  { $id: 'Readiness', title: 'Readiness', additionalProperties: false, examples: [{ status: 'ready', database: 'ok', payments: 'stripe' }] },
+  {
+    $id: 'Readiness',
+    title: 'Readiness',
+    additionalProperties: false,
+    examples: [{ status: 'ready', database: 'ok', payments: 'stripe' }],
+  },
 );

@@ -32,9 +32,7 @@ export const AttachPaymentMethodResponse = Type.Object(
     $id: 'AttachPaymentMethodResponse',
     title: 'AttachPaymentMethodResponse',
     additionalProperties: false,
-    examples: [
-      { status: 'success', message: 'Test payment method configured for customer', payment_method_id: 'pm_card_visa' },
-    ],
+    examples: [{ status: 'success', message: 'Test payment method configured for customer', payment_method_id: 'pm_card_visa' }],
   },
 );
 export type AttachPaymentMethodResponse = Static<typeof AttachPaymentMethodResponse>;

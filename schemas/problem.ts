@@ -40,9 +40,7 @@ const problemProperties = {
   transaction_id: Type.Optional(
     Type.String({ format: 'uuid', description: 'For a failed or unfinished purchase: the attempt as recorded in the history.' }),
   ),
-  errors: Type.Optional(
-    Type.Array(ref(FieldError), { description: 'For `validation_error`: one entry per invalid field.' }),
-  ),
+  errors: Type.Optional(Type.Array(ref(FieldError), { description: 'For `validation_error`: one entry per invalid field.' })),
 };
 
 /** RFC 9457 problem details, the body of every error response. */
@@ -95,8 +93,7 @@ export const AuthenticationRequired = Type.Object(
   {
     $id: 'AuthenticationRequired',
     title: 'AuthenticationRequired',
-    description:
-      'Problem details for a payment that needs the customer to authenticate (3-D Secure) before it can succeed.',
+    description: 'Problem details for a payment that needs the customer to authenticate (3-D Secure) before it can succeed.',
     additionalProperties: false,
     examples: [authenticationRequiredExample],
   },

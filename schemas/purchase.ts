@@ -142,8 +142,7 @@ export const Purchase = Type.Object(
     payment_intent_id: Type.Optional(Type.String({ description: 'The Stripe PaymentIntent, once Stripe has made one.' })),
     failure_code: Type.Optional(
       Type.String({
-        description:
-          'For `failed`: why, e.g. `card_declined`, `insufficient_funds`, `checkout_expired`, `async_payment_failed`.',
+        description: 'For `failed`: why, e.g. `card_declined`, `insufficient_funds`, `checkout_expired`, `async_payment_failed`.',
       }),
     ),
     amount_refunded: Type.Integer({ description: 'Cents refunded so far.', examples: [0] }),

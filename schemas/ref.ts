@@ -13,7 +13,6 @@ export function ref<T extends TSchema>(schema: T) {
 export const UserId = Type.String({
   minLength: 1,
   maxLength: 64,
-  description:
-    'The `user_id` returned by createCustomer (a UUID). Any other value is simply not found (404).',
+  description: 'The `user_id` returned by createCustomer (a UUID). Any other value is simply not found (404).',
   examples: ['3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70'],
 });

@@ -30,13 +30,23 @@ export type SimulateCheckoutRequest = Static<typeof SimulateCheckoutRequest>;
 
 export const SimulateAuthenticationRequest = Type.Object(
   { outcome: Type.Union([Type.Literal('succeed'), Type.Literal('fail')], { description: 'Whether the customer passes 3-D Secure.' }) },
-  { $id: 'SimulateAuthenticationRequest', title: 'SimulateAuthenticationRequest', additionalProperties: false, examples: [{ outcome: 'succeed' }] },
+  {
+    $id: 'SimulateAuthenticationRequest',
+    title: 'SimulateAuthenticationRequest',
+    additionalProperties: false,
+    examples: [{ outcome: 'succeed' }],
+  },
 );
 export type SimulateAuthenticationRequest = Static<typeof SimulateAuthenticationRequest>;
 
 export const SimulateDisputeClosedRequest = Type.Object(
   { outcome: Type.Union([Type.Literal('won'), Type.Literal('lost')], { description: "How the cardholder's bank decided." }) },
-  { $id: 'SimulateDisputeClosedRequest', title: 'SimulateDisputeClosedRequest', additionalProperties: false, examples: [{ outcome: 'won' }] },
+  {
+    $id: 'SimulateDisputeClosedRequest',
+    title: 'SimulateDisputeClosedRequest',
+    additionalProperties: false,
+    examples: [{ outcome: 'won' }],
+  },
 );
 export type SimulateDisputeClosedRequest = Static<typeof SimulateDisputeClosedRequest>;
 

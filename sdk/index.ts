@@ -51,12 +51,20 @@ export interface NotificationEvent {
  * of that does not hold: answer 400 and do nothing then. Dedupe by `webhook-id`: a notification is
  * delivered at least once, and may come again after a timeout or a redelivery.
  */
-export function verifyNotification(rawBody: string, headers: Record<string, string | string[] | undefined>, secret: string): NotificationEvent {
+export function verifyNotification(
+  rawBody: string,
+  headers: Record<string, string | string[] | undefined>,
+  secret: string,
+): NotificationEvent {
   const pick = (name: string) => {
     const value = headers[name];
     return Array.isArray(value) ? (value[0] ?? '') : (value ?? '');
   };
-  const signed = { 'webhook-id': pick('webhook-id'), 'webhook-timestamp': pick('webhook-timestamp'), 'webhook-signature': pick('webhook-signature') };
+  const signed = {
+    'webhook-id': pick('webhook-id'),
+    'webhook-timestamp': pick('webhook-timestamp'),
+    'webhook-signature': pick('webhook-signature'),
+  };
   return new Webhook(secret).verify(rawBody, signed) as NotificationEvent;
 }
 

@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from 'fastify';
 import { loadCatalog, type Catalog } from './catalog.js';
 import type { Config } from './config.js';
 import { problemDocument, ProblemError } from './errors.js';
@@ -49,7 +56,6 @@ declare module 'fastify' {
     catalog: Catalog;
   }
 }
-
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -105,7 +111,9 @@ function clientErrorAnswer(errorCode: string | undefined): string {
     ...API_SECURITY_HEADERS,
     connection: 'close',
   };
-  const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  const lines = Object.entries(headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
   return `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? ''}\r\n${lines}\r\n${body}`;
 }
 
@@ -126,7 +134,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     schemaController: { compilersFactory: { buildSerializer: lazySerializers } },
     logger: options.logger ?? false,
     logController: new OneLinePerRequest(),
-    ...(options.logger ? { childLoggerFactory: (logger, bindings, childOptions) => new RequestLogger(logger, bindings, childOptions) } : {}),
+    ...(options.logger
+      ? { childLoggerFactory: (logger, bindings, childOptions) => new RequestLogger(logger, bindings, childOptions) }
+      : {}),
     // A caller's X-Request-Id is kept when it is sane, so logs join up across services.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -171,7 +181,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Text must be something every engine stores as it is (see UNSTORABLE_TEXT): refused up front.
   // (Hooks on every request are callback hooks where they need not wait: no promise per request.)
   app.addHook('preValidation', (request, _reply, done) => {
-    const bad = illFormedString(request.body, 'body') ?? illFormedString(request.query, 'querystring') ?? illFormedString(request.params, 'params');
+    const bad =
+      illFormedString(request.body, 'body') ?? illFormedString(request.query, 'querystring') ?? illFormedString(request.params, 'params');
     if (bad === undefined) return done();
     done(
       new ProblemError('validation_error', `Invalid input: ${bad} ${UNSTORABLE_TEXT}`, {

@@ -101,14 +101,18 @@ export class ClientTokens {
         currentDate: new Date(now),
       });
       const { sub, scope, iat, exp, aud } = payload;
-      if (typeof sub !== 'string' || sub.length === 0 || typeof scope !== 'string') return { ok: false, detail: 'Invalid client token: malformed claims' };
+      if (typeof sub !== 'string' || sub.length === 0 || typeof scope !== 'string')
+        return { ok: false, detail: 'Invalid client token: malformed claims' };
       if (aud !== CLIENT_TOKEN_AUDIENCE) return { ok: false, detail: 'Invalid client token: aud claim rejected' };
-      if (typeof iat !== 'number' || iat > Math.floor(now / 1000) + CLOCK_SKEW_SECONDS) return { ok: false, detail: 'Invalid client token: iat claim rejected' };
-      if (typeof exp !== 'number' || exp - iat > this.ttlSeconds) return { ok: false, detail: `Invalid client token: lives longer than ${this.ttlSeconds} seconds` };
+      if (typeof iat !== 'number' || iat > Math.floor(now / 1000) + CLOCK_SKEW_SECONDS)
+        return { ok: false, detail: 'Invalid client token: iat claim rejected' };
+      if (typeof exp !== 'number' || exp - iat > this.ttlSeconds)
+        return { ok: false, detail: `Invalid client token: lives longer than ${this.ttlSeconds} seconds` };
       return { ok: true, userId: sub, scope: new Set(scope.split(' ')) };
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) return { ok: false, detail: 'Invalid client token: expired' };
-      if (err instanceof joseErrors.JWTClaimValidationFailed) return { ok: false, detail: `Invalid client token: ${err.claim} claim rejected` };
+      if (err instanceof joseErrors.JWTClaimValidationFailed)
+        return { ok: false, detail: `Invalid client token: ${err.claim} claim rejected` };
       return { ok: false, detail: 'Invalid client token: signature or format rejected' };
     }
   }

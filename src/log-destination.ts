@@ -82,7 +82,9 @@ export class LogDestination {
   /** The waiting lines as one buffer (and the count of dropped ones, if any), leaving none waiting. */
   #take(): Buffer {
     if (this.#dropped > 0) {
-      this.#pending.push(`${JSON.stringify({ level: 40, time: Date.now(), msg: `${this.#dropped} log lines were dropped: the log output was not being read` })}\n`);
+      this.#pending.push(
+        `${JSON.stringify({ level: 40, time: Date.now(), msg: `${this.#dropped} log lines were dropped: the log output was not being read` })}\n`,
+      );
       this.#dropped = 0;
     }
     const text = this.#pending.join('');

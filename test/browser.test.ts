@@ -45,7 +45,9 @@ async function openCheckout(
       .locator('body[data-ready="true"]')
       .waitFor()
       .catch(async (err: Error) => {
-        throw new Error(`the page did not get ready; the page at ${page.url()} is: ${(await page.content()).slice(0, 600)}`, { cause: err });
+        throw new Error(`the page did not get ready; the page at ${page.url()} is: ${(await page.content()).slice(0, 600)}`, {
+          cause: err,
+        });
       });
   }
   return { page, cspViolations, scriptErrors, sentAuthorization };
@@ -60,7 +62,10 @@ async function statusSays(page: Page, expected: string | RegExp): Promise<string
     .filter({ hasText: expected })
     .waitFor()
     .catch(async (err: Error) => {
-      throw new Error(`the status region never said ${String(expected)}; the page at ${page.url()} is: ${(await page.content()).slice(0, 600)}`, { cause: err });
+      throw new Error(
+        `the status region never said ${String(expected)}; the page at ${page.url()} is: ${(await page.content()).slice(0, 600)}`,
+        { cause: err },
+      );
     });
   return (await status.textContent()) ?? '';
 }
@@ -82,8 +87,13 @@ async function saveTestCard(page: Page, token: string) {
   await statusSays(page, 'Card saved. Choose a coin pack.');
 }
 
-const balanceShows = (page: Page, text: string) => page.locator('#balance').filter({ hasText: new RegExp(`^${text}$`) }).waitFor();
-const historyLines = async (page: Page) => (await page.locator('#history li').allTextContents()).map((line) => line.replace(/, [^,]+, [^,]+$/, ''));
+const balanceShows = (page: Page, text: string) =>
+  page
+    .locator('#balance')
+    .filter({ hasText: new RegExp(`^${text}$`) })
+    .waitFor();
+const historyLines = async (page: Page) =>
+  (await page.locator('#history li').allTextContents()).map((line) => line.replace(/, [^,]+, [^,]+$/, ''));
 
 /** The shop backend's key on the servers that have API_KEYS; the page must never send it. */
 const API_KEY = 'ck_test_browser_0123456789abcdef';
@@ -106,7 +116,11 @@ if (missing !== undefined) {
     t.teardown(() => page.close());
     await page.setViewportSize({ width: 720, height: 900 });
     t.match(await page.locator('#mode').textContent(), /payments are simulated/);
-    t.same(await page.getByRole('button', { name: /^Buy / }).allTextContents(), ['Buy Starter Pack', 'Buy Popular Pack', 'Buy Premium Pack']);
+    t.same(await page.getByRole('button', { name: /^Buy / }).allTextContents(), [
+      'Buy Starter Pack',
+      'Buy Popular Pack',
+      'Buy Premium Pack',
+    ]);
     t.same(await page.locator('#packs p').allTextContents(), ['100 coins for $10.00', '300 coins for $25.00', '700 coins for $50.00']);
     t.ok(await page.getByRole('button', { name: 'Buy Starter Pack' }).isDisabled(), 'no buying before a card is saved');
 
@@ -138,7 +152,10 @@ if (missing !== undefined) {
 
     await saveTestCard(page, 'pm_card_chargeDeclinedInsufficientFunds');
     await page.getByRole('button', { name: 'Buy Starter Pack' }).click();
-    t.equal(await statusSays(page, /^Payment declined: Insufficient/), 'Payment declined: Insufficient funds. Nothing was charged; try another card.');
+    t.equal(
+      await statusSays(page, /^Payment declined: Insufficient/),
+      'Payment declined: Insufficient funds. Nothing was charged; try another card.',
+    );
 
     await saveTestCard(page, 'pm_card_mastercard');
     await page.getByRole('button', { name: 'Buy Starter Pack' }).click();
@@ -150,7 +167,11 @@ if (missing !== undefined) {
       'Starter Pack: 100 coins for $10.00 — declined',
     ]);
     t.match(await apiGet(`${base}/stripe/transactions/${userId}`), {
-      transactions: [{ status: 'completed' }, { status: 'failed', failure_code: 'insufficient_funds' }, { status: 'failed', failure_code: 'card_declined' }],
+      transactions: [
+        { status: 'completed' },
+        { status: 'failed', failure_code: 'insufficient_funds' },
+        { status: 'failed', failure_code: 'card_declined' },
+      ],
     });
   });
 
@@ -308,7 +329,8 @@ if (missing !== undefined) {
     // This machine has no way out; fail Stripe.js at once instead of waiting for DNS.
     const stripeJs: string[] = [];
     const { page, cspViolations } = await openCheckout(context, withStripe, {
-      beforeLoad: (page) => page.route('https://js.stripe.com/**', (route) => (stripeJs.push(route.request().url()), route.abort('internetdisconnected'))),
+      beforeLoad: (page) =>
+        page.route('https://js.stripe.com/**', (route) => (stripeJs.push(route.request().url()), route.abort('internetdisconnected'))),
     });
     t.teardown(() => page.close());
     const posted: string[] = [];
@@ -317,7 +339,10 @@ if (missing !== undefined) {
     t.same(stripeJs, ['https://js.stripe.com/v3'], 'the page loads Stripe.js, and its CSP lets it');
     t.same(cspViolations, []);
     t.equal(await page.locator('#mode').textContent(), 'Stripe test mode: use a Stripe test card number such as 4242 4242 4242 4242.');
-    t.equal(await page.getByRole('status').textContent(), 'Card entry is unavailable: Stripe.js could not be loaded. Reload the page to try again.');
+    t.equal(
+      await page.getByRole('status').textContent(),
+      'Card entry is unavailable: Stripe.js could not be loaded. Reload the page to try again.',
+    );
     t.ok(await page.getByRole('group', { name: 'Card details' }).isVisible(), 'the card field is where Elements mounts');
     t.notOk(await page.getByLabel('Test card').isVisible(), 'no test tokens in Stripe mode');
 
@@ -337,14 +362,25 @@ if (missing !== undefined) {
     await page.getByRole('button', { name: 'Buy Popular Pack' }).click();
     await statusSays(page, 'Payment complete: 300 coins added. Your balance is 300 coins.');
     await balanceShows(page, '300 coins');
-    t.equal((await apiGet(`${guarded}/stripe/customer/${userId}`, API_KEY))['currency_balance'], 300, 'the server holds the balance the page shows');
+    t.equal(
+      (await apiGet(`${guarded}/stripe/customer/${userId}`, API_KEY))['currency_balance'],
+      300,
+      'the server holds the balance the page shows',
+    );
 
     t.ok(sentAuthorization.length >= 5, `${sentAuthorization.length} API calls carried a credential`);
-    t.notOk(sentAuthorization.some((header) => header.includes(API_KEY)), 'the page never sent the API key');
+    t.notOk(
+      sentAuthorization.some((header) => header.includes(API_KEY)),
+      'the page never sent the API key',
+    );
     const tokens = new Set(sentAuthorization.map((header) => /^Bearer ([\w-]+\.[\w-]+\.[\w-]+)$/.exec(header)?.[1]));
     t.equal(tokens.size, 1, 'one client token for every call');
     const [token] = [...tokens];
-    t.match(JSON.parse(Buffer.from(String(token).split('.')[1] ?? '', 'base64url').toString('utf8')), { sub: userId, aud: 'coinshop' }, "it is this player's");
+    t.match(
+      JSON.parse(Buffer.from(String(token).split('.')[1] ?? '', 'base64url').toString('utf8')),
+      { sub: userId, aud: 'coinshop' },
+      "it is this player's",
+    );
     t.same(cspViolations, []);
     t.same(scriptErrors, []);
   });
@@ -352,10 +388,20 @@ if (missing !== undefined) {
   t.test("outside development the shop's backend mints the token and hands it over in the URL fragment", async (t) => {
     const guarded = await listeningCoinshop(t, { NODE_ENV: 'test', API_KEYS: API_KEY });
     const backend = (path: string, body: object) =>
-      fetch(`${guarded}${path}`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    const { user_id: userId } = (await (await backend('/stripe/create-customer', { email: 'mary@example.com', name: 'Mary' })).json()) as { user_id: string };
+      fetch(`${guarded}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const { user_id: userId } = (await (await backend('/stripe/create-customer', { email: 'mary@example.com', name: 'Mary' })).json()) as {
+      user_id: string;
+    };
     const { token } = (await (await backend('/stripe/client-tokens', { user_id: userId })).json()) as { token: string };
-    t.equal((await backend('/checkout/dev-session', { email: 'x@example.com', name: 'X' })).status, 404, 'no dev-session outside development');
+    t.equal(
+      (await backend('/checkout/dev-session', { email: 'x@example.com', name: 'X' })).status,
+      404,
+      'no dev-session outside development',
+    );
 
     const { page, cspViolations, scriptErrors, sentAuthorization } = await openCheckout(context, guarded, { fragment: `#token=${token}` });
     t.teardown(() => page.close());
@@ -377,7 +423,11 @@ if (missing !== undefined) {
     const guarded = await listeningCoinshop(t, { NODE_ENV: 'test', API_KEYS: API_KEY });
     const backend = async (path: string, body: object) =>
       (await (
-        await fetch(`${guarded}${path}`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+        await fetch(`${guarded}${path}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        })
       ).json()) as Record<string, string>;
     const mary = await backend('/stripe/create-customer', { email: 'mary@example.com', name: 'Mary' });
     const mallory = await backend('/stripe/create-customer', { email: 'mallory@example.com', name: 'Mallory' });
@@ -412,60 +462,68 @@ if (missing !== undefined) {
     const really = await openCheckout(context, guarded, { fragment: `#token=${await tokenOf(mallory['user_id'])}` });
     t.teardown(() => really.page.close());
     await really.page.getByRole('button', { name: 'Yes, buy as Mallory' }).click();
-    t.equal(await really.page.locator('#player').textContent(), `Buying coins for Mallory (mallory@example.com). Player ID: ${mallory['user_id']}`);
+    t.equal(
+      await really.page.locator('#player').textContent(),
+      `Buying coins for Mallory (mallory@example.com). Player ID: ${mallory['user_id']}`,
+    );
     t.ok(await really.page.getByRole('button', { name: 'Save card' }).isEnabled());
     t.same(really.scriptErrors, []);
     t.same(really.cspViolations, []);
   });
 
-  t.test('Pay with Stripe Checkout (offline): the simulated hosted page pays and returns with the new balance; Cancel charges nothing', async (t) => {
-    const { page, cspViolations, scriptErrors } = await openCheckout(context, base);
-    t.teardown(() => page.close());
-    const hostedViolations: string[] = [];
-    page.on('console', (message) => {
-      if (/Content Security Policy/i.test(message.text())) hostedViolations.push(message.text());
-    });
-    const userId = await signUp(page, 'Mary Jackson', 'mary@example.com');
-    t.ok(await page.getByRole('button', { name: 'Buy Popular Pack', exact: true }).isDisabled(), 'the saved-card flow still needs a card');
-    const checkout = page.getByRole('button', { name: 'Pay for Popular Pack with Stripe Checkout' });
-    t.ok(await checkout.isEnabled(), 'Stripe Checkout needs no saved card');
+  t.test(
+    'Pay with Stripe Checkout (offline): the simulated hosted page pays and returns with the new balance; Cancel charges nothing',
+    async (t) => {
+      const { page, cspViolations, scriptErrors } = await openCheckout(context, base);
+      t.teardown(() => page.close());
+      const hostedViolations: string[] = [];
+      page.on('console', (message) => {
+        if (/Content Security Policy/i.test(message.text())) hostedViolations.push(message.text());
+      });
+      const userId = await signUp(page, 'Mary Jackson', 'mary@example.com');
+      t.ok(
+        await page.getByRole('button', { name: 'Buy Popular Pack', exact: true }).isDisabled(),
+        'the saved-card flow still needs a card',
+      );
+      const checkout = page.getByRole('button', { name: 'Pay for Popular Pack with Stripe Checkout' });
+      t.ok(await checkout.isEnabled(), 'Stripe Checkout needs no saved card');
 
-    await checkout.click();
-    await page.waitForURL(/\/checkout\/pay\/cs_sim_/);
-    t.equal(await page.getByRole('heading', { level: 1 }).textContent(), 'Pay $25.00');
-    t.equal(await page.locator('#order-heading').textContent(), 'Popular Pack');
-    t.ok(await page.getByLabel('Visa 4242 — pays').isChecked(), 'the card that pays is selected');
-    await page.screenshot({ path: join(ARTIFACTS, 'simulated-stripe-checkout.png'), fullPage: true });
-    await page.getByRole('button', { name: 'Pay $25.00' }).click();
-    await page.waitForURL(/\/checkout$/);
-    await page.locator('body[data-ready="true"]').waitFor();
-    t.equal(await statusSays(page, /^Payment confirmed/), 'Payment confirmed: 300 coins added.');
-    await balanceShows(page, '300 coins');
-    t.same(await historyLines(page), ['Popular Pack: 300 coins for $25.00 — paid']);
-    t.equal((await apiGet(`${base}/stripe/customer/${userId}`))['currency_balance'], 300);
+      await checkout.click();
+      await page.waitForURL(/\/checkout\/pay\/cs_sim_/);
+      t.equal(await page.getByRole('heading', { level: 1 }).textContent(), 'Pay $25.00');
+      t.equal(await page.locator('#order-heading').textContent(), 'Popular Pack');
+      t.ok(await page.getByLabel('Visa 4242 — pays').isChecked(), 'the card that pays is selected');
+      await page.screenshot({ path: join(ARTIFACTS, 'simulated-stripe-checkout.png'), fullPage: true });
+      await page.getByRole('button', { name: 'Pay $25.00' }).click();
+      await page.waitForURL(/\/checkout$/);
+      await page.locator('body[data-ready="true"]').waitFor();
+      t.equal(await statusSays(page, /^Payment confirmed/), 'Payment confirmed: 300 coins added.');
+      await balanceShows(page, '300 coins');
+      t.same(await historyLines(page), ['Popular Pack: 300 coins for $25.00 — paid']);
+      t.equal((await apiGet(`${base}/stripe/customer/${userId}`))['currency_balance'], 300);
 
-    // Cancel: back on the page, nothing charged; the purchase waits for the session to expire.
-    await page.getByRole('button', { name: 'Pay for Starter Pack with Stripe Checkout' }).click();
-    await page.waitForURL(/\/checkout\/pay\/cs_sim_/);
-    await page.getByRole('button', { name: 'Cancel' }).click();
-    await page.waitForURL(/\/checkout$/);
-    t.equal(await statusSays(page, /^Checkout canceled/), 'Checkout canceled: nothing was charged.');
-    await balanceShows(page, '300 coins');
-    t.equal((await apiGet(`${base}/stripe/customer/${userId}`))['currency_balance'], 300, 'nothing charged');
-    t.match(await apiGet(`${base}/stripe/transactions/${userId}`), { transactions: [{ package_id: 'package_1', status: 'pending' }, { status: 'completed' }] });
-    t.same(cspViolations, [], 'the checkout page needs nothing its CSP blocks');
-    t.same(hostedViolations, [], 'nor does the hosted page, its form post or its redirect');
-    t.same(scriptErrors, []);
-  });
+      // Cancel: back on the page, nothing charged; the purchase waits for the session to expire.
+      await page.getByRole('button', { name: 'Pay for Starter Pack with Stripe Checkout' }).click();
+      await page.waitForURL(/\/checkout\/pay\/cs_sim_/);
+      await page.getByRole('button', { name: 'Cancel' }).click();
+      await page.waitForURL(/\/checkout$/);
+      t.equal(await statusSays(page, /^Checkout canceled/), 'Checkout canceled: nothing was charged.');
+      await balanceShows(page, '300 coins');
+      t.equal((await apiGet(`${base}/stripe/customer/${userId}`))['currency_balance'], 300, 'nothing charged');
+      t.match(await apiGet(`${base}/stripe/transactions/${userId}`), {
+        transactions: [{ package_id: 'package_1', status: 'pending' }, { status: 'completed' }],
+      });
+      t.same(cspViolations, [], 'the checkout page needs nothing its CSP blocks');
+      t.same(hostedViolations, [], 'nor does the hosted page, its form post or its redirect');
+      t.same(scriptErrors, []);
+    },
+  );
 
   t.test('with API_KEYS and no token (outside development) the page says what it needs and shows the 401 problem', async (t) => {
     const guarded = await listeningCoinshop(t, { NODE_ENV: 'test', API_KEYS: API_KEY });
     const { page, cspViolations, sentAuthorization } = await openCheckout(context, guarded, { ready: false });
     t.teardown(() => page.close());
-    t.equal(
-      await statusSays(page, /refused/),
-      'The shop refused the request: Missing API key: send Authorization: Bearer <key>',
-    );
+    t.equal(await statusSays(page, /refused/), 'The shop refused the request: Missing API key: send Authorization: Bearer <key>');
     t.match(await page.locator('#mode').textContent(), /needs a client token from the shop's backend \(open it as \/checkout#token=…\)/);
     t.same(await page.locator('#packs li').count(), 0);
     t.same(sentAuthorization, [], 'no credential is sent');

@@ -41,7 +41,12 @@ t.test('the page learns its mode from /checkout/settings: simulated, no publisha
 
 t.test('with a publishable key the page uses Stripe.js, and its CSP allows exactly Stripe’s script, API and frames', async (t) => {
   const { app } = await buildAppOnFakeStripe(t, { env: { STRIPE_PUBLISHABLE_KEY: 'pk_test_checkout123' } });
-  t.same(json(await get(app, '/checkout/settings')), { gateway: 'stripe', publishable_key: 'pk_test_checkout123', auth_required: false, dev_session: true });
+  t.same(json(await get(app, '/checkout/settings')), {
+    gateway: 'stripe',
+    publishable_key: 'pk_test_checkout123',
+    auth_required: false,
+    dev_session: true,
+  });
   const page = await get(app, '/checkout');
   t.equal(
     page.headers['content-security-policy'],
@@ -56,7 +61,12 @@ t.test('with API_KEYS the page and its settings load without a key, while the AP
   const app = await buildTestApp(t, { env: { API_KEYS: API_KEY } });
   t.equal((await get(app, '/checkout')).statusCode, 200);
   t.equal((await get(app, '/checkout/checkout.js')).statusCode, 200);
-  t.same(json(await get(app, '/checkout/settings')), { gateway: 'simulated', publishable_key: null, auth_required: true, dev_session: true });
+  t.same(json(await get(app, '/checkout/settings')), {
+    gateway: 'simulated',
+    publishable_key: null,
+    auth_required: true,
+    dev_session: true,
+  });
   expectProblem(t, await get(app, '/stripe/packages'), 401, 'unauthorized', 'Missing API key: send Authorization: Bearer <key>');
 });
 
@@ -68,14 +78,36 @@ t.test('development only: POST /checkout/dev-session signs a player up and answe
   t.ok(Date.parse(expiresAt) > Date.now());
   const asPlayer = (url: string) => app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${token}` } });
   t.match(json(await asPlayer(`/stripe/customer/${userId}`)), { user_id: userId, email: 'dev@example.com', currency_balance: 0 });
-  const other = json(await app.inject({ method: 'POST', url: '/stripe/create-customer', headers: { authorization: `Bearer ${API_KEY}` }, payload: { email: 'o@example.com', name: 'O' } }));
+  const other = json(
+    await app.inject({
+      method: 'POST',
+      url: '/stripe/create-customer',
+      headers: { authorization: `Bearer ${API_KEY}` },
+      payload: { email: 'o@example.com', name: 'O' },
+    }),
+  );
   expectProblem(t, await asPlayer(`/stripe/customer/${String(other['user_id'])}`), 403, 'forbidden');
-  expectProblem(t, await app.inject({ method: 'POST', url: '/checkout/dev-session', payload: { email: 'not-an-email', name: 'Dev' } }), 400, 'validation_error');
+  expectProblem(
+    t,
+    await app.inject({ method: 'POST', url: '/checkout/dev-session', payload: { email: 'not-an-email', name: 'Dev' } }),
+    400,
+    'validation_error',
+  );
 
   for (const NODE_ENV of ['test', 'production']) {
-    const env = { NODE_ENV, API_KEYS: API_KEY, CLIENT_TOKEN_SECRETS: 'checkout-test-secret-0123456789abcdefgh', STRIPE_WEBHOOK_SECRET: 'whsec_checkout' };
+    const env = {
+      NODE_ENV,
+      API_KEYS: API_KEY,
+      CLIENT_TOKEN_SECRETS: 'checkout-test-secret-0123456789abcdefgh',
+      STRIPE_WEBHOOK_SECRET: 'whsec_checkout',
+    };
     const guarded = NODE_ENV === 'production' ? (await buildAppOnFakeStripe(t, { env })).app : await buildTestApp(t, { env });
-    const refused = await guarded.inject({ method: 'POST', url: '/checkout/dev-session', headers: { authorization: `Bearer ${API_KEY}` }, payload: { email: 'dev@example.com', name: 'Dev' } });
+    const refused = await guarded.inject({
+      method: 'POST',
+      url: '/checkout/dev-session',
+      headers: { authorization: `Bearer ${API_KEY}` },
+      payload: { email: 'dev@example.com', name: 'Dev' },
+    });
     expectProblem(t, refused, 404, 'not_found', 'No route POST /checkout/dev-session');
     t.equal(json(await get(guarded, '/checkout/settings'))['dev_session'], false, `${NODE_ENV}: the page is told there is none`);
   }
@@ -92,7 +124,10 @@ t.test('anything else under /checkout is a 404 problem document', async (t) => {
 t.test('the checkout routes are not in the OpenAPI document', async (t) => {
   const app = await buildTestApp(t);
   const paths = Object.keys(json(await get(app, '/openapi.json'))['paths'] as object);
-  t.same(paths.filter((p) => p.startsWith('/checkout')), []);
+  t.same(
+    paths.filter((p) => p.startsWith('/checkout')),
+    [],
+  );
   t.ok(paths.includes('/stripe/packages'));
 });
 

@@ -32,7 +32,11 @@ interface Player {
 /** Every player operation, aimed at `target`. */
 const playerCalls = (target: Player): Record<string, Call> => ({
   getCustomer: { method: 'GET', url: `/stripe/customer/${target.userId}` },
-  attachPaymentMethod: { method: 'POST', url: '/stripe/attach-payment-method', payload: { user_id: target.userId, payment_method_id: 'pm_card_mastercard' } },
+  attachPaymentMethod: {
+    method: 'POST',
+    url: '/stripe/attach-payment-method',
+    payload: { user_id: target.userId, payment_method_id: 'pm_card_mastercard' },
+  },
   purchaseCurrency: {
     method: 'POST',
     url: '/stripe/purchase-currency',
@@ -70,9 +74,16 @@ const operator = (app: FastifyInstance, method: Method, url: string, payload?: o
 async function player(t: Test, app: FastifyInstance, name: string): Promise<Player> {
   const created = json(await operator(app, 'POST', '/stripe/create-customer', { email: `${name}@example.com`, name }));
   const userId = String(created['user_id']);
-  t.equal((await operator(app, 'POST', '/stripe/attach-payment-method', { user_id: userId, payment_method_id: 'pm_card_visa' })).statusCode, 200);
+  t.equal(
+    (await operator(app, 'POST', '/stripe/attach-payment-method', { user_id: userId, payment_method_id: 'pm_card_visa' })).statusCode,
+    200,
+  );
   const bought = json(await operator(app, 'POST', '/stripe/purchase-currency', { user_id: userId, package_id: 'package_2' }));
-  t.equal((await operator(app, 'POST', '/stripe/attach-payment-method', { user_id: userId, payment_method_id: 'pm_card_threeDSecure2Required' })).statusCode, 200);
+  t.equal(
+    (await operator(app, 'POST', '/stripe/attach-payment-method', { user_id: userId, payment_method_id: 'pm_card_threeDSecure2Required' }))
+      .statusCode,
+    200,
+  );
   const waiting = json(await operator(app, 'POST', '/stripe/purchase-currency', { user_id: userId, package_id: 'package_1' }));
   t.equal(waiting['code'], 'authentication_required');
   return { userId, transactionId: String(bought['transaction_id']), paymentIntentId: String(waiting['payment_intent_id']) };
@@ -103,14 +114,23 @@ const document = parse(readFileSync(new URL('../openapi.yaml', import.meta.url),
   paths: Record<string, Record<string, { security?: Record<string, string[]>[]; operationId: string }>>;
 };
 const operations = Object.entries(document.paths).flatMap(([path, item]) =>
-  Object.entries(item).map(([method, op]) => ({ method: method.toUpperCase() as Method, path, operationId: op.operationId, security: op.security })),
+  Object.entries(item).map(([method, op]) => ({
+    method: method.toUpperCase() as Method,
+    path,
+    operationId: op.operationId,
+    security: op.security,
+  })),
 );
 
 t.test('openapi.yaml: the player operations take an API key or a client token, every other guarded one an API key only', async (t) => {
   const player = operations.filter((op) => op.security?.some((s) => 'clientToken' in s)).map((op) => op.operationId);
   t.same(player.sort(), [...PLAYER_OPERATIONS, SPEND_OPERATION].sort());
-  for (const op of operations.filter((o) => player.includes(o.operationId))) t.same(op.security, [{ apiKey: [] }, { clientToken: [] }], op.operationId);
-  t.ok(operations.some((op) => op.operationId === 'createClientToken' && op.security === undefined), 'minting needs the API key (the global default)');
+  for (const op of operations.filter((o) => player.includes(o.operationId)))
+    t.same(op.security, [{ apiKey: [] }, { clientToken: [] }], op.operationId);
+  t.ok(
+    operations.some((op) => op.operationId === 'createClientToken' && op.security === undefined),
+    'minting needs the API key (the global default)',
+  );
 });
 
 t.test("a token for player A on player B's data: 403 forbidden for every player operation, and nothing changes", async (t) => {
@@ -160,11 +180,17 @@ t.test('expired, tampered, forged, wrong-audience and rotated-out tokens: 401 on
     'payload changed to another player, signature kept': `${header}.${Buffer.from(JSON.stringify({ ...claims, sub: b.userId })).toString('base64url')}.${signature}`,
     'a character of the payload flipped': `${header}.${flip(payload, 10)}.${signature}`,
     'a character of the signature flipped': `${header}.${payload}.${flip(signature, 5)}`,
-    'signed with a secret never listed, claiming a listed key id': await signed('an-attacker-secret-0123456789abcdefghij', (jwt) => jwt, keyIdOf(SECRET)),
+    'signed with a secret never listed, claiming a listed key id': await signed(
+      'an-attacker-secret-0123456789abcdefghij',
+      (jwt) => jwt,
+      keyIdOf(SECRET),
+    ),
     'signed with a rotated-out secret': (await new ClientTokens([RETIRED_SECRET], 900, true).mint(a.userId)).token,
     'wrong audience': await signed(SECRET, (jwt) => jwt.setAudience('another-service')),
     'wrong issuer': await signed(SECRET, (jwt) => jwt.setIssuer('someone-else')),
-    'a lifetime of ten years (exp − iat past CLIENT_TOKEN_TTL_SECONDS)': await signed(SECRET, (jwt) => jwt.setExpirationTime(now + 10 * 365 * 86_400)),
+    'a lifetime of ten years (exp − iat past CLIENT_TOKEN_TTL_SECONDS)': await signed(SECRET, (jwt) =>
+      jwt.setExpirationTime(now + 10 * 365 * 86_400),
+    ),
     'issued an hour in the future': await signed(SECRET, (jwt) => jwt.setIssuedAt(now + 3600).setExpirationTime(now + 3600 + 600)),
     'coinshop among other audiences': await signed(SECRET, (jwt) => jwt.setAudience(['coinshop', 'another-service'])),
     'no expiry': await new SignJWT({ scope: String(claims['scope']) })
@@ -195,18 +221,37 @@ t.test('rotation: a token signed with a still-listed old secret works; once the 
   const a = await player(t, rotating, 'alice');
   const oldToken = (await new ClientTokens([OLD_SECRET], 900, false).mint(a.userId)).token;
   const newToken = await mint(rotating, a.userId);
-  t.equal((await rotating.inject({ method: 'GET', url: `/stripe/customer/${a.userId}`, headers: bearer(oldToken) })).statusCode, 200, 'old secret, still listed');
+  t.equal(
+    (await rotating.inject({ method: 'GET', url: `/stripe/customer/${a.userId}`, headers: bearer(oldToken) })).statusCode,
+    200,
+    'old secret, still listed',
+  );
   t.equal((await rotating.inject({ method: 'GET', url: `/stripe/customer/${a.userId}`, headers: bearer(newToken) })).statusCode, 200);
-  t.same(JSON.parse(Buffer.from(newToken.split('.')[0] ?? '', 'base64url').toString('utf8')), { alg: 'HS256', typ: 'JWT', kid: keyIdOf(SECRET) }, 'the first secret signs');
+  t.same(
+    JSON.parse(Buffer.from(newToken.split('.')[0] ?? '', 'base64url').toString('utf8')),
+    { alg: 'HS256', typ: 'JWT', kid: keyIdOf(SECRET) },
+    'the first secret signs',
+  );
 
   // The same database, the old secret removed: its tokens stop working, the new one's keep working.
   const rotated = await buildTestApp(t, { env: { ...tokenEnv, CLIENT_TOKEN_SECRETS: SECRET } });
   await rotated.store.transaction(async (tx) => {
     const customer = await rotating.store.findCustomer(a.userId);
     if (!customer) throw new Error('missing customer');
-    await tx.insertCustomer({ user_id: customer.user_id, email: customer.email, name: customer.name, stripe_customer_id: customer.stripe_customer_id });
+    await tx.insertCustomer({
+      user_id: customer.user_id,
+      email: customer.email,
+      name: customer.name,
+      stripe_customer_id: customer.stripe_customer_id,
+    });
   });
-  expectProblem(t, await rotated.inject({ method: 'GET', url: `/stripe/customer/${a.userId}`, headers: bearer(oldToken) }), 401, 'unauthorized', 'Invalid client token: not signed with a current key');
+  expectProblem(
+    t,
+    await rotated.inject({ method: 'GET', url: `/stripe/customer/${a.userId}`, headers: bearer(oldToken) }),
+    401,
+    'unauthorized',
+    'Invalid client token: not signed with a current key',
+  );
   t.equal((await rotated.inject({ method: 'GET', url: `/stripe/customer/${a.userId}`, headers: bearer(newToken) })).statusCode, 200);
 });
 
@@ -215,22 +260,19 @@ t.test('every operator-only operation refuses a client token with 403, and nothi
   const a = await player(t, app, 'alice');
   const token = await mint(app, a.userId);
   const operatorOnly = operations.filter((op) => op.security === undefined);
-  t.same(
-    operatorOnly.map((op) => op.operationId).sort(),
-    [
-      'createClientToken',
-      'createCustomer',
-      'getMetrics',
-      'getNotification',
-      'listLedgerEntries',
-      'listNotifications',
-      'redeliverNotification',
-      'refundPurchase',
-      'simulateCheckout',
-      'simulateDispute',
-      'simulateDisputeClosed',
-    ],
-  );
+  t.same(operatorOnly.map((op) => op.operationId).sort(), [
+    'createClientToken',
+    'createCustomer',
+    'getMetrics',
+    'getNotification',
+    'listLedgerEntries',
+    'listNotifications',
+    'redeliverNotification',
+    'refundPurchase',
+    'simulateCheckout',
+    'simulateDispute',
+    'simulateDisputeClosed',
+  ]);
   const before = await snapshot(app, [a]);
   for (const op of operatorOnly) {
     const url = op.path
@@ -239,8 +281,16 @@ t.test('every operator-only operation refuses a client token with 403, and nothi
       .replace('{payment_intent_id}', a.paymentIntentId)
       .replace('{dispute_id}', 'dp_sim_1')
       .replace('{session_id}', 'cs_sim_1');
-    const payload = op.method === 'POST' ? { user_id: a.userId, email: 'x@example.com', name: 'X', outcome: op.operationId === 'simulateCheckout' ? 'expire' : 'won' } : undefined;
-    const response = await app.inject({ method: op.method, url, headers: { ...bearer(token), 'idempotency-key': 'k1' }, ...(payload ? { payload } : {}) });
+    const payload =
+      op.method === 'POST'
+        ? { user_id: a.userId, email: 'x@example.com', name: 'X', outcome: op.operationId === 'simulateCheckout' ? 'expire' : 'won' }
+        : undefined;
+    const response = await app.inject({
+      method: op.method,
+      url,
+      headers: { ...bearer(token), 'idempotency-key': 'k1' },
+      ...(payload ? { payload } : {}),
+    });
     t.equal(response.statusCode, 403, op.operationId);
     expectProblem(t, response, 403, 'forbidden', 'A client token cannot call this operation: it needs an API key');
   }
@@ -264,9 +314,19 @@ t.test('the happy path with a client token alone: card, purchase, balance, histo
     app.inject({ method, url, headers: { ...bearer(token), ...headers }, ...(payload ? { payload } : {}) });
   t.equal((await as('GET', '/stripe/packages')).statusCode, 200);
   t.equal((await as('POST', '/stripe/attach-payment-method', { user_id: userId, payment_method_id: 'pm_card_visa' })).statusCode, 200);
-  const bought = await as('POST', '/stripe/purchase-currency', { user_id: userId, package_id: 'package_2' }, { 'idempotency-key': 'buy-1' });
+  const bought = await as(
+    'POST',
+    '/stripe/purchase-currency',
+    { user_id: userId, package_id: 'package_2' },
+    { 'idempotency-key': 'buy-1' },
+  );
   t.equal(bought.statusCode, 200);
-  const replay = await as('POST', '/stripe/purchase-currency', { user_id: userId, package_id: 'package_2' }, { 'idempotency-key': 'buy-1' });
+  const replay = await as(
+    'POST',
+    '/stripe/purchase-currency',
+    { user_id: userId, package_id: 'package_2' },
+    { 'idempotency-key': 'buy-1' },
+  );
   t.equal(replay.headers['idempotent-replayed'], 'true', 'a retry with the same key replays');
   const keyRow = await app.store.db.selectFrom('idempotency_keys').selectAll().where('key', '=', 'buy-1').executeTakeFirstOrThrow();
   t.equal(keyRow.scope, `player:${userId}`, "the token's Idempotency-Keys are scoped to its player");
@@ -279,10 +339,15 @@ t.test('the happy path with a client token alone: card, purchase, balance, histo
   const one = json(await as('GET', `/stripe/purchases/${String(json(bought)['transaction_id'])}`));
   t.match(one, { status: 'completed', currency_purchased: 300 });
 
-  t.equal((await as('POST', '/stripe/attach-payment-method', { user_id: userId, payment_method_id: 'pm_card_threeDSecure2Required' })).statusCode, 200);
+  t.equal(
+    (await as('POST', '/stripe/attach-payment-method', { user_id: userId, payment_method_id: 'pm_card_threeDSecure2Required' })).statusCode,
+    200,
+  );
   const waiting = json(await as('POST', '/stripe/purchase-currency', { user_id: userId, package_id: 'package_1' }));
   t.equal(waiting['code'], 'authentication_required');
-  const authenticated = await as('POST', `/simulator/payment-intents/${String(waiting['payment_intent_id'])}/authenticate`, { outcome: 'succeed' });
+  const authenticated = await as('POST', `/simulator/payment-intents/${String(waiting['payment_intent_id'])}/authenticate`, {
+    outcome: 'succeed',
+  });
   t.equal(authenticated.statusCode, 200, 'the simulated customer confirms their own 3-D Secure');
   t.equal(json(await as('GET', `/stripe/customer/${userId}`))['currency_balance'], 700);
 
@@ -300,14 +365,25 @@ t.test('the happy path with a client token alone: card, purchase, balance, histo
   const spending = await buildTestApp(t, { env: { ...tokenEnv } });
   const p = await player(t, spending, 'spender');
   const spendToken = await mint(spending, p.userId);
-  const spent = await spending.inject({ method: 'POST', url: '/stripe/spend-currency', headers: bearer(spendToken), payload: { user_id: p.userId, amount: 50, item_id: 'shield' } });
+  const spent = await spending.inject({
+    method: 'POST',
+    url: '/stripe/spend-currency',
+    headers: bearer(spendToken),
+    payload: { user_id: p.userId, amount: 50, item_id: 'shield' },
+  });
   t.equal(spent.statusCode, 200, 'with CLIENT_TOKENS_MAY_SPEND=true a token spends');
   t.equal(json(spent)['new_balance'], 250);
 });
 
 t.test('minting: API key only, the player must exist, the body is checked', async (t) => {
   const app = await buildTestApp(t, { env: tokenEnv });
-  expectProblem(t, await operator(app, 'POST', '/stripe/client-tokens', { user_id: 'nobody' }), 404, 'customer_not_found', 'Customer not found');
+  expectProblem(
+    t,
+    await operator(app, 'POST', '/stripe/client-tokens', { user_id: 'nobody' }),
+    404,
+    'customer_not_found',
+    'Customer not found',
+  );
   expectProblem(t, await operator(app, 'POST', '/stripe/client-tokens', {}), 400, 'validation_error');
   expectProblem(t, await operator(app, 'POST', '/stripe/client-tokens', { user_id: 'x', scope: 'everything' }), 400, 'validation_error');
   expectProblem(t, await app.inject({ method: 'POST', url: '/stripe/client-tokens', payload: { user_id: 'x' } }), 401, 'unauthorized');
@@ -317,7 +393,8 @@ t.test("the rate limit counts a token's player (all its tokens together), not th
   // The API key's own budget (5) covers its two sign-ups and three mints.
   const app = await buildTestApp(t, { env: { ...tokenEnv, RATE_LIMIT_PER_MINUTE: '5' } });
   const ids = [];
-  for (const email of ['a@example.com', 'b@example.com']) ids.push(String(json(await operator(app, 'POST', '/stripe/create-customer', { email, name: 'N' }))['user_id']));
+  for (const email of ['a@example.com', 'b@example.com'])
+    ids.push(String(json(await operator(app, 'POST', '/stripe/create-customer', { email, name: 'N' }))['user_id']));
   const [a, b] = ids as [string, string];
   const first = await mint(app, a);
   const second = await mint(app, a);
@@ -335,7 +412,8 @@ t.test('an open development server (no API_KEYS) still holds a client token to i
   const a = await create('a@example.com');
   const b = await create('b@example.com');
   const token = String(json(await app.inject({ method: 'POST', url: '/stripe/client-tokens', payload: { user_id: a } }))['token']);
-  const read = (id: string, headers: Record<string, string>): Promise<LightMyRequestResponse> => app.inject({ method: 'GET', url: `/stripe/customer/${id}`, headers });
+  const read = (id: string, headers: Record<string, string>): Promise<LightMyRequestResponse> =>
+    app.inject({ method: 'GET', url: `/stripe/customer/${id}`, headers });
   t.equal((await read(b, {})).statusCode, 200, 'no credential: open, as before');
   t.equal((await read(a, bearer(token))).statusCode, 200);
   expectProblem(t, await read(b, bearer(token)), 403, 'forbidden');
@@ -345,24 +423,33 @@ t.test('an open development server (no API_KEYS) still holds a client token to i
 t.test('configuration: secrets are validated and never echoed; production requires them', async (t) => {
   t.throws(() => loadConfig({ CLIENT_TOKEN_SECRETS: 'too-short-secret' }), {
     variable: 'CLIENT_TOKEN_SECRETS',
-    message: 'Invalid configuration: CLIENT_TOKEN_SECRETS must be a comma-separated list of secrets, each 32 to 512 printable ASCII characters without spaces or commas',
+    message:
+      'Invalid configuration: CLIENT_TOKEN_SECRETS must be a comma-separated list of secrets, each 32 to 512 printable ASCII characters without spaces or commas',
   });
   t.throws(() => loadConfig({ CLIENT_TOKEN_SECRETS: `${SECRET},short` }), { name: 'ConfigError', variable: 'CLIENT_TOKEN_SECRETS' });
-  t.throws(() => loadConfig({ CLIENT_TOKEN_TTL_SECONDS: '5' }), { message: /CLIENT_TOKEN_TTL_SECONDS must be an integer number of seconds from 30 to 86400/ });
+  t.throws(() => loadConfig({ CLIENT_TOKEN_TTL_SECONDS: '5' }), {
+    message: /CLIENT_TOKEN_TTL_SECONDS must be an integer number of seconds from 30 to 86400/,
+  });
   t.throws(() => loadConfig({ CLIENT_TOKENS_MAY_SPEND: 'maybe' }), { message: /CLIENT_TOKENS_MAY_SPEND must be true or false/ });
   const config = loadConfig({ CLIENT_TOKEN_SECRETS: `${SECRET},${OLD_SECRET}` });
   t.equal(config.CLIENT_TOKEN_TTL_SECONDS, 900);
   t.equal(config.CLIENT_TOKENS_MAY_SPEND, false);
   t.throws(
     () => loadConfig({ NODE_ENV: 'production', API_KEYS: KEY, STRIPE_SECRET_KEY: 'sk_live_abc', STRIPE_WEBHOOK_SECRET: 'whsec_abc' }),
-    { variable: 'CLIENT_TOKEN_SECRETS', message: /^Invalid configuration: CLIENT_TOKEN_SECRETS is required when NODE_ENV=production \(.+\)$/ },
+    {
+      variable: 'CLIENT_TOKEN_SECRETS',
+      message: /^Invalid configuration: CLIENT_TOKEN_SECRETS is required when NODE_ENV=production \(.+\)$/,
+    },
   );
 });
 
 t.test('without CLIENT_TOKEN_SECRETS (development) each process signs with its own random secret, and says so', async (t) => {
   const start = async (env: Record<string, string>) => {
     const lines: string[] = [];
-    const app = await buildApp({ config: await testConfig(env), logger: { level: 'warn', stream: { write: (line: string) => void lines.push(line) } } });
+    const app = await buildApp({
+      config: await testConfig(env),
+      logger: { level: 'warn', stream: { write: (line: string) => void lines.push(line) } },
+    });
     t.teardown(() => app.close());
     await app.ready();
     return { app, warned: lines.some((line) => line.includes('No CLIENT_TOKEN_SECRETS')) };
@@ -374,27 +461,52 @@ t.test('without CLIENT_TOKEN_SECRETS (development) each process signs with its o
   const userId = String(json(await operator(one.app, 'POST', '/stripe/create-customer', { email: 'r@example.com', name: 'R' }))['user_id']);
   const token = await mint(one.app, userId);
   t.equal((await one.app.inject({ method: 'GET', url: '/stripe/packages', headers: bearer(token) })).statusCode, 200);
-  expectProblem(t, await two.app.inject({ method: 'GET', url: '/stripe/packages', headers: bearer(token) }), 401, 'unauthorized', 'Invalid client token: not signed with a current key');
+  expectProblem(
+    t,
+    await two.app.inject({ method: 'GET', url: '/stripe/packages', headers: bearer(token) }),
+    401,
+    'unauthorized',
+    'Invalid client token: not signed with a current key',
+  );
 });
 
-t.test('verification holds a token to what minting gives: a lifetime within the TTL, issued now (a minute of clock skew), for coinshop alone', async (t) => {
-  const tokens = new ClientTokens([SECRET], 900, false);
-  const now = Math.floor(Date.now() / 1000);
-  const sign = (edit: (jwt: SignJWT) => SignJWT) =>
-    edit(
-      new SignJWT({ scope: 'getCustomer' })
-        .setProtectedHeader({ alg: 'HS256', typ: 'JWT', kid: keyIdOf(SECRET) })
-        .setSubject('3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70')
-        .setIssuer('coinshop')
-        .setAudience('coinshop')
-        .setIssuedAt(now)
-        .setExpirationTime(now + 900)
-        .setJti('jti'),
-    ).sign(new TextEncoder().encode(SECRET));
-  t.match(await tokens.verify(await sign((jwt) => jwt)), { ok: true }, 'a token as minted');
-  t.match(await tokens.verify(await sign((jwt) => jwt.setIssuedAt(now + 30).setExpirationTime(now + 930))), { ok: true }, 'issued 30 s ahead: clock skew');
-  t.same(await tokens.verify(await sign((jwt) => jwt.setExpirationTime(now + 901))), { ok: false, detail: 'Invalid client token: lives longer than 900 seconds' });
-  t.same(await tokens.verify(await sign((jwt) => jwt.setExpirationTime(now + 10 * 365 * 86_400))), { ok: false, detail: 'Invalid client token: lives longer than 900 seconds' });
-  t.same(await tokens.verify(await sign((jwt) => jwt.setIssuedAt(now + 3600).setExpirationTime(now + 4000))), { ok: false, detail: 'Invalid client token: iat claim rejected' });
-  t.same(await tokens.verify(await sign((jwt) => jwt.setAudience(['coinshop', 'another-service']))), { ok: false, detail: 'Invalid client token: aud claim rejected' });
-});
+t.test(
+  'verification holds a token to what minting gives: a lifetime within the TTL, issued now (a minute of clock skew), for coinshop alone',
+  async (t) => {
+    const tokens = new ClientTokens([SECRET], 900, false);
+    const now = Math.floor(Date.now() / 1000);
+    const sign = (edit: (jwt: SignJWT) => SignJWT) =>
+      edit(
+        new SignJWT({ scope: 'getCustomer' })
+          .setProtectedHeader({ alg: 'HS256', typ: 'JWT', kid: keyIdOf(SECRET) })
+          .setSubject('3f1c2a9e-5b7d-4c8e-9a01-2b3c4d5e6f70')
+          .setIssuer('coinshop')
+          .setAudience('coinshop')
+          .setIssuedAt(now)
+          .setExpirationTime(now + 900)
+          .setJti('jti'),
+      ).sign(new TextEncoder().encode(SECRET));
+    t.match(await tokens.verify(await sign((jwt) => jwt)), { ok: true }, 'a token as minted');
+    t.match(
+      await tokens.verify(await sign((jwt) => jwt.setIssuedAt(now + 30).setExpirationTime(now + 930))),
+      { ok: true },
+      'issued 30 s ahead: clock skew',
+    );
+    t.same(await tokens.verify(await sign((jwt) => jwt.setExpirationTime(now + 901))), {
+      ok: false,
+      detail: 'Invalid client token: lives longer than 900 seconds',
+    });
+    t.same(await tokens.verify(await sign((jwt) => jwt.setExpirationTime(now + 10 * 365 * 86_400))), {
+      ok: false,
+      detail: 'Invalid client token: lives longer than 900 seconds',
+    });
+    t.same(await tokens.verify(await sign((jwt) => jwt.setIssuedAt(now + 3600).setExpirationTime(now + 4000))), {
+      ok: false,
+      detail: 'Invalid client token: iat claim rejected',
+    });
+    t.same(await tokens.verify(await sign((jwt) => jwt.setAudience(['coinshop', 'another-service']))), {
+      ok: false,
+      detail: 'Invalid client token: aud claim rejected',
+    });
+  },
+);

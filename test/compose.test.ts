@@ -26,7 +26,11 @@ const byDefault = (value: string) => value.replace(/\$\{[A-Z_]+:-([^}]*)\}/g, '$
 
 t.test('by default it publishes the shop on this machine only (127.0.0.1), not on every interface', async (t) => {
   t.same(lb.ports?.map(byDefault), ['127.0.0.1:8000:80']);
-  t.same(Object.keys(compose.services).filter((name) => compose.services[name]?.ports !== undefined), ['lb'], 'nothing else is published');
+  t.same(
+    Object.keys(compose.services).filter((name) => compose.services[name]?.ports !== undefined),
+    ['lb'],
+    'nothing else is published',
+  );
 });
 
 t.test('a stopping replica gets longer than SHUTDOWN_GRACE_MS before it is killed', async (t) => {
@@ -50,6 +54,11 @@ t.test('the load balancer waits for healthy replicas and re-resolves their addre
 t.test("the api's settings are valid, in development and with production's secrets", async (t) => {
   const env = Object.fromEntries(Object.entries(api.environment ?? {}).map(([name, value]) => [name, byDefault(value)]));
   t.equal(loadConfig(env).NODE_ENV, 'development');
-  const secrets = { API_KEYS: 'k'.repeat(32), STRIPE_SECRET_KEY: 'sk_live_x', STRIPE_WEBHOOK_SECRET: 'whsec_x', CLIENT_TOKEN_SECRETS: 's'.repeat(32) };
+  const secrets = {
+    API_KEYS: 'k'.repeat(32),
+    STRIPE_SECRET_KEY: 'sk_live_x',
+    STRIPE_WEBHOOK_SECRET: 'whsec_x',
+    CLIENT_TOKEN_SECRETS: 's'.repeat(32),
+  };
   t.equal(loadConfig({ ...env, NODE_ENV: 'production', ...secrets }).NODE_ENV, 'production');
 });

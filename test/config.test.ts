@@ -23,14 +23,42 @@ t.test('a bad value is refused with one line naming the variable', async (t) => 
     [{ STRIPE_API_BASE: 'localhost:12111' }, 'STRIPE_API_BASE', /STRIPE_API_BASE must be a base URL/],
     [{ STRIPE_TIMEOUT_MS: '5' }, 'STRIPE_TIMEOUT_MS', /STRIPE_TIMEOUT_MS must be an integer number of milliseconds/],
     [{ DATABASE_POOL_SIZE: '0' }, 'DATABASE_POOL_SIZE', /DATABASE_POOL_SIZE must be an integer from 1 to 1000 \(got 0\)$/],
-    [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL', /^Invalid configuration: REDIS_URL must be a Redis URL such as redis:\/\/127\.0\.0\.1:6379$/],
-    [{ TRUST_PROXY: 'yes' }, 'TRUST_PROXY', /TRUST_PROXY must be a number of proxy hops \(such as 1\) or comma-separated proxy addresses or CIDRs \(got "yes"\)/],
+    [
+      { REDIS_URL: 'localhost:6379' },
+      'REDIS_URL',
+      /^Invalid configuration: REDIS_URL must be a Redis URL such as redis:\/\/127\.0\.0\.1:6379$/,
+    ],
+    [
+      { TRUST_PROXY: 'yes' },
+      'TRUST_PROXY',
+      /TRUST_PROXY must be a number of proxy hops \(such as 1\) or comma-separated proxy addresses or CIDRs \(got "yes"\)/,
+    ],
     [{ TRUST_PROXY: '1,2' }, 'TRUST_PROXY', /TRUST_PROXY must be a number of proxy hops/],
-    [{ MAX_EVENT_LOOP_DELAY_MS: '5' }, 'MAX_EVENT_LOOP_DELAY_MS', /MAX_EVENT_LOOP_DELAY_MS must be 0 \(off\) or an integer number of milliseconds from 10 to 60000/],
-    [{ DATABASE_URL: 'postgres://coinshop:hunter2@db/coinshop', DATABASE_POOL_SIZE: 'many' }, 'DATABASE_POOL_SIZE', /DATABASE_POOL_SIZE must be/],
-    [{ DATABASE_PREPARED_STATEMENTS: 'maybe' }, 'DATABASE_PREPARED_STATEMENTS', /DATABASE_PREPARED_STATEMENTS must be true or false \(got "maybe"\)$/],
-    [{ HEAP_GROWTH_PERCENT: '50' }, 'HEAP_GROWTH_PERCENT', /^Invalid configuration: HEAP_GROWTH_PERCENT is not read; give node --heap-growing-percent=N instead \(docs\/operations\.md, Memory\)$/],
-    [{ SQLITE_SYNCHRONOUS: 'OFF' }, 'SQLITE_SYNCHRONOUS', /^Invalid configuration: SQLITE_SYNCHRONOUS must be FULL \(every commit survives a power cut\) or NORMAL \(faster; a power cut can lose the last commits\) \(got "OFF"\)$/],
+    [
+      { MAX_EVENT_LOOP_DELAY_MS: '5' },
+      'MAX_EVENT_LOOP_DELAY_MS',
+      /MAX_EVENT_LOOP_DELAY_MS must be 0 \(off\) or an integer number of milliseconds from 10 to 60000/,
+    ],
+    [
+      { DATABASE_URL: 'postgres://coinshop:hunter2@db/coinshop', DATABASE_POOL_SIZE: 'many' },
+      'DATABASE_POOL_SIZE',
+      /DATABASE_POOL_SIZE must be/,
+    ],
+    [
+      { DATABASE_PREPARED_STATEMENTS: 'maybe' },
+      'DATABASE_PREPARED_STATEMENTS',
+      /DATABASE_PREPARED_STATEMENTS must be true or false \(got "maybe"\)$/,
+    ],
+    [
+      { HEAP_GROWTH_PERCENT: '50' },
+      'HEAP_GROWTH_PERCENT',
+      /^Invalid configuration: HEAP_GROWTH_PERCENT is not read; give node --heap-growing-percent=N instead \(docs\/operations\.md, Memory\)$/,
+    ],
+    [
+      { SQLITE_SYNCHRONOUS: 'OFF' },
+      'SQLITE_SYNCHRONOUS',
+      /^Invalid configuration: SQLITE_SYNCHRONOUS must be FULL \(every commit survives a power cut\) or NORMAL \(faster; a power cut can lose the last commits\) \(got "OFF"\)$/,
+    ],
   ];
   for (const [env, variable, message] of cases) {
     t.throws(() => loadConfig(env), { name: 'ConfigError', variable, message }, JSON.stringify(env));
@@ -47,13 +75,13 @@ t.test('a bad value is refused with one line naming the variable', async (t) => 
 });
 
 t.test('STRIPE_PUBLISHABLE_KEY goes with a secret key of the same mode', async (t) => {
-  t.equal(
-    loadConfig({ STRIPE_SECRET_KEY: 'sk_test_abc', STRIPE_PUBLISHABLE_KEY: 'pk_test_abc' }).STRIPE_PUBLISHABLE_KEY,
-    'pk_test_abc',
-  );
+  t.equal(loadConfig({ STRIPE_SECRET_KEY: 'sk_test_abc', STRIPE_PUBLISHABLE_KEY: 'pk_test_abc' }).STRIPE_PUBLISHABLE_KEY, 'pk_test_abc');
   t.equal(loadConfig({ STRIPE_SECRET_KEY: 'rk_live_abc', STRIPE_PUBLISHABLE_KEY: 'pk_live_abc' }).STRIPE_PUBLISHABLE_KEY, 'pk_live_abc');
   const cases: [Record<string, string>, string][] = [
-    [{ STRIPE_PUBLISHABLE_KEY: 'sk_test_abc' }, 'Invalid configuration: STRIPE_PUBLISHABLE_KEY must be a Stripe publishable key (pk_test_… or pk_live_…) (got "sk_test_abc")'],
+    [
+      { STRIPE_PUBLISHABLE_KEY: 'sk_test_abc' },
+      'Invalid configuration: STRIPE_PUBLISHABLE_KEY must be a Stripe publishable key (pk_test_… or pk_live_…) (got "sk_test_abc")',
+    ],
     [
       { STRIPE_PUBLISHABLE_KEY: 'pk_test_abc' },
       'Invalid configuration: STRIPE_PUBLISHABLE_KEY needs STRIPE_SECRET_KEY (the simulated gateway cannot charge cards made by Stripe.js)',
@@ -75,13 +103,20 @@ t.test('SQLite has every commit on disk before it is acknowledged unless SQLITE_
   const { buildApp } = await import('../src/app.js');
   const synced = /^coinshop_sqlite_syncs_total (\d+)$/m;
   for (const setting of [undefined, 'FULL', 'NORMAL'] as const) {
-    const env: Record<string, string> = { DATABASE_URL: join(dir, `${setting ?? 'default'}.db`), ...(setting ? { SQLITE_SYNCHRONOUS: setting } : {}) };
+    const env: Record<string, string> = {
+      DATABASE_URL: join(dir, `${setting ?? 'default'}.db`),
+      ...(setting ? { SQLITE_SYNCHRONOUS: setting } : {}),
+    };
     const app = await buildApp({ config: loadConfig(env) });
     const created = await app.inject({ method: 'POST', url: '/stripe/create-customer', payload: { email: 'a@example.com', name: 'A' } });
     t.equal(created.statusCode, 200);
     const metrics = (await app.inject('/metrics')).body;
     if (setting === 'NORMAL') t.notMatch(metrics, synced, 'NORMAL: SQLite syncs at checkpoints only, coinshop does not');
-    else t.ok(Number(synced.exec(metrics)?.[1]) >= 1, `SQLITE_SYNCHRONOUS=${setting ?? '(unset)'}: the write was synced before it was answered`);
+    else
+      t.ok(
+        Number(synced.exec(metrics)?.[1]) >= 1,
+        `SQLITE_SYNCHRONOUS=${setting ?? '(unset)'}: the write was synced before it was answered`,
+      );
     await app.close();
   }
 });

@@ -46,7 +46,9 @@ async function paidPurchase(t: Test, app: FastifyInstance) {
 
 /** The events about one PaymentIntent's disputes, in the order they happened. */
 const disputeEvents = (events: StripeEventObject[], paymentIntentId: string) =>
-  events.filter((e) => (e.type === 'charge.dispute.created' || e.type === 'charge.dispute.closed') && e.data.object.payment_intent === paymentIntentId);
+  events.filter(
+    (e) => (e.type === 'charge.dispute.created' || e.type === 'charge.dispute.closed') && e.data.object.payment_intent === paymentIntentId,
+  );
 
 /** The newest event about one PaymentIntent's disputes. */
 function lastDisputeEvent(events: StripeEventObject[], paymentIntentId: string): StripeEventObject {
@@ -90,11 +92,17 @@ t.test('a chargeback after a closed inquiry on the same charge takes the coins b
   t.same(json(await deliver(chargebackLost)), { received: true, outcome: 'processed' });
   t.match(await purchase(app, transactionId), { status: 'dispute_lost' });
   t.equal(await balance(app, userId), 0, 'lost: the coins stay gone');
-  expectProblem(t, await post(app, '/stripe/spend-currency', { user_id: userId, amount: 1, item_id: 'sword' }), 400, 'insufficient_balance');
+  expectProblem(
+    t,
+    await post(app, '/stripe/spend-currency', { user_id: userId, amount: 1, item_id: 'sword' }),
+    400,
+    'insufficient_balance',
+  );
   t.same(await journals(app, transactionId), [`purchase ${paymentIntentId}`, `dispute ${chargeback.id}`]);
 
   // Stripe delivers every event again: nothing changes.
-  for (const event of disputeEvents(stripe.events, paymentIntentId)) t.same(json(await deliver(event)), { received: true, outcome: 'duplicate' });
+  for (const event of disputeEvents(stripe.events, paymentIntentId))
+    t.same(json(await deliver(event)), { received: true, outcome: 'duplicate' });
   t.equal(await balance(app, userId), 0);
   t.same(await app.store.balanceMismatches(), []);
 });
@@ -116,7 +124,8 @@ t.test('an inquiry then a chargeback end in the same place whatever order their 
       stripe.closeDispute(chargeback.id, outcome);
       const events = order(disputeEvents(stripe.events, paymentIntentId));
       t.equal(events.length, 4);
-      for (const event of events) t.same(json(await deliver(event)), { received: true, outcome: 'processed' }, `${name}: ${event.data.object.status}`);
+      for (const event of events)
+        t.same(json(await deliver(event)), { received: true, outcome: 'processed' }, `${name}: ${event.data.object.status}`);
       t.match(await purchase(app, transactionId), { status: `dispute_${outcome}` }, `${outcome}, ${name}`);
       t.equal(await balance(app, userId), outcome === 'won' ? 300 : 0, `${outcome}, ${name}`);
     }
@@ -160,7 +169,8 @@ async function purchaseLeftPending(t: Test, app: FastifyInstance, stripe: Awaite
   const { user_id } = await customerWithCard(app);
   stripe.setLatency(600);
   const { transaction_id } = expectProblem(t, await buy(app, user_id, 'package_2'), 502, 'payment_pending');
-  for (let waited = 0; stripe.paymentIntents.size === 0 && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+  for (let waited = 0; stripe.paymentIntents.size === 0 && waited < 5000; waited += 50)
+    await new Promise((resolve) => setTimeout(resolve, 50));
   stripe.setLatency(0);
   const [intent] = [...stripe.paymentIntents.values()];
   if (!intent) throw new Error('Stripe made no PaymentIntent');
@@ -188,7 +198,12 @@ t.test('a dispute that arrives before the purchase knows its PaymentIntent is li
   );
   t.match(await purchase(app, transactionId), { status: 'disputed', payment_intent_id: intent.id });
   t.equal(await balance(app, userId), 0, 'credited and held back at once: nothing to spend');
-  expectProblem(t, await post(app, '/stripe/spend-currency', { user_id: userId, amount: 1, item_id: 'sword' }), 400, 'insufficient_balance');
+  expectProblem(
+    t,
+    await post(app, '/stripe/spend-currency', { user_id: userId, amount: 1, item_id: 'sword' }),
+    400,
+    'insufficient_balance',
+  );
 
   // The payment's own event, and a lookup, come later: the coins stay held back.
   const succeeded = stripe.events.find((e) => e.type === 'payment_intent.succeeded' && e.data.object.id === intent.id);

@@ -3,7 +3,12 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 
 const root = new URL('../', import.meta.url);
-const documents = ['README.md', ...readdirSync(new URL('docs/', root)).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`)];
+const documents = [
+  'README.md',
+  ...readdirSync(new URL('docs/', root))
+    .filter((name) => name.endsWith('.md'))
+    .map((name) => `docs/${name}`),
+];
 
 /** The document's lines outside fenced code blocks, where a `#` or `](` is not Markdown. */
 function prose(text: string): string[] {
@@ -24,7 +29,10 @@ function anchors(text: string): Set<string> {
   for (const line of prose(text)) {
     const heading = /^#{1,6}\s+(.*)$/.exec(line)?.[1];
     if (heading === undefined) continue;
-    const slug = heading.toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-');
+    const slug = heading
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+      .replace(/\s/g, '-');
     const count = seen.get(slug) ?? 0;
     seen.set(slug, count + 1);
     result.add(count === 0 ? slug : `${slug}-${count}`);
@@ -45,7 +53,10 @@ t.test('every relative link in the README and docs/ points at a file (and headin
         continue;
       }
       if (anchor !== undefined) {
-        t.ok(anchors(readFileSync(file, 'utf8')).has(anchor), `${document}: ${target} names a heading of ${fileURLToPath(file).slice(fileURLToPath(root).length)}`);
+        t.ok(
+          anchors(readFileSync(file, 'utf8')).has(anchor),
+          `${document}: ${target} names a heading of ${fileURLToPath(file).slice(fileURLToPath(root).length)}`,
+        );
       }
     }
   }

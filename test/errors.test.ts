@@ -50,10 +50,18 @@ t.test('validation failures are 400 problems that name each bad field and change
     ['/stripe/create-customer', { email: 'a@example.com', name: 'x'.repeat(201) }, ['body/name must NOT have more than 200 characters']],
     ['/stripe/create-customer', { email: 'a@example.com', name: 'A', balance: 1000 }, ['body/balance is not a known field']],
     ['/stripe/create-customer', { email: 'a@example.com', name: 42 }, ['body/name must be string']],
-    ['/stripe/attach-payment-method', { user_id, payment_method_id: 'card_123' }, ['body/payment_method_id must match pattern "^pm_[A-Za-z0-9_]+$"']],
+    [
+      '/stripe/attach-payment-method',
+      { user_id, payment_method_id: 'card_123' },
+      ['body/payment_method_id must match pattern "^pm_[A-Za-z0-9_]+$"'],
+    ],
     ['/stripe/attach-payment-method', { user_id }, ['body/payment_method_id is required']],
     ['/stripe/purchase-currency', { user_id, package_id: 'package_1', amount: 1 }, ['body/amount is not a known field']],
-    ['/stripe/purchase-currency', { user_id: 'u'.repeat(65), package_id: 'package_1' }, ['body/user_id must NOT have more than 64 characters']],
+    [
+      '/stripe/purchase-currency',
+      { user_id: 'u'.repeat(65), package_id: 'package_1' },
+      ['body/user_id must NOT have more than 64 characters'],
+    ],
   ];
   for (const [url, payload, messages] of cases) {
     const body = expectProblem(t, await post(app, url, payload), 400, 'validation_error');
@@ -131,7 +139,11 @@ t.test('text no database could store as sent (NUL, unpaired surrogates) is a 400
 
 t.test('a value outside a fixed set is one error naming the allowed values, not one "must be equal to constant" per value', async (t) => {
   const app = await buildTestApp(t);
-  const response = await app.inject({ method: 'POST', url: '/simulator/payment-intents/pi_sim_x/authenticate', payload: { outcome: 'maybe' } });
+  const response = await app.inject({
+    method: 'POST',
+    url: '/simulator/payment-intents/pi_sim_x/authenticate',
+    payload: { outcome: 'maybe' },
+  });
   const body = expectProblem(t, response, 400, 'validation_error', 'Invalid input: body/outcome must be one of "succeed", "fail"');
   t.same(body['errors'], [{ field: 'body/outcome', message: 'must be one of "succeed", "fail"' }]);
   const closing = await app.inject({ method: 'POST', url: '/simulator/disputes/dp_sim_x/close', payload: { outcome: 'draw' } });

@@ -108,9 +108,7 @@ t.test('customers: create, retrieve, update', async (t) => {
   t.match(missing, { statusCode: 404, code: 'resource_missing', message: "No such customer: 'cus_nope'" });
 
   const other = fake.createPaymentMethod();
-  const notAttached = await failure(
-    stripe.customers.update(created.id, { invoice_settings: { default_payment_method: other } }),
-  );
+  const notAttached = await failure(stripe.customers.update(created.id, { invoice_settings: { default_payment_method: other } }));
   t.type(notAttached, Stripe.errors.StripeInvalidRequestError);
   t.equal(notAttached.param, 'invoice_settings[default_payment_method]');
   t.equal(fake.customers.get(created.id)?.invoice_settings.default_payment_method, pm, 'failed update changes nothing');
@@ -219,9 +217,7 @@ t.test('a PaymentIntent on a good card succeeds', async (t) => {
   t.equal(unconfirmed.status, 'requires_confirmation');
   t.equal(unconfirmed.latest_charge, null);
 
-  const noCustomer = await failure(
-    stripe.paymentIntents.create({ ...CHARGE, customer: 'cus_nope', payment_method: 'pm_card_visa' }),
-  );
+  const noCustomer = await failure(stripe.paymentIntents.create({ ...CHARGE, customer: 'cus_nope', payment_method: 'pm_card_visa' }));
   t.type(noCustomer, Stripe.errors.StripeInvalidRequestError);
   t.match(noCustomer, { statusCode: 400, code: 'resource_missing', param: 'customer' });
   t.equal(fake.paymentIntents.size, 3, 'rejected requests create no PaymentIntent');
@@ -344,9 +340,7 @@ t.test('idempotency: replay, parameter mismatch', async (t) => {
   t.equal(d2.headers?.['idempotent-replayed'], 'true');
   t.equal(fake.paymentIntents.size, 2);
 
-  const mismatch = await failure(
-    stripe.paymentIntents.create({ ...params, amount: 5000 }, { idempotencyKey: 'tx-1' }),
-  );
+  const mismatch = await failure(stripe.paymentIntents.create({ ...params, amount: 5000 }, { idempotencyKey: 'tx-1' }));
   t.type(mismatch, Stripe.errors.StripeIdempotencyError);
   t.equal(mismatch.statusCode, 400);
   t.match(mismatch.message, /^Keys for idempotent requests can only be used with the same parameters/);
@@ -760,14 +754,20 @@ t.test('disputes: open, refusing refunds, closed won or lost', async (t) => {
 
   const created = eventsOf(fake, 'charge.dispute.created');
   const closed = eventsOf(fake, 'charge.dispute.closed');
-  t.same(created.map((e) => [e.data.object.id, e.data.object.status]), [
-    [dispute.id, 'needs_response'],
-    [won.id, 'needs_response'],
-  ]);
-  t.same(closed.map((e) => [e.data.object.id, e.data.object.status]), [
-    [dispute.id, 'lost'],
-    [won.id, 'won'],
-  ]);
+  t.same(
+    created.map((e) => [e.data.object.id, e.data.object.status]),
+    [
+      [dispute.id, 'needs_response'],
+      [won.id, 'needs_response'],
+    ],
+  );
+  t.same(
+    closed.map((e) => [e.data.object.id, e.data.object.status]),
+    [
+      [dispute.id, 'lost'],
+      [won.id, 'won'],
+    ],
+  );
   t.equal(fake.disputes.size, 2);
 });
 
@@ -791,7 +791,11 @@ t.test('disputes: an inquiry moves no money and closes as warning_closed; the ch
   t.match(await failure(stripe.refunds.create({ payment_intent: intent.id })), { code: 'charge_disputed' });
   fake.closeDispute(chargeback.id, 'lost');
   t.same(
-    [...eventsOf(fake, 'charge.dispute.created'), ...eventsOf(fake, 'charge.dispute.closed')].map((e) => [e.type, e.data.object.id, e.data.object.status]),
+    [...eventsOf(fake, 'charge.dispute.created'), ...eventsOf(fake, 'charge.dispute.closed')].map((e) => [
+      e.type,
+      e.data.object.id,
+      e.data.object.status,
+    ]),
     [
       ['charge.dispute.created', inquiry.id, 'warning_needs_response'],
       ['charge.dispute.created', chargeback.id, 'needs_response'],
@@ -898,9 +902,7 @@ t.test('webhookRequest: signed as Stripe signs, verified by the real SDK', async
 
   const wrongSecret = thrown(() => Stripe.webhooks.constructEvent(request.payload, header, 'whsec_other'));
   t.type(wrongSecret, Stripe.errors.StripeSignatureVerificationError);
-  const tampered = thrown(() =>
-    Stripe.webhooks.constructEvent(request.payload.replace('"succeeded"', '"canceled"'), header, secret),
-  );
+  const tampered = thrown(() => Stripe.webhooks.constructEvent(request.payload.replace('"succeeded"', '"canceled"'), header, secret));
   t.type(tampered, Stripe.errors.StripeSignatureVerificationError);
   const compact = thrown(() => Stripe.webhooks.constructEvent(JSON.stringify(event), header, secret));
   t.type(compact, Stripe.errors.StripeSignatureVerificationError, 'the signature covers the exact bytes');

@@ -233,8 +233,16 @@ const hex = (length: number) => fc.string({ unit: fc.constantFrom(...'0123456789
 const HINTS: Record<string, () => fc.Arbitrary<unknown>> = {
   user_id: () => fromPool('user_id', fc.uuid()),
   transaction_id: () => fromPool('transaction_id', fc.uuid()),
-  payment_intent_id: () => fromPool('payment_intent_id', hex(24).map((h) => `pi_sim_${h}`)),
-  dispute_id: () => fromPool('dispute_id', hex(24).map((h) => `dp_sim_${h}`)),
+  payment_intent_id: () =>
+    fromPool(
+      'payment_intent_id',
+      hex(24).map((h) => `pi_sim_${h}`),
+    ),
+  dispute_id: () =>
+    fromPool(
+      'dispute_id',
+      hex(24).map((h) => `dp_sim_${h}`),
+    ),
   package_id: () => fc.constantFrom(...PACKAGE_IDS),
   payment_method_id: () => fc.constantFrom(...CARDS),
   amount: () => fc.integer({ min: 1, max: 150 }),
@@ -283,7 +291,11 @@ function invalidValues(schema: Schema): { label: string; value: unknown }[] {
   const type = schema.type ?? schema.anyOf?.[0]?.type;
   switch (type) {
     case 'string':
-      out.push({ label: 'wrong-type', value: 12345 }, { label: 'wrong-type', value: true }, { label: 'object-for-string', value: { a: 1 } });
+      out.push(
+        { label: 'wrong-type', value: 12345 },
+        { label: 'wrong-type', value: true },
+        { label: 'object-for-string', value: { a: 1 } },
+      );
       out.push({ label: 'array-for-string', value: ['x'] });
       if ((schema.minLength ?? 0) > 0) out.push({ label: 'too-short', value: 'x'.repeat((schema.minLength ?? 1) - 1) });
       if (schema.maxLength !== undefined) out.push({ label: 'too-long', value: 'x'.repeat(schema.maxLength + 1) });
@@ -296,7 +308,11 @@ function invalidValues(schema: Schema): { label: string; value: unknown }[] {
       if (type === 'integer') out.push({ label: 'not-an-integer', value: 1.5 });
       if (schema.minimum !== undefined) out.push({ label: 'out-of-range', value: schema.minimum - 1 });
       if (schema.maximum !== undefined) out.push({ label: 'out-of-range', value: schema.maximum + 1 });
-      out.push({ label: 'out-of-range', value: 1e21 }, { label: 'out-of-range', value: -1e21 }, { label: 'out-of-range', value: Number.MAX_SAFE_INTEGER + 2 });
+      out.push(
+        { label: 'out-of-range', value: 1e21 },
+        { label: 'out-of-range', value: -1e21 },
+        { label: 'out-of-range', value: Number.MAX_SAFE_INTEGER + 2 },
+      );
       break;
     case 'object':
       out.push({ label: 'wrong-type', value: 'x' }, { label: 'array-for-object', value: [] }, { label: 'wrong-type', value: 7 });
@@ -422,7 +438,10 @@ const idempotencyKey: fc.Arbitrary<string> = fc.oneof(
   { weight: 3, arbitrary: fc.constantFrom(...KEY_POOL) },
   { weight: 3, arbitrary: fc.uuid() },
   { weight: 1, arbitrary: fc.string({ unit: 'binary-ascii', minLength: 1, maxLength: 255 }) },
-  { weight: 1, arbitrary: fc.constantFrom('a'.repeat(255), 'a'.repeat(256), 'has space', 'ключ', 'tab\there', 'nul\u0000key', '\u00e9', '') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom('a'.repeat(255), 'a'.repeat(256), 'has space', 'ключ', 'tab\there', 'nul\u0000key', '\u00e9', ''),
+  },
   { weight: 1, arbitrary: hostileString },
 );
 
@@ -464,7 +483,9 @@ const specValidParts = (op: Operation, parts: Parts) =>
   wellFormed(parts.query) &&
   Object.values(parts.path).every((v) => !v.includes('\u0000')) &&
   !Object.values(parts.path).some((v) => DOT_SEGMENT.test(v)) &&
-  op.validPath({ ...parts.path }) && op.validQuery({ ...parts.query }) && (op.validBody ? op.validBody(parts.body) : true);
+  op.validPath({ ...parts.path }) &&
+  op.validQuery({ ...parts.query }) &&
+  (op.validBody ? op.validBody(parts.body) : true);
 
 interface Overrides {
   method?: FuzzRequest['method'];
@@ -480,7 +501,11 @@ interface Overrides {
 function assemble(op: Operation, parts: Parts, kind: Kind, label: string, o: Overrides = {}): FuzzRequest {
   const segments = o.segments ?? Object.fromEntries(Object.entries(parts.path).map(([k, v]) => [k, encodeSegment(v)]));
   const pathname = op.path.replace(/\{([^}]+)\}/g, (_, name: string) => segments[name] ?? '');
-  const query = o.query ?? Object.entries(parts.query).map(([k, v]) => `${encodeSegment(k)}=${encodeSegment(v)}`).join('&');
+  const query =
+    o.query ??
+    Object.entries(parts.query)
+      .map(([k, v]) => `${encodeSegment(k)}=${encodeSegment(v)}`)
+      .join('&');
   const payload =
     o.payload ??
     (op.body !== undefined
@@ -576,7 +601,9 @@ function mutationArb(op: Operation): fc.Arbitrary<BodyMutation> {
 
   options.push(
     fc.constantFrom(...(['PUT', 'DELETE', 'PATCH', op.method === 'GET' ? 'POST' : 'GET'] as const)).map(
-      (method): BodyMutation => (o, parts) => assemble(o, parts, 'mutated', 'wrong-method', { method }),
+      (method): BodyMutation =>
+        (o, parts) =>
+          assemble(o, parts, 'mutated', 'wrong-method', { method }),
     ),
   );
 
@@ -596,16 +623,27 @@ function mutationArb(op: Operation): fc.Arbitrary<BodyMutation> {
     );
   }
   options.push(
-    fc.tuple(fc.constantFrom('unknown', '__proto__', 'constructor', 'limit', 'user_id'), fc.constantFrom('1', '', 'x'.repeat(300), '[object Object]')).map(
-      ([name, value]): BodyMutation => (o, parts) => assemble(o, { ...parts, query: { ...parts.query, [name]: value } }, 'mutated', 'query-unknown'),
-    ),
+    fc
+      .tuple(
+        fc.constantFrom('unknown', '__proto__', 'constructor', 'limit', 'user_id'),
+        fc.constantFrom('1', '', 'x'.repeat(300), '[object Object]'),
+      )
+      .map(
+        ([name, value]): BodyMutation =>
+          (o, parts) =>
+            assemble(o, { ...parts, query: { ...parts.query, [name]: value } }, 'mutated', 'query-unknown'),
+      ),
   );
 
   if (!body) {
     options.push(
       fc.constantFrom('{"user_id":"x"}', '[]', 'null', '{').map(
-        (text): BodyMutation => (o, parts) =>
-          assemble(o, parts, 'mutated', 'unexpected-body', { payload: { text, contentType: 'application/json', body: undefined }, specValid: false }),
+        (text): BodyMutation =>
+          (o, parts) =>
+            assemble(o, parts, 'mutated', 'unexpected-body', {
+              payload: { text, contentType: 'application/json', body: undefined },
+              specValid: false,
+            }),
       ),
     );
     return fc.oneof(...options);
@@ -632,8 +670,9 @@ function mutationArb(op: Operation): fc.Arbitrary<BodyMutation> {
   }
   options.push(
     fc.tuple(fc.constantFrom('unknown_field', 'is_admin', 'currency_balance', 'price_cents', 'status'), fc.jsonValue({ maxDepth: 1 })).map(
-      ([name, value]): BodyMutation => (o, parts) =>
-        assemble(o, parts, 'mutated', 'unknown-field', { payload: jsonPayload({ ...asRecord(parts.body), [name]: value }) }),
+      ([name, value]): BodyMutation =>
+        (o, parts) =>
+          assemble(o, parts, 'mutated', 'unknown-field', { payload: jsonPayload({ ...asRecord(parts.body), [name]: value }) }),
     ),
     fc.tuple(fc.constantFrom('__proto__', 'constructor', 'prototype'), fc.boolean()).map(([key, nested]): BodyMutation => (o, parts) => {
       const polluter = withKey({}, key, key === 'constructor' ? { prototype: { polluted: 'yes' } } : { polluted: 'yes' });
@@ -648,36 +687,54 @@ function mutationArb(op: Operation): fc.Arbitrary<BodyMutation> {
         payload: { text, contentType: 'application/json', body: JSON.parse(text) as unknown },
       });
     }),
-    fc.constantFrom<string | undefined>('application/json', undefined).map((contentType): BodyMutation => (o, parts) =>
-      assemble(o, parts, 'mutated', 'empty-body', { payload: { text: contentType ? '' : undefined, contentType, body: undefined }, specValid: false }),
+    fc.constantFrom<string | undefined>('application/json', undefined).map(
+      (contentType): BodyMutation =>
+        (o, parts) =>
+          assemble(o, parts, 'mutated', 'empty-body', {
+            payload: { text: contentType ? '' : undefined, contentType, body: undefined },
+            specValid: false,
+          }),
     ),
-    fc.oneof(
-      { weight: 3, arbitrary: fc.constantFrom(...INVALID_JSON) },
-      {
-        weight: 1,
-        arbitrary: fc.string({ unit: 'binary', minLength: 1, maxLength: 60 }).filter((s) => {
-          try {
-            JSON.parse(s);
-            return false;
-          } catch {
-            return true;
-          }
-        }),
-      },
-    ).map((text): BodyMutation => (o, parts) => {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        parsed = undefined;
-      }
-      return assemble(o, parts, 'mutated', 'invalid-json', { payload: { text, contentType: 'application/json', body: parsed }, specValid: false });
-    }),
-    fc.constantFrom(...CONTENT_TYPES).map((contentType): BodyMutation => (o, parts) =>
-      assemble(o, parts, 'mutated', 'wrong-content-type', { payload: { text: JSON.stringify(parts.body), contentType, body: parts.body }, specValid: false }),
+    fc
+      .oneof(
+        { weight: 3, arbitrary: fc.constantFrom(...INVALID_JSON) },
+        {
+          weight: 1,
+          arbitrary: fc.string({ unit: 'binary', minLength: 1, maxLength: 60 }).filter((s) => {
+            try {
+              JSON.parse(s);
+              return false;
+            } catch {
+              return true;
+            }
+          }),
+        },
+      )
+      .map((text): BodyMutation => (o, parts) => {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          parsed = undefined;
+        }
+        return assemble(o, parts, 'mutated', 'invalid-json', {
+          payload: { text, contentType: 'application/json', body: parsed },
+          specValid: false,
+        });
+      }),
+    fc.constantFrom(...CONTENT_TYPES).map(
+      (contentType): BodyMutation =>
+        (o, parts) =>
+          assemble(o, parts, 'mutated', 'wrong-content-type', {
+            payload: { text: JSON.stringify(parts.body), contentType, body: parts.body },
+            specValid: false,
+          }),
     ),
     fc.constant<BodyMutation>((o, parts) =>
-      assemble(o, parts, 'mutated', 'huge-body', { payload: jsonPayload({ ...asRecord(parts.body), padding: 'x'.repeat(70_000) }), specValid: false }),
+      assemble(o, parts, 'mutated', 'huge-body', {
+        payload: jsonPayload({ ...asRecord(parts.body), padding: 'x'.repeat(70_000) }),
+        specValid: false,
+      }),
     ),
   );
   return fc.oneof(...options);
@@ -714,7 +771,10 @@ function hostileArb(op: Operation): fc.Arbitrary<(parts: Parts) => FuzzRequest> 
         const changed = { ...parts, path: { ...parts.path, [place.name]: value } };
         // Sometimes straight into the URL, unencoded: `../..`, `%zz`, `%ED%A0%80` as the client typed them.
         if (raw && URL_SAFE.test(value) && !/[?#]/.test(value)) {
-          const segments = { ...Object.fromEntries(Object.entries(parts.path).map(([k, v]) => [k, encodeSegment(v)])), [place.name]: value };
+          const segments = {
+            ...Object.fromEntries(Object.entries(parts.path).map(([k, v]) => [k, encodeSegment(v)])),
+            [place.name]: value,
+          };
           return assemble(op, changed, 'hostile', `${label}-raw`, { segments, specValid: false });
         }
         return assemble(op, changed, 'hostile', label);
@@ -729,7 +789,8 @@ function hostileArb(op: Operation): fc.Arbitrary<(parts: Parts) => FuzzRequest> 
         // A header cannot carry CR, LF or NUL over HTTP; everything else goes.
         // eslint-disable-next-line no-control-regex -- NUL is one of the characters removed
         const header = value.replace(/[\r\n\u0000]/g, '');
-        const changed = place.name === 'idempotency-key' ? { ...parts, key: header } : { ...parts, headers: { ...parts.headers, [place.name]: header } };
+        const changed =
+          place.name === 'idempotency-key' ? { ...parts, key: header } : { ...parts, headers: { ...parts.headers, [place.name]: header } };
         return assemble(op, changed, 'hostile', `${label}-${place.name}`);
       }
     }
@@ -896,7 +957,10 @@ t.test('fuzz the API from openapi.yaml', async (t) => {
   const disputed = await answer('POST', `/simulator/payment-intents/${text(toDispute.body['payment_intent_id'])}/dispute`);
   t.equal(disputed.status, 200, 'seed dispute');
   for (const tid of paid) await answer('GET', `/stripe/purchases/${tid}`);
-  t.ok(pools.user_id.length >= 6 && pools.transaction_id.length >= 9 && pools.payment_intent_id.length >= 6 && pools.dispute_id.length >= 1, 'real ids collected');
+  t.ok(
+    pools.user_id.length >= 6 && pools.transaction_id.length >= 9 && pools.payment_intent_id.length >= 6 && pools.dispute_id.length >= 1,
+    'real ids collected',
+  );
 
   // --- Fuzz.
   const violations = new Map<string, { count: number; examples: Violation[] }>();
@@ -947,7 +1011,8 @@ t.test('fuzz the API from openapi.yaml', async (t) => {
 
     let body: unknown;
     if (status < 300 && request.op.textResponse && request.method === 'GET' && request.label !== 'wrong-method') {
-      if (!contentType.startsWith('text/plain')) violate('2xx has its documented content type', request, response, `content-type ${contentType}`);
+      if (!contentType.startsWith('text/plain'))
+        violate('2xx has its documented content type', request, response, `content-type ${contentType}`);
     } else if (response.body.length > 0 || status >= 400) {
       try {
         body = JSON.parse(response.body) as unknown;
@@ -966,7 +1031,9 @@ t.test('fuzz the API from openapi.yaml', async (t) => {
       const validate = status === 402 ? validAuthenticationRequired : validProblem;
       if (!validate(body)) {
         const errors = ajv.errorsText(validate.errors?.slice(0, 3));
-        wrong.push(`not a ${status === 402 ? 'AuthenticationRequired' : 'Problem'} (${errors}${(validate.errors?.length ?? 0) > 3 ? ', …' : ''})`);
+        wrong.push(
+          `not a ${status === 402 ? 'AuthenticationRequired' : 'Problem'} (${errors}${(validate.errors?.length ?? 0) > 3 ? ', …' : ''})`,
+        );
       }
       if (problem['status'] !== status) wrong.push(`status field ${String(problem['status'])}`);
       if (problem['type'] !== `urn:coinshop:problem:${code}`) wrong.push(`type ${String(problem['type'])}`);
@@ -975,7 +1042,8 @@ t.test('fuzz the API from openapi.yaml', async (t) => {
       if (typeof problem['detail'] === 'string' && STACK_TRACE.test(problem['detail'])) wrong.push('detail shows a stack trace');
       if (typeof requestId !== 'string' || requestId.length === 0) wrong.push('no x-request-id header');
       else if (replayed && key !== undefined) {
-        if (!(idsByKey.get(key)?.has(String(problem['request_id'])) ?? false)) wrong.push('a replay carries a request_id this key never answered with');
+        if (!(idsByKey.get(key)?.has(String(problem['request_id'])) ?? false))
+          wrong.push('a replay carries a request_id this key never answered with');
       } else if (problem['request_id'] !== requestId) wrong.push(`request_id ${String(problem['request_id'])} ≠ x-request-id ${requestId}`);
       if (wrong.length > 0) violate('4xx is a problem document', request, response, wrong.join('; '));
 
@@ -1010,13 +1078,20 @@ t.test('fuzz the API from openapi.yaml', async (t) => {
         .select(['state', 'response_status'])
         .where('key', '=', key)
         .executeTakeFirst();
-      if (after.keys - before.keys === 1 && after.keys_completed - before.keys_completed === 1 && row?.state === 'completed' && row.response_status === status) {
+      if (
+        after.keys - before.keys === 1 &&
+        after.keys_completed - before.keys_completed === 1 &&
+        row?.state === 'completed' &&
+        row.response_status === status
+      ) {
         for (const field of ['keys', 'keys_completed', 'keys_answers'] as const) unexplained.delete(field);
         refusalsRemembered += 1;
       } else why.push(`idempotency_keys: ${before.keys}→${after.keys} rows, row ${JSON.stringify(row)}`);
     }
     const declinedPurchase =
-      request.op.id === 'purchaseCurrency' && request.method === 'POST' && ((status === 400 && DECLINES.has(code)) || (status === 402 && code === 'authentication_required'));
+      request.op.id === 'purchaseCurrency' &&
+      request.method === 'POST' &&
+      ((status === 400 && DECLINES.has(code)) || (status === 402 && code === 'authentication_required'));
     if (declinedPurchase) {
       // The attempt is recorded (failed / requires_action) with the simulated Stripe's event about it; no coins move.
       const added = await app.store.db
@@ -1024,14 +1099,17 @@ t.test('fuzz the API from openapi.yaml', async (t) => {
         .select(['transaction_id', 'status'])
         .where('id', '>', before.max_purchase_id)
         .execute();
-      const { rows } = await sql<{ state: number }>`select ${PURCHASE_STATE} as state from purchases where id <= ${before.max_purchase_id}`.execute(app.store.db);
+      const { rows } = await sql<{
+        state: number;
+      }>`select ${PURCHASE_STATE} as state from purchases where id <= ${before.max_purchase_id}`.execute(app.store.db);
       const lastEvent = await app.store.db.selectFrom('webhook_events').select('type').orderBy(insertionOrder, 'desc').executeTakeFirst();
       const attempt = added[0];
       const ok =
         added.length <= 1 &&
         after.purchases - before.purchases === added.length &&
         (attempt === undefined ||
-          (attempt.transaction_id === problem['transaction_id'] && (attempt.status === 'failed' || attempt.status === 'requires_action'))) &&
+          (attempt.transaction_id === problem['transaction_id'] &&
+            (attempt.status === 'failed' || attempt.status === 'requires_action'))) &&
         rows[0]?.state === before.purchases_state &&
         after.events - before.events <= 1 &&
         (after.events === before.events || (lastEvent?.type ?? '').startsWith('payment_intent.'));
@@ -1077,7 +1155,10 @@ t.test('fuzz the API from openapi.yaml', async (t) => {
         if (!request.twice) return;
         const second = await send(request);
         // The same answer: status and JSON document (member order aside).
-        if (second.headers['idempotent-replayed'] === 'true' && (second.statusCode !== first.statusCode || !isDeepStrictEqual(parseJson(second.body), parseJson(first.body)))) {
+        if (
+          second.headers['idempotent-replayed'] === 'true' &&
+          (second.statusCode !== first.statusCode || !isDeepStrictEqual(parseJson(second.body), parseJson(first.body)))
+        ) {
           violate('a replay repeats the first answer', request, second, `first ${first.statusCode} ${first.body.slice(0, 200)}`);
         }
       }),
@@ -1087,7 +1168,11 @@ t.test('fuzz the API from openapi.yaml', async (t) => {
   const seconds = (performance.now() - started) / 1000;
 
   const covered = new Set(operations.map((op) => `${op.method} ${op.path}`));
-  t.equal(covered.size, Object.values(spec.paths).flatMap((item) => Object.keys(item).filter((m) => m === 'get' || m === 'post')).length, 'every operation fuzzed');
+  t.equal(
+    covered.size,
+    Object.values(spec.paths).flatMap((item) => Object.keys(item).filter((m) => m === 'get' || m === 'post')).length,
+    'every operation fuzzed',
+  );
   t.comment(`${sent} requests across ${operations.length} operations in ${seconds.toFixed(1)}s`);
   t.comment(`statuses: ${JSON.stringify(Object.fromEntries([...statuses].sort()))}`);
   t.comment(`by kind: ${JSON.stringify(Object.fromEntries([...kinds].sort()))}`);
@@ -1095,7 +1180,9 @@ t.test('fuzz the API from openapi.yaml', async (t) => {
   t.comment(`by the spec: ${JSON.stringify(Object.fromEntries([...specValidByKind].sort()))}`);
   t.comment(`refusals remembered under their Idempotency-Key: ${refusalsRemembered}; declined purchases recorded: ${declinesRecorded}`);
   if (validRefusedByKeyRule > 0) {
-    t.comment(`${validRefusedByKeyRule} spec-valid requests refused only for an Idempotency-Key outside printable ASCII (the spec says 1-255 characters)`);
+    t.comment(
+      `${validRefusedByKeyRule} spec-valid requests refused only for an Idempotency-Key outside printable ASCII (the spec says 1-255 characters)`,
+    );
   }
   t.ok(sent >= 10_000, `at least 10,000 requests (${sent})`);
 
@@ -1144,7 +1231,13 @@ t.test('hostile but valid strings are stored and come back verbatim, inside vali
     'lone \uD800 surrogate',
     '\uDC00',
   ];
-  const emails = ["o'brien+1=1--@example.com", "x'or'1'='1@example.com", '{{7*7}}@example.com', '%27%3B@example.com', 'a/b=c?d@example.com'];
+  const emails = [
+    "o'brien+1=1--@example.com",
+    "x'or'1'='1@example.com",
+    '{{7*7}}@example.com',
+    '%27%3B@example.com',
+    'a/b=c?d@example.com',
+  ];
   const cases = [
     ...names.map((name, i) => ({ name, email: `player${i}@example.com` })),
     ...emails.map((email) => ({ name: 'Mallory', email })),
@@ -1168,15 +1261,36 @@ t.test('hostile but valid strings are stored and come back verbatim, inside vali
   }
 
   // A spend's item id is stored as the ledger memo: it too comes back as sent.
-  const buyer = await app.inject({ method: 'POST', url: '/stripe/create-customer', headers, payload: { email: 'buyer@example.com', name: 'Buyer' } });
+  const buyer = await app.inject({
+    method: 'POST',
+    url: '/stripe/create-customer',
+    headers,
+    payload: { email: 'buyer@example.com', name: 'Buyer' },
+  });
   const userId = buyer.json<{ user_id: string }>().user_id;
-  await app.inject({ method: 'POST', url: '/stripe/attach-payment-method', headers, payload: { user_id: userId, payment_method_id: 'pm_card_visa' } });
-  t.equal((await app.inject({ method: 'POST', url: '/stripe/purchase-currency', headers, payload: { user_id: userId, package_id: 'package_3' } })).statusCode, 200);
+  await app.inject({
+    method: 'POST',
+    url: '/stripe/attach-payment-method',
+    headers,
+    payload: { user_id: userId, payment_method_id: 'pm_card_visa' },
+  });
+  t.equal(
+    (await app.inject({ method: 'POST', url: '/stripe/purchase-currency', headers, payload: { user_id: userId, package_id: 'package_3' } }))
+      .statusCode,
+    200,
+  );
   const items = ["'); DROP TABLE ledger_entries; --", '<script>alert(1)</script>', '\u202E💰\u2028'];
   for (const item of items) {
-    t.equal((await app.inject({ method: 'POST', url: '/stripe/spend-currency', headers, payload: { user_id: userId, amount: 1, item_id: item } })).statusCode, 200);
+    t.equal(
+      (await app.inject({ method: 'POST', url: '/stripe/spend-currency', headers, payload: { user_id: userId, amount: 1, item_id: item } }))
+        .statusCode,
+      200,
+    );
   }
   const ledger = await app.inject({ method: 'GET', url: `/stripe/ledger/${userId}`, headers });
-  const memos = ledger.json<{ entries: { memo?: string; reason: string }[] }>().entries.filter((e) => e.reason === 'spend').map((e) => e.memo);
+  const memos = ledger
+    .json<{ entries: { memo?: string; reason: string }[] }>()
+    .entries.filter((e) => e.reason === 'spend')
+    .map((e) => e.memo);
   t.same(memos, [...items].reverse(), 'spend memos verbatim, newest first');
 });

@@ -44,7 +44,12 @@ t.test('a retry with the same key replays the first answer and charges nothing m
   t.same(json(declineAgain), json(decline), "a decline is replayed too, with the first request's id");
   t.equal(createdIntents(stripe).length, 2, 'the replayed decline did not go to Stripe again');
 
-  const badKey = await app.inject({ method: 'POST', url: '/stripe/purchase-currency', headers: { 'idempotency-key': 'x'.repeat(256) }, payload: { user_id, package_id: 'package_1' } });
+  const badKey = await app.inject({
+    method: 'POST',
+    url: '/stripe/purchase-currency',
+    headers: { 'idempotency-key': 'x'.repeat(256) },
+    payload: { user_id, package_id: 'package_1' },
+  });
   expectProblem(t, badKey, 400, 'validation_error');
   t.equal(stripe.paymentIntents.size, 2);
 });
@@ -68,7 +73,12 @@ t.test('50 concurrent purchases with one Idempotency-Key make one PaymentIntent 
 t.test('other POSTs are idempotent too: create customer, attach, spend', async (t) => {
   const app = await buildTestApp(t);
   const create = () =>
-    app.inject({ method: 'POST', url: '/stripe/create-customer', headers: { 'idempotency-key': 'signup-7' }, payload: { email: 'p@example.com', name: 'P' } });
+    app.inject({
+      method: 'POST',
+      url: '/stripe/create-customer',
+      headers: { 'idempotency-key': 'signup-7' },
+      payload: { email: 'p@example.com', name: 'P' },
+    });
   const a = await create();
   const b = await create();
   t.same(json(b), json(a));
@@ -79,7 +89,12 @@ t.test('other POSTs are idempotent too: create customer, attach, spend', async (
   await app.inject({ method: 'POST', url: '/stripe/attach-payment-method', payload: { user_id, payment_method_id: 'pm_card_visa' } });
   await app.inject({ method: 'POST', url: '/stripe/purchase-currency', payload: { user_id, package_id: 'package_3' } });
   const spend = () =>
-    app.inject({ method: 'POST', url: '/stripe/spend-currency', headers: { 'idempotency-key': 'sword' }, payload: { user_id, amount: 250, item_id: 'sword' } });
+    app.inject({
+      method: 'POST',
+      url: '/stripe/spend-currency',
+      headers: { 'idempotency-key': 'sword' },
+      payload: { user_id, amount: 250, item_id: 'sword' },
+    });
   t.equal(json(await spend())['new_balance'], 450);
   const replay = await spend();
   t.equal(replay.headers['idempotent-replayed'], 'true');
@@ -152,7 +167,12 @@ t.test('keys are scoped to the caller and forgotten after their time to live', a
   const app = await buildTestApp(t);
   const { user_id } = await createCustomer(app);
   const spendKeyed = () =>
-    app.inject({ method: 'POST', url: '/stripe/spend-currency', headers: { 'idempotency-key': 'k1' }, payload: { user_id, amount: 5, item_id: 'x' } });
+    app.inject({
+      method: 'POST',
+      url: '/stripe/spend-currency',
+      headers: { 'idempotency-key': 'k1' },
+      payload: { user_id, amount: 5, item_id: 'x' },
+    });
   expectProblem(t, await spendKeyed(), 400, 'insufficient_balance');
   const rows = await app.store.db.selectFrom('idempotency_keys').selectAll().execute();
   t.match(rows, [{ scope: 'anonymous', key: 'k1', state: 'completed', response_status: 400 }], 'even a refusal is remembered');

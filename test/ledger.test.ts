@@ -7,7 +7,8 @@ type App = Awaited<ReturnType<typeof buildTestApp>>;
 
 const ledger = async (app: App, userId: string, query = '') => json(await get(app, `/stripe/ledger/${userId}${query}`)) as Page;
 const balance = async (app: App, userId: string) => json(await get(app, `/stripe/customer/${userId}`))['currency_balance'];
-const spend = (app: App, userId: string, amount: number, item = 'item') => post(app, '/stripe/spend-currency', { user_id: userId, amount, item_id: item });
+const spend = (app: App, userId: string, amount: number, item = 'item') =>
+  post(app, '/stripe/spend-currency', { user_id: userId, amount, item_id: item });
 const refund = (app: App, transactionId: string, body: object = {}) => post(app, `/stripe/purchases/${transactionId}/refund`, body);
 
 t.test('every balance change is a ledger entry; the balance is their sum; pages go back in time', async (t) => {
@@ -40,7 +41,13 @@ t.test('every balance change is a ledger entry; the balance is their sum; pages 
   expectProblem(t, await get(app, `/stripe/ledger/${user_id}?cursor=-1`), 400, 'validation_error');
   // Past 2^53 a cursor is no entry id JavaScript can hold (PostgreSQL was sent "1e+32"): refused on both engines.
   for (const cursor of ['9007199254740993', '9223372036854775807', '99999999999999999999999999999999']) {
-    expectProblem(t, await get(app, `/stripe/ledger/${user_id}?cursor=${cursor}`), 400, 'validation_error', 'Invalid input: querystring/cursor must be an entry id from next_cursor');
+    expectProblem(
+      t,
+      await get(app, `/stripe/ledger/${user_id}?cursor=${cursor}`),
+      400,
+      'validation_error',
+      'Invalid input: querystring/cursor must be an entry id from next_cursor',
+    );
   }
   expectProblem(t, await get(app, '/stripe/ledger/nobody'), 404, 'customer_not_found');
   t.same(await app.store.balanceMismatches(), []);
@@ -51,7 +58,13 @@ t.test('a spend never takes a balance below zero; a refused spend writes nothing
   const app = await buildTestApp(t);
   const { user_id } = await customerWithCard(app);
   await buy(app, user_id, 'package_1');
-  expectProblem(t, await spend(app, user_id, 101), 400, 'insufficient_balance', 'Insufficient coins: the balance is 100, the item costs 101');
+  expectProblem(
+    t,
+    await spend(app, user_id, 101),
+    400,
+    'insufficient_balance',
+    'Insufficient coins: the balance is 100, the item costs 101',
+  );
   t.equal((await ledger(app, user_id)).entries.length, 1, 'no entry written');
   const racing = await Promise.all(Array.from({ length: 5 }, () => spend(app, user_id, 30)));
   t.same(racing.map((r) => r.statusCode).sort(), [200, 200, 200, 400, 400], 'three spends fit in 100 coins');

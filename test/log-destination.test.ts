@@ -20,7 +20,12 @@ async function logWriter(lines: number, maxPendingBytes: number, exitAfterMs: nu
     .split('\n')
     .filter((line) => line.length > 0)
     .map((line) => JSON.parse(line) as { n?: number; level?: number; msg?: string });
-  return { code, stderr: run.stderr(), numbers: parsed.flatMap((line) => (line.n === undefined ? [] : [line.n])), notes: parsed.filter((line) => line.n === undefined) };
+  return {
+    code,
+    stderr: run.stderr(),
+    numbers: parsed.flatMap((line) => (line.n === undefined ? [] : [line.n])),
+    notes: parsed.filter((line) => line.n === undefined),
+  };
 }
 
 const inOrder = (count: number) => Array.from({ length: count }, (_, n) => n);
@@ -68,6 +73,9 @@ t.test('flush resolves once every line taken is written (a graceful stop awaits 
     for (let n = 0; n < 2_000; n++) log.write(`${JSON.stringify({ n: turn * 2_000 + n })}\n`);
   }
   await log.flush();
-  const numbers = readFileSync(join(dir, 'out.log'), 'utf8').trim().split('\n').map((line) => (JSON.parse(line) as { n: number }).n);
+  const numbers = readFileSync(join(dir, 'out.log'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => (JSON.parse(line) as { n: number }).n);
   t.same(numbers, inOrder(10_000), 'all 10,000 lines, in order, when flush resolves');
 });

@@ -74,12 +74,33 @@ const action: fc.Arbitrary<Action> = fc.oneof(
     }),
   },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('payCheckout' as const), pick, delayed: fc.boolean() }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('settleDelayedCheckout' as const), pick, outcome: fc.constantFrom('succeed' as const, 'fail' as const) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('settleDelayedCheckout' as const),
+      pick,
+      outcome: fc.constantFrom('succeed' as const, 'fail' as const),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('lapseCheckout' as const), pick }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('retry' as const), pick }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('lookup' as const), pick }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('finishProcessing' as const), pick, outcome: fc.constantFrom('succeed' as const, 'fail' as const) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('authenticate' as const), pick, outcome: fc.constantFrom('succeed' as const, 'fail' as const) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('finishProcessing' as const),
+      pick,
+      outcome: fc.constantFrom('succeed' as const, 'fail' as const),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('authenticate' as const),
+      pick,
+      outcome: fc.constantFrom('succeed' as const, 'fail' as const),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('payAfterFailure' as const), pick }) },
   {
     weight: 3,
@@ -91,12 +112,25 @@ const action: fc.Arbitrary<Action> = fc.oneof(
     }),
   },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('retryRefund' as const), pick }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('dashboardRefund' as const), pick, cents: fc.option(fc.integer({ min: 1, max: 1500 }), { nil: null }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('dashboardRefund' as const),
+      pick,
+      cents: fc.option(fc.integer({ min: 1, max: 1500 }), { nil: null }),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('failRefund' as const), pick }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('dispute' as const), pick, inquiry: fc.boolean() }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('closeDispute' as const), pick, outcome: fc.constantFrom('won' as const, 'lost' as const) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ kind: fc.constant('closeDispute' as const), pick, outcome: fc.constantFrom('won' as const, 'lost' as const) }),
+  },
   { weight: 5, arbitrary: fc.record({ kind: fc.constant('deliver' as const), pick, copies: fc.integer({ min: 1, max: 3 }) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('spend' as const), user: fc.nat({ max: 3 }), amount: fc.integer({ min: 1, max: 400 }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ kind: fc.constant('spend' as const), user: fc.nat({ max: 3 }), amount: fc.integer({ min: 1, max: 400 }) }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('reconcile' as const) }) },
 );
 
@@ -111,9 +145,24 @@ const scenario = fc.record({
 });
 type Scenario = typeof scenario extends fc.Arbitrary<infer S> ? S : never;
 
-const stats = { runs: 0, paid: 0, processing: 0, refused: 0, lost: 0, refunds: 0, failedRefunds: 0, disputes: 0, inquiries: 0, notifications: 0, checkoutPaid: 0 };
+const stats = {
+  runs: 0,
+  paid: 0,
+  processing: 0,
+  refused: 0,
+  lost: 0,
+  refunds: 0,
+  failedRefunds: 0,
+  disputes: 0,
+  inquiries: 0,
+  notifications: 0,
+  checkoutPaid: 0,
+};
 
-const CHECKOUT_RETURN = { success_url: 'https://shop.example.com/done?session_id={CHECKOUT_SESSION_ID}', cancel_url: 'https://shop.example.com/coins' };
+const CHECKOUT_RETURN = {
+  success_url: 'https://shop.example.com/done?session_id={CHECKOUT_SESSION_ID}',
+  cancel_url: 'https://shop.example.com/coins',
+};
 
 class Violation extends Error {}
 
@@ -199,7 +248,10 @@ class Run {
         return;
       }
       case 'payCheckout': {
-        const session = this.chosen([...this.stripe.checkoutSessions.values()].filter((x) => x.status === 'open'), a.pick);
+        const session = this.chosen(
+          [...this.stripe.checkoutSessions.values()].filter((x) => x.status === 'open'),
+          a.pick,
+        );
         if (session) this.stripe.payCheckoutSession(session.id, { delayed: a.delayed });
         return;
       }
@@ -212,7 +264,10 @@ class Run {
         return;
       }
       case 'lapseCheckout': {
-        const session = this.chosen([...this.stripe.checkoutSessions.values()].filter((x) => x.status === 'open'), a.pick);
+        const session = this.chosen(
+          [...this.stripe.checkoutSessions.values()].filter((x) => x.status === 'open'),
+          a.pick,
+        );
         if (session) this.stripe.lapseCheckoutSession(session.id);
         return;
       }
@@ -221,7 +276,10 @@ class Run {
         if (!sent) return;
         const response = await this.send(sent.url, sent.body, sent.key);
         if (sent.status < 500) {
-          check(response.statusCode === sent.status && sameJson(response.body, sent.answer), `a final answer (${sent.status}) was not replayed: ${response.statusCode} ${response.body}`);
+          check(
+            response.statusCode === sent.status && sameJson(response.body, sent.answer),
+            `a final answer (${sent.status}) was not replayed: ${response.statusCode} ${response.body}`,
+          );
         } else {
           check([200, 400, 402, 409, 424, 502].includes(response.statusCode), `retry answered ${response.statusCode}: ${response.body}`);
           if (response.statusCode < 500) Object.assign(sent, { status: response.statusCode, answer: response.body });
@@ -234,12 +292,18 @@ class Run {
         return;
       }
       case 'finishProcessing': {
-        const pi = this.chosen([...this.stripe.paymentIntents.values()].filter((x) => x.status === 'processing'), a.pick);
+        const pi = this.chosen(
+          [...this.stripe.paymentIntents.values()].filter((x) => x.status === 'processing'),
+          a.pick,
+        );
         if (pi) this.stripe.finishProcessing(pi.id, a.outcome);
         return;
       }
       case 'authenticate': {
-        const pi = this.chosen([...this.stripe.paymentIntents.values()].filter((x) => x.status === 'requires_action'), a.pick);
+        const pi = this.chosen(
+          [...this.stripe.paymentIntents.values()].filter((x) => x.status === 'requires_action'),
+          a.pick,
+        );
         if (pi) this.stripe.authenticate(pi.id, a.outcome);
         return;
       }
@@ -268,18 +332,30 @@ class Run {
         const sent = this.chosen(this.refundKeys, a.pick);
         if (!sent) return;
         const response = await this.send(sent.url, sent.body, sent.key);
-        if (sent.status < 500) check(response.statusCode === sent.status && sameJson(response.body, sent.answer), `a refund's final answer was not replayed: first ${sent.status} ${sent.answer}, then ${response.statusCode} ${response.body}`);
+        if (sent.status < 500)
+          check(
+            response.statusCode === sent.status && sameJson(response.body, sent.answer),
+            `a refund's final answer was not replayed: first ${sent.status} ${sent.answer}, then ${response.statusCode} ${response.body}`,
+          );
         else check([200, 409, 502].includes(response.statusCode), `refund retry answered ${response.statusCode}: ${response.body}`);
         return;
       }
       case 'dashboardRefund': {
-        const charge = this.chosen([...this.stripe.charges.values()].filter((c) => c.amount_refunded < c.amount), a.pick);
+        const charge = this.chosen(
+          [...this.stripe.charges.values()].filter((c) => c.amount_refunded < c.amount),
+          a.pick,
+        );
         if (!charge) return;
-        await this.sdk.refunds.create({ charge: charge.id, ...(a.cents === null ? {} : { amount: Math.min(a.cents, charge.amount - charge.amount_refunded) }) }).catch(() => undefined);
+        await this.sdk.refunds
+          .create({ charge: charge.id, ...(a.cents === null ? {} : { amount: Math.min(a.cents, charge.amount - charge.amount_refunded) }) })
+          .catch(() => undefined);
         return;
       }
       case 'failRefund': {
-        const refund = this.chosen([...this.stripe.refunds.values()].filter((r) => r.status === 'succeeded'), a.pick);
+        const refund = this.chosen(
+          [...this.stripe.refunds.values()].filter((r) => r.status === 'succeeded'),
+          a.pick,
+        );
         if (!refund) return;
         try {
           this.stripe.failRefund(refund.id);
@@ -290,7 +366,10 @@ class Run {
         return;
       }
       case 'dispute': {
-        const pi = this.chosen([...this.stripe.paymentIntents.values()].filter((x) => x.status === 'succeeded'), a.pick);
+        const pi = this.chosen(
+          [...this.stripe.paymentIntents.values()].filter((x) => x.status === 'succeeded'),
+          a.pick,
+        );
         if (!pi) return;
         try {
           this.stripe.dispute(pi.id, { inquiry: a.inquiry });
@@ -301,7 +380,9 @@ class Run {
         return;
       }
       case 'closeDispute': {
-        const open = [...this.stripe.disputes.values()].filter((d) => d.status === 'needs_response' || d.status === 'warning_needs_response');
+        const open = [...this.stripe.disputes.values()].filter(
+          (d) => d.status === 'needs_response' || d.status === 'warning_needs_response',
+        );
         const dispute = this.chosen(open, a.pick);
         if (dispute) this.stripe.closeDispute(dispute.id, dispute.status === 'warning_needs_response' ? 'warning_closed' : a.outcome);
         return;
@@ -351,7 +432,10 @@ class Run {
   /** Stripe's state, once settled, against the database. */
   async compare() {
     const store = this.app.store;
-    check((await store.balanceMismatches()).length === 0, `balances differ from their ledger: ${JSON.stringify(await store.balanceMismatches())}`);
+    check(
+      (await store.balanceMismatches()).length === 0,
+      `balances differ from their ledger: ${JSON.stringify(await store.balanceMismatches())}`,
+    );
     check((await store.unbalancedJournals()).length === 0, 'unbalanced journals');
     for (const { txn } of this.purchases) {
       const row = await store.findPurchase(txn);
@@ -359,14 +443,24 @@ class Run {
       const intents = this.intentsOf(txn);
       check(intents.length <= 1, `purchase ${txn} made ${intents.length} PaymentIntents at Stripe`);
       const pi = intents[0];
-      const credits = await store.db.selectFrom('ledger_journals').select(['reference']).where('transaction_id', '=', txn).where('kind', '=', 'purchase').execute();
+      const credits = await store.db
+        .selectFrom('ledger_journals')
+        .select(['reference'])
+        .where('transaction_id', '=', txn)
+        .where('kind', '=', 'purchase')
+        .execute();
       if (pi?.status === 'succeeded') {
         stats.paid++;
         if (row.payment_method_id === 'checkout') stats.checkoutPaid++;
         check(row.payment_intent_id === pi.id, `purchase ${txn} does not know its PaymentIntent ${pi.id} (has ${row.payment_intent_id})`);
-        check(credits.length === 1 && credits[0]?.reference === pi.id, `paid purchase ${txn} (${row.status}) has ${credits.length} credits`);
+        check(
+          credits.length === 1 && credits[0]?.reference === pi.id,
+          `paid purchase ${txn} (${row.status}) has ${credits.length} credits`,
+        );
         const charge = pi.latest_charge === null ? undefined : this.stripe.charges.get(pi.latest_charge);
-        const refunded = [...this.stripe.refunds.values()].filter((r) => r.payment_intent === pi.id && r.status === 'succeeded').reduce((n, r) => n + r.amount, 0);
+        const refunded = [...this.stripe.refunds.values()]
+          .filter((r) => r.payment_intent === pi.id && r.status === 'succeeded')
+          .reduce((n, r) => n + r.amount, 0);
         const disputes = [...this.stripe.disputes.values()].filter((d) => d.charge === charge?.id);
         const heldBack = disputes.some((d) => d.status === 'needs_response' || d.status === 'lost');
         const expected = heldBack ? 0 : row.coins - Math.floor((row.coins * Math.min(refunded, row.amount_cents)) / row.amount_cents);
@@ -376,7 +470,10 @@ class Run {
           `purchase ${txn} (${row.status}, ${row.refunded_cents} refunded) holds ${held} coins; at Stripe ${refunded} of ${row.amount_cents} refunded, ` +
             `disputes ${JSON.stringify(disputes.map((d) => d.status))}: expected ${expected}`,
         );
-        check(row.refunded_cents === Math.min(refunded, row.amount_cents), `purchase ${txn} shows ${row.refunded_cents} refunded, Stripe ${refunded}`);
+        check(
+          row.refunded_cents === Math.min(refunded, row.amount_cents),
+          `purchase ${txn} shows ${row.refunded_cents} refunded, Stripe ${refunded}`,
+        );
       } else {
         check(credits.length === 0, `unpaid purchase ${txn} (${row.status}, Stripe ${pi?.status ?? 'none'}) was credited`);
         check(!['succeeded', 'partially_refunded', 'refunded'].includes(row.status), `unpaid purchase ${txn} is ${row.status}`);
@@ -399,12 +496,19 @@ class Run {
     const outbox = await store.db.selectFrom('notifications').select(['id', 'user_id', 'user_seq', 'data']).orderBy('seq').execute();
     stats.notifications += outbox.length;
     check(
-      [...game.accepted().keys()].sort().join() === outbox.map((n) => n.id).sort().join(),
+      [...game.accepted().keys()].sort().join() ===
+        outbox
+          .map((n) => n.id)
+          .sort()
+          .join(),
       `the game holds ${game.accepted().size} notifications, the outbox ${outbox.length}`,
     );
     for (const user of this.users) {
       const mine = outbox.filter((n) => n.user_id === user);
-      check(mine.every((n, i) => Number(n.user_seq) === i + 1), `${user}'s notifications are not numbered 1..${mine.length}`);
+      check(
+        mine.every((n, i) => Number(n.user_seq) === i + 1),
+        `${user}'s notifications are not numbered 1..${mine.length}`,
+      );
       const coins = mine.reduce((sum, n) => sum + Number((JSON.parse(n.data) as { coins: number }).coins), 0);
       const balance = (await store.findCustomer(user))?.currency_balance;
       check(coins === balance, `${user}'s notifications add up to ${coins} coins, the balance is ${balance}`);
@@ -457,16 +561,34 @@ async function runScenario(s: Scenario) {
 // Each run starts a Stripe-compatible server, a game server and an app: minutes in all on PostgreSQL.
 t.setTimeout(900_000);
 
-t.test('under faults, Stripe and coinshop agree once everything is delivered: credited once, refunds and disputes reflected once, the game told of all', async (t) => {
-  const numRuns = Number(process.env['FC_NUM_RUNS'] ?? 30);
-  const seed = process.env['FC_SEED'] === undefined ? undefined : Number(process.env['FC_SEED']);
-  const path = process.env['FC_PATH'];
-  await fc.assert(fc.asyncProperty(scenario, runScenario), { numRuns, ...(seed !== undefined ? { seed } : {}), ...(path !== undefined ? { path } : {}) });
-  t.comment(`fast-check: ${JSON.stringify(stats)}`);
-  t.ok(stats.runs >= (path === undefined ? numRuns : 1), `${stats.runs} runs`);
-  if (path === undefined && numRuns >= 30) {
-    for (const name of ['paid', 'processing', 'refused', 'lost', 'refunds', 'failedRefunds', 'disputes', 'inquiries', 'notifications', 'checkoutPaid'] as const) {
-      t.ok(stats[name] > 0, `the generator reached ${name} (${stats[name]})`);
+t.test(
+  'under faults, Stripe and coinshop agree once everything is delivered: credited once, refunds and disputes reflected once, the game told of all',
+  async (t) => {
+    const numRuns = Number(process.env['FC_NUM_RUNS'] ?? 30);
+    const seed = process.env['FC_SEED'] === undefined ? undefined : Number(process.env['FC_SEED']);
+    const path = process.env['FC_PATH'];
+    await fc.assert(fc.asyncProperty(scenario, runScenario), {
+      numRuns,
+      ...(seed !== undefined ? { seed } : {}),
+      ...(path !== undefined ? { path } : {}),
+    });
+    t.comment(`fast-check: ${JSON.stringify(stats)}`);
+    t.ok(stats.runs >= (path === undefined ? numRuns : 1), `${stats.runs} runs`);
+    if (path === undefined && numRuns >= 30) {
+      for (const name of [
+        'paid',
+        'processing',
+        'refused',
+        'lost',
+        'refunds',
+        'failedRefunds',
+        'disputes',
+        'inquiries',
+        'notifications',
+        'checkoutPaid',
+      ] as const) {
+        t.ok(stats[name] > 0, `the generator reached ${name} (${stats[name]})`);
+      }
     }
-  }
-});
+  },
+);

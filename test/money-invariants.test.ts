@@ -246,7 +246,6 @@ function obj(object: Json, name: string): Json {
   return value;
 }
 
-
 class Violation extends Error {
   constructor(message: string) {
     super(message);
@@ -351,7 +350,12 @@ class Run {
     if (record.url === url && canonical(record.body) === canonical(body)) {
       await this.expectReplay(record, response, what);
     } else {
-      this.expectStatus(response, 422, 'idempotency_key_reused', `${what} reusing ${key} (first used for ${record.url} ${JSON.stringify(record.body)})`);
+      this.expectStatus(
+        response,
+        422,
+        'idempotency_key_reused',
+        `${what} reusing ${key} (first used for ${record.url} ${JSON.stringify(record.body)})`,
+      );
       this.check(response.headers['idempotent-replayed'] === undefined, `${what}: a 422 must not say it was replayed`);
       stats.keyReused422++;
       this.trace.push(`    → 422 idempotency_key_reused`);
@@ -435,7 +439,10 @@ class Run {
     const gw: GatewayStatus =
       inFlight.card === 'pm_card_visa' ? 'succeeded' : inFlight.card === 'pm_card_chargeDeclined' ? 'failed' : 'requires_action';
     const stripeStatus = gw === 'failed' ? 'requires_payment_method' : gw;
-    this.check(str(event.object, 'status') === stripeStatus, `${event.label}: ${inFlight.card} gave a PaymentIntent in ${str(event.object, 'status')}`);
+    this.check(
+      str(event.object, 'status') === stripeStatus,
+      `${event.label}: ${inFlight.card} gave a PaymentIntent in ${str(event.object, 'status')}`,
+    );
     this.purchases.push({
       label: `P${this.purchases.length}`,
       txn,
@@ -477,7 +484,9 @@ class Run {
     }
     if (this.events.some((e) => e.delivered && this.events.indexOf(e) > this.events.indexOf(event))) stats.outOfOrder++;
     event.delivered = true;
-    this.trace.push(`    ${event.label} ${event.type}${event.type.startsWith('charge.dispute') ? ` (${str(event.object, 'status')})` : ''} ${how} → processed`);
+    this.trace.push(
+      `    ${event.label} ${event.type}${event.type.startsWith('charge.dispute') ? ` (${str(event.object, 'status')})` : ''} ${how} → processed`,
+    );
     await this.applyEvent(event);
   }
 
@@ -788,19 +797,31 @@ class Run {
     const allowed = p.gw === 'succeeded' && remaining > 0 && amount <= remaining;
     const { result } = await this.emitting(a.hold, allowed ? 1 : 0, what, async () => {
       try {
-        return await this.gateway.refund({ paymentIntentId: p.pi, amountCents: a.cents ?? undefined, idempotencyKey: `dashboard-${index}-${p.pi}` });
+        return await this.gateway.refund({
+          paymentIntentId: p.pi,
+          amountCents: a.cents ?? undefined,
+          idempotencyKey: `dashboard-${index}-${p.pi}`,
+        });
       } catch (err) {
         if (err instanceof RefundRejected) return undefined;
         throw err;
       }
     });
-    this.check((result !== undefined) === allowed, `${what}: the gateway ${result ? 'refunded' : 'refused'}, expected it to ${allowed ? 'refund' : 'refuse'}`);
+    this.check(
+      (result !== undefined) === allowed,
+      `${what}: the gateway ${result ? 'refunded' : 'refused'}, expected it to ${allowed ? 'refund' : 'refuse'}`,
+    );
     if (allowed) {
       p.gwRefunded += amount;
-      this.check(result?.amountRefunded === p.gwRefunded, `${what}: the gateway says ${result?.amountRefunded} refunded, expected ${p.gwRefunded}`);
+      this.check(
+        result?.amountRefunded === p.gwRefunded,
+        `${what}: the gateway says ${result?.amountRefunded} refunded, expected ${p.gwRefunded}`,
+      );
       stats.dashboardRefunds++;
     }
-    this.trace.push(`    → ${allowed ? `${p.gwRefunded} refunded at the gateway` : 'refused'}; ${p.label} ${p.status}, ${p.user.label} balance ${this.balanceOf(p.user)}`);
+    this.trace.push(
+      `    → ${allowed ? `${p.gwRefunded} refunded at the gateway` : 'refused'}; ${p.label} ${p.status}, ${p.user.label} balance ${this.balanceOf(p.user)}`,
+    );
   }
 
   async authenticate(a: Extract<Action, { kind: 'authenticate' }>, index: number) {
@@ -964,7 +985,10 @@ class Run {
       .where('ledger_entries.account', 'like', 'player:%')
       .execute();
     for (const s of spends) {
-      this.check(s.balance_after !== null && s.balance_after >= 0, `${when}: spend ${s.reference} of ${-s.amount} left the balance at ${s.balance_after}`);
+      this.check(
+        s.balance_after !== null && s.balance_after >= 0,
+        `${when}: spend ${s.reference} of ${-s.amount} left the balance at ${s.balance_after}`,
+      );
     }
     const expectedSpends = this.users.reduce((n, u) => n + u.spent, 0);
     this.check(
@@ -982,7 +1006,10 @@ class Run {
     const clawed = new Set(clawbacks.map((c) => c.user_id));
     const customers = await db.selectFrom('customers').select(['user_id', 'currency_balance']).execute();
     for (const c of customers) {
-      this.check(c.currency_balance >= 0 || clawed.has(c.user_id), `${when}: ${c.user_id} is at ${c.currency_balance} without any clawback`);
+      this.check(
+        c.currency_balance >= 0 || clawed.has(c.user_id),
+        `${when}: ${c.user_id} is at ${c.currency_balance} without any clawback`,
+      );
     }
 
     // Each paid purchase credited exactly once; an unpaid one never.
@@ -997,9 +1024,15 @@ class Run {
       const found = credits.filter((c) => c.transaction_id === row.transaction_id);
       const count = found.reduce((n, c) => n + Number(c.n), 0);
       const expected = PAID.has(row.status) ? 1 : 0;
-      this.check(count === expected, `${when}: purchase ${row.transaction_id} (${row.status}) has ${count} purchase journals, expected ${expected}`);
+      this.check(
+        count === expected,
+        `${when}: purchase ${row.transaction_id} (${row.status}) has ${count} purchase journals, expected ${expected}`,
+      );
       if (expected === 1) {
-        this.check(found[0]?.reference === row.payment_intent_id, `${when}: purchase ${row.transaction_id} credited under ${found[0]?.reference}`);
+        this.check(
+          found[0]?.reference === row.payment_intent_id,
+          `${when}: purchase ${row.transaction_id} credited under ${found[0]?.reference}`,
+        );
       }
     }
     this.check(
@@ -1011,7 +1044,8 @@ class Run {
     const recorded = await db.selectFrom('webhook_events').select('event_id').execute();
     const delivered = this.events.filter((e) => e.delivered).map((e) => e.id);
     this.check(
-      recorded.length === delivered.length && new Set(recorded.map((r) => r.event_id)).size === recorded.length &&
+      recorded.length === delivered.length &&
+        new Set(recorded.map((r) => r.event_id)).size === recorded.length &&
         delivered.every((id) => recorded.some((r) => r.event_id === id)),
       `${when}: webhook_events holds ${recorded.length} events, ${delivered.length} distinct events were delivered`,
     );
@@ -1044,7 +1078,10 @@ class Run {
       let running = 0;
       for (const e of [...entries].reverse()) {
         running += e.amount;
-        this.check(e.balance_after === running, `${when}: ${u.label}'s ledger entry says balance_after ${e.balance_after}, the entries before it sum to ${running}`);
+        this.check(
+          e.balance_after === running,
+          `${when}: ${u.label}'s ledger entry says balance_after ${e.balance_after}, the entries before it sum to ${running}`,
+        );
       }
     }
   }
@@ -1058,7 +1095,8 @@ class Run {
     const coins = new Map<ModelUser, number>(this.users.map((u) => [u, -u.spent]));
     for (const p of this.purchases) {
       const outcome = await this.gateway.retrievePayment(p.pi);
-      const gw: GatewayStatus = outcome.status === 'succeeded' ? 'succeeded' : outcome.status === 'requires_action' ? 'requires_action' : 'failed';
+      const gw: GatewayStatus =
+        outcome.status === 'succeeded' ? 'succeeded' : outcome.status === 'requires_action' ? 'requires_action' : 'failed';
       this.check(gw === p.gw, `${when}: the gateway says ${p.label} is ${outcome.status}, the test expected ${p.gw}`);
       const dispute = p.dispute ? p.dispute.state : 'none';
       coins.set(p.user, (coins.get(p.user) ?? 0) + Run.net(p.coins, p.cents, gw === 'succeeded', p.gwRefunded, dispute));
@@ -1066,7 +1104,13 @@ class Run {
       const refundStatus = p.gwRefunded === p.cents ? 'refunded' : p.gwRefunded > 0 ? 'partially_refunded' : 'succeeded';
       const disputeStatus = dispute === 'none' ? undefined : dispute === 'open' ? 'disputed' : `dispute_${dispute}`;
       const allowed: string[] =
-        gw !== 'succeeded' ? [gw] : disputeStatus === undefined ? [refundStatus] : p.gwRefunded === p.cents ? [disputeStatus, 'refunded'] : [disputeStatus];
+        gw !== 'succeeded'
+          ? [gw]
+          : disputeStatus === undefined
+            ? [refundStatus]
+            : p.gwRefunded === p.cents
+              ? [disputeStatus, 'refunded']
+              : [disputeStatus];
       const row = await this.store.findPurchase(p.txn);
       this.check(
         row !== undefined && allowed.includes(row.status) && row.refunded_cents === p.gwRefunded,

@@ -29,7 +29,8 @@ async function retryNow(app: FastifyInstance) {
   app.notifier?.wake();
 }
 
-const feed = async (app: FastifyInstance, query = '') => json(await get(app, `/stripe/notifications${query}`)) as { notifications: Json[]; next_cursor?: string };
+const feed = async (app: FastifyInstance, query = '') =>
+  json(await get(app, `/stripe/notifications${query}`)) as { notifications: Json[]; next_cursor?: string };
 const allDelivered = async (app: FastifyInstance) =>
   (await app.store.db.selectFrom('notifications').select('status').execute()).every((row) => row.status === 'delivered');
 
@@ -79,8 +80,14 @@ t.test('a receiver that fails, hangs and drops the connection gets the same noti
     [3, /./],
     [4, /^HTTP 302$/],
   ] as const) {
-    await until(async () => (await app.store.db.selectFrom('notifications').select('attempts').executeTakeFirst())?.attempts === n, `attempt ${n}`);
-    await until(async () => (await app.store.db.selectFrom('notifications').select('lease_until').executeTakeFirst())?.lease_until === null, `attempt ${n} recorded`);
+    await until(
+      async () => (await app.store.db.selectFrom('notifications').select('attempts').executeTakeFirst())?.attempts === n,
+      `attempt ${n}`,
+    );
+    await until(
+      async () => (await app.store.db.selectFrom('notifications').select('lease_until').executeTakeFirst())?.lease_until === null,
+      `attempt ${n} recorded`,
+    );
     const [row] = (await feed(app)).notifications;
     const delivery = row?.['delivery'] as Json;
     t.equal(delivery['status'], 'pending', `after attempt ${n}: pending`);
@@ -92,9 +99,15 @@ t.test('a receiver that fails, hangs and drops the connection gets the same noti
   await until(() => allDelivered(app), 'delivered');
   t.equal(game.attempts.length, 5);
   t.equal(new Set(game.attempts.map((a) => a.id)).size, 1, 'every attempt had the same webhook-id');
-  t.ok(game.attempts.every((a) => a.verified), 'every attempt was signed');
+  t.ok(
+    game.attempts.every((a) => a.verified),
+    'every attempt was signed',
+  );
   t.equal(game.accepted().size, 1, 'after dedupe the game holds it once');
-  t.notOk(game.attempts.some((a) => a.body.includes('elsewhere')), 'the redirect was not followed');
+  t.notOk(
+    game.attempts.some((a) => a.body.includes('elsewhere')),
+    'the redirect was not followed',
+  );
   const [row] = (await feed(app)).notifications;
   t.match(row?.['delivery'], { status: 'delivered', attempts: 5 });
 });
@@ -103,7 +116,9 @@ t.test('every money event is notified, numbered per player, and the coins add up
   const { app, game } = await appWithGame(t);
   const { user_id } = await customerWithCard(app, 'pm_card_threeDSecure2Required');
   const challenge = json(await buy(app, user_id, 'package_2'));
-  const authenticated = await post(app, `/simulator/payment-intents/${String(challenge['payment_intent_id'])}/authenticate`, { outcome: 'succeed' });
+  const authenticated = await post(app, `/simulator/payment-intents/${String(challenge['payment_intent_id'])}/authenticate`, {
+    outcome: 'succeed',
+  });
   t.equal(authenticated.statusCode, 200);
   await post(app, '/stripe/attach-payment-method', { user_id, payment_method_id: 'pm_card_chargeDeclined' });
   await buy(app, user_id, 'package_1');
@@ -123,13 +138,13 @@ t.test('every money event is notified, numbered per player, and the coins add up
   t.match(rows[2]?.['data'], { coins: 0, balance: 300, failure_code: 'card_declined' });
   t.match(rows[3]?.['data'], { coins: -120, balance: 180, item_id: 'sword' });
   const sum = rows.reduce((n, row) => n + Number((row['data'] as Json)['coins']), 0);
-  t.equal(sum, json(await get(app, `/stripe/customer/${user_id}`))['currency_balance'], 'the coins of the notifications add up to the balance');
-  await until(() => game.accepted().size === 4, 'the game has all four');
-  t.same(
-    [...game.accepted().keys()].sort(),
-    rows.map((n) => n['id']).sort(),
-    'the game holds exactly the outbox',
+  t.equal(
+    sum,
+    json(await get(app, `/stripe/customer/${user_id}`))['currency_balance'],
+    'the coins of the notifications add up to the balance',
   );
+  await until(() => game.accepted().size === 4, 'the game has all four');
+  t.same([...game.accepted().keys()].sort(), rows.map((n) => n['id']).sort(), 'the game holds exactly the outbox');
 });
 
 t.test('a change that rolls back leaves no notification', async (t) => {
@@ -171,18 +186,43 @@ t.test('without GAME_WEBHOOK_URL nothing is sent and the feed still fills; filte
     ],
   );
   const second = await feed(app, `?limit=2&cursor=${String(first.next_cursor)}`);
-  t.same(second.notifications.map((n) => (n['data'] as Json)['sequence']), [2, 1]);
+  t.same(
+    second.notifications.map((n) => (n['data'] as Json)['sequence']),
+    [2, 1],
+  );
   t.equal(second.next_cursor, undefined, 'the last page');
-  t.same((await feed(app, '?type=coins.spent')).notifications.map((n) => n['type']), ['coins.spent']);
+  t.same(
+    (await feed(app, '?type=coins.spent')).notifications.map((n) => n['type']),
+    ['coins.spent'],
+  );
   t.equal((await feed(app, '?status=delivered')).notifications.length, 0);
   t.equal((await feed(app, '?status=pending')).notifications.length, 4);
 
-  for (const query of ['?limit=0', '?limit=201', '?cursor=-1', '?cursor=9223372036854775807', '?type=purchase.nope', '?status=lost', '?colour=red']) {
+  for (const query of [
+    '?limit=0',
+    '?limit=201',
+    '?cursor=-1',
+    '?cursor=9223372036854775807',
+    '?type=purchase.nope',
+    '?status=lost',
+    '?colour=red',
+  ]) {
     expectProblem(t, await get(app, `/stripe/notifications${query}`), 400, 'validation_error');
   }
-  expectProblem(t, await get(app, '/stripe/notifications/msg_00000000000000000000000000000000'), 404, 'notification_not_found', 'Notification not found');
+  expectProblem(
+    t,
+    await get(app, '/stripe/notifications/msg_00000000000000000000000000000000'),
+    404,
+    'notification_not_found',
+    'Notification not found',
+  );
   expectProblem(t, await get(app, '/stripe/notifications/not-an-id'), 400, 'validation_error');
-  expectProblem(t, await post(app, '/stripe/notifications/msg_00000000000000000000000000000000/redeliver', {}), 404, 'notification_not_found');
+  expectProblem(
+    t,
+    await post(app, '/stripe/notifications/msg_00000000000000000000000000000000/redeliver', {}),
+    404,
+    'notification_not_found',
+  );
 });
 
 t.test('GAME_WEBHOOK_EVENTS narrows what is sent; the rest stays in the feed', async (t) => {
@@ -192,7 +232,11 @@ t.test('GAME_WEBHOOK_EVENTS narrows what is sent; the rest stays in the feed', a
   await post(app, '/stripe/spend-currency', { user_id, amount: 5, item_id: 'sword' });
   await until(() => game.accepted().size === 1, 'the spend is sent');
   await new Promise((resolve) => setTimeout(resolve, 200));
-  t.same([...game.accepted().values()].map((b) => b.type), ['coins.spent'], 'only the spend');
+  t.same(
+    [...game.accepted().values()].map((b) => b.type),
+    ['coins.spent'],
+    'only the spend',
+  );
   t.same(
     (await feed(app)).notifications.map((n) => [n['type'], (n['delivery'] as Json)['status']]),
     [
@@ -210,10 +254,18 @@ t.test('redelivery sends it again with the same webhook-id, also after it failed
   await until(() => game.attempts.length === 1, 'the first attempt');
   // Three days of retries later, the last one fails too.
   const threeDaysAgo = new Date(Date.now() - RETRY_FOR_MS - 60_000).toISOString();
-  await until(async () => (await app.store.db.selectFrom('notifications').select('lease_until').executeTakeFirst())?.lease_until === null, 'recorded');
+  await until(
+    async () => (await app.store.db.selectFrom('notifications').select('lease_until').executeTakeFirst())?.lease_until === null,
+    'recorded',
+  );
   await app.store.db.updateTable('notifications').set({ retry_from: threeDaysAgo }).execute();
   await retryNow(app);
-  await until(async () => (await feed(app)).notifications[0]?.['delivery'] !== undefined && ((await feed(app)).notifications[0]?.['delivery'] as Json)['status'] === 'failed', 'failed');
+  await until(
+    async () =>
+      (await feed(app)).notifications[0]?.['delivery'] !== undefined &&
+      ((await feed(app)).notifications[0]?.['delivery'] as Json)['status'] === 'failed',
+    'failed',
+  );
   const [failed] = (await feed(app)).notifications;
   t.match(failed?.['delivery'], { status: 'failed', attempts: 2, last_error: 'HTTP 503' });
   t.equal((await feed(app, '?status=failed')).notifications.length, 1, 'it stays visible');
@@ -235,11 +287,28 @@ t.test('the operator API needs an API key: a client token or nothing gets 401/40
   const apiKey = 'k'.repeat(32);
   const app = await buildTestApp(t, { env: { API_KEYS: apiKey, CLIENT_TOKEN_SECRETS: 's'.repeat(40) } });
   const auth = { authorization: `Bearer ${apiKey}` };
-  const customer = json(await app.inject({ method: 'POST', url: '/stripe/create-customer', headers: auth, payload: { email: 'a@example.com', name: 'A' } }));
-  await app.inject({ method: 'POST', url: '/stripe/attach-payment-method', headers: auth, payload: { user_id: customer['user_id'], payment_method_id: 'pm_card_visa' } });
-  await app.inject({ method: 'POST', url: '/stripe/purchase-currency', headers: auth, payload: { user_id: customer['user_id'], package_id: 'package_1' } });
-  const token = String(json(await app.inject({ method: 'POST', url: '/stripe/client-tokens', headers: auth, payload: { user_id: customer['user_id'] } }))['token']);
-  const [row] = (json(await app.inject({ method: 'GET', url: '/stripe/notifications', headers: auth })) as { notifications: Json[] }).notifications;
+  const customer = json(
+    await app.inject({ method: 'POST', url: '/stripe/create-customer', headers: auth, payload: { email: 'a@example.com', name: 'A' } }),
+  );
+  await app.inject({
+    method: 'POST',
+    url: '/stripe/attach-payment-method',
+    headers: auth,
+    payload: { user_id: customer['user_id'], payment_method_id: 'pm_card_visa' },
+  });
+  await app.inject({
+    method: 'POST',
+    url: '/stripe/purchase-currency',
+    headers: auth,
+    payload: { user_id: customer['user_id'], package_id: 'package_1' },
+  });
+  const token = String(
+    json(await app.inject({ method: 'POST', url: '/stripe/client-tokens', headers: auth, payload: { user_id: customer['user_id'] } }))[
+      'token'
+    ],
+  );
+  const [row] = (json(await app.inject({ method: 'GET', url: '/stripe/notifications', headers: auth })) as { notifications: Json[] })
+    .notifications;
   const id = String(row?.['id']);
   for (const [method, url] of [
     ['GET', '/stripe/notifications'],
@@ -247,7 +316,12 @@ t.test('the operator API needs an API key: a client token or nothing gets 401/40
     ['POST', `/stripe/notifications/${id}/redeliver`],
   ] as const) {
     expectProblem(t, await app.inject({ method, url, ...(method === 'POST' ? { payload: {} } : {}) }), 401, 'unauthorized');
-    expectProblem(t, await app.inject({ method, url, headers: { authorization: `Bearer ${token}` }, ...(method === 'POST' ? { payload: {} } : {}) }), 403, 'forbidden');
+    expectProblem(
+      t,
+      await app.inject({ method, url, headers: { authorization: `Bearer ${token}` }, ...(method === 'POST' ? { payload: {} } : {}) }),
+      403,
+      'forbidden',
+    );
   }
   const after = await app.store.findNotification(id);
   t.match(after, { status: 'pending', attempts: 0 }, 'nothing changed');
@@ -256,16 +330,32 @@ t.test('the operator API needs an API key: a client token or nothing gets 401/40
 t.test('a bad GAME_WEBHOOK_URL or GAME_WEBHOOK_SECRET stops the start with one line naming it', async (t) => {
   const secret = `whsec_${Buffer.alloc(24, 7).toString('base64')}`;
   const cases: [Record<string, string>, RegExp][] = [
-    [{ GAME_WEBHOOK_URL: 'ftp://game.example.com/x', GAME_WEBHOOK_SECRET: secret }, /^Invalid configuration: GAME_WEBHOOK_URL must be an http\(s\) URL/],
+    [
+      { GAME_WEBHOOK_URL: 'ftp://game.example.com/x', GAME_WEBHOOK_SECRET: secret },
+      /^Invalid configuration: GAME_WEBHOOK_URL must be an http\(s\) URL/,
+    ],
     [{ GAME_WEBHOOK_URL: 'https://game.example.com/x' }, /^Invalid configuration: GAME_WEBHOOK_SECRET is required with GAME_WEBHOOK_URL/],
-    [{ GAME_WEBHOOK_URL: 'https://game.example.com/x', GAME_WEBHOOK_SECRET: 'whsec_short' }, /^Invalid configuration: GAME_WEBHOOK_SECRET must be a Standard Webhooks secret/],
-    [{ GAME_WEBHOOK_URL: 'https://game.example.com/x', GAME_WEBHOOK_SECRET: 'not-a-secret-at-all-1234567890' }, /^Invalid configuration: GAME_WEBHOOK_SECRET must be/],
-    [{ GAME_WEBHOOK_EVENTS: 'purchase.succeeded,purchase.teleported' }, /^Invalid configuration: GAME_WEBHOOK_EVENTS must be a comma-separated list of purchase\.succeeded/],
+    [
+      { GAME_WEBHOOK_URL: 'https://game.example.com/x', GAME_WEBHOOK_SECRET: 'whsec_short' },
+      /^Invalid configuration: GAME_WEBHOOK_SECRET must be a Standard Webhooks secret/,
+    ],
+    [
+      { GAME_WEBHOOK_URL: 'https://game.example.com/x', GAME_WEBHOOK_SECRET: 'not-a-secret-at-all-1234567890' },
+      /^Invalid configuration: GAME_WEBHOOK_SECRET must be/,
+    ],
+    [
+      { GAME_WEBHOOK_EVENTS: 'purchase.succeeded,purchase.teleported' },
+      /^Invalid configuration: GAME_WEBHOOK_EVENTS must be a comma-separated list of purchase\.succeeded/,
+    ],
   ];
   for (const [env, message] of cases) {
     t.throws(() => loadConfig(env), message, Object.keys(env).join(' '));
   }
-  t.throws(() => loadConfig({ GAME_WEBHOOK_URL: 'https://game.example.com/x', GAME_WEBHOOK_SECRET: 'whsec_short' }), { message: /^[^\n]+$/ }, 'one line');
+  t.throws(
+    () => loadConfig({ GAME_WEBHOOK_URL: 'https://game.example.com/x', GAME_WEBHOOK_SECRET: 'whsec_short' }),
+    { message: /^[^\n]+$/ },
+    'one line',
+  );
   t.doesNotThrow(() => loadConfig({ GAME_WEBHOOK_URL: 'https://game.example.com/x', GAME_WEBHOOK_SECRET: secret }));
 });
 
@@ -281,7 +371,10 @@ t.test('the retry schedule: about 5 s, 30 s, 2 min, 10 min, 1 h, 6 h, then every
   }
   const s = 1000;
   t.same(waits.slice(0, 7), [5 * s, 30 * s, 120 * s, 600 * s, 3600 * s, 21_600 * s, 43_200 * s]);
-  t.ok(waits.slice(7).every((w) => w === 43_200 * s), 'then every 12 h');
+  t.ok(
+    waits.slice(7).every((w) => w === 43_200 * s),
+    'then every 12 h',
+  );
   t.ok(now - start <= RETRY_FOR_MS && now - start > RETRY_FOR_MS - 43_200 * s, 'for 3 days');
   t.equal(nextAttemptAt(start, start + RETRY_FOR_MS, 0.5), undefined, 'then it is failed');
   const jittered = [0, 0.999].map((r) => (nextAttemptAt(start, start, r) ?? 0) - start);
@@ -295,12 +388,18 @@ t.test('metrics: deliveries by outcome, notifications waiting and the age of the
   const { user_id } = await customerWithCard(app);
   await buy(app, user_id, 'package_1');
   const metrics = async () => (await get(app, '/metrics')).body;
-  await until(async () => /coinshop_notification_deliveries_total\{outcome="retry"\} 1/.test(await metrics()), 'the failed attempt is counted');
+  await until(
+    async () => /coinshop_notification_deliveries_total\{outcome="retry"\} 1/.test(await metrics()),
+    'the failed attempt is counted',
+  );
   const waiting = await metrics();
   t.match(waiting, /coinshop_notifications_pending 1/);
   t.match(waiting, /coinshop_notification_oldest_pending_seconds (0\.\d+|[1-9])/);
   await retryNow(app);
-  await until(async () => /coinshop_notification_deliveries_total\{outcome="delivered"\} 1/.test(await metrics()), 'the delivery is counted');
+  await until(
+    async () => /coinshop_notification_deliveries_total\{outcome="delivered"\} 1/.test(await metrics()),
+    'the delivery is counted',
+  );
   const done = await metrics();
   t.match(done, /coinshop_notifications_pending 0/);
   t.match(done, /coinshop_notification_oldest_pending_seconds 0/);

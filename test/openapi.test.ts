@@ -27,7 +27,10 @@ t.test('the document names every shape and describes every operation', async (t)
   for (const name of ['Customer', 'CreateCustomerRequest', 'PurchaseResult', 'Problem', 'PackageList', 'TransactionHistory']) {
     t.ok(schemas[name], `components.schemas.${name}`);
   }
-  t.notOk(Object.keys(schemas).some((name) => /^def-\d+$/.test(name)), 'no numbered component names');
+  t.notOk(
+    Object.keys(schemas).some((name) => /^def-\d+$/.test(name)),
+    'no numbered component names',
+  );
 
   const operations = Object.values(asJson(document['paths'])).flatMap((item) => Object.values(asJson(item)).map(asJson));
   t.same(

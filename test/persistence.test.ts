@@ -46,6 +46,12 @@ t.test('which database errors mean "unreachable, retry later" (503) and which do
     new Error('timeout exceeded when trying to connect'),
   ];
   for (const error of unreachable) t.ok(isDatabaseUnavailable(error), `${error.message || String((error as { code?: string }).code)}: 503`);
-  const others = [coded('23505', 'duplicate key value violates unique constraint'), coded('SQLITE_BUSY'), new Error('boom'), 'not an error', undefined];
+  const others = [
+    coded('23505', 'duplicate key value violates unique constraint'),
+    coded('SQLITE_BUSY'),
+    new Error('boom'),
+    'not an error',
+    undefined,
+  ];
   for (const error of others) t.notOk(isDatabaseUnavailable(error), `${String(error instanceof Error ? error.message : error)}: not 503`);
 });

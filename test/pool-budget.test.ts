@@ -23,5 +23,9 @@ t.test("the budget is read from the server's own settings", async (t) => {
   );
   const maxConnections = Number(rows[0]?.max);
   const superuserReserved = Number(rows[0]?.reserved);
-  t.same(await connectionBudget(db, 7), { maxConnections, superuserReserved, replicas: Math.floor((maxConnections - superuserReserved) / 7) });
+  t.same(await connectionBudget(db, 7), {
+    maxConnections,
+    superuserReserved,
+    replicas: Math.floor((maxConnections - superuserReserved) / 7),
+  });
 });

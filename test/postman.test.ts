@@ -41,12 +41,19 @@ t.test('the Postman collection runs green in newman against a fresh server that 
   t.equal(unauthenticated.status, 401, 'the server refuses a request without the key');
 
   const collection = JSON.parse(readFileSync(collectionFile, 'utf8')) as PostmanCollection;
-  t.same(collection.auth, { type: 'bearer', bearer: [{ key: 'token', value: '{{apiKey}}', type: 'string' }] }, 'collection-level bearer auth');
+  t.same(
+    collection.auth,
+    { type: 'bearer', bearer: [{ key: 'token', value: '{{apiKey}}', type: 'string' }] },
+    'collection-level bearer auth',
+  );
   const requests = requestsOf(collection.item);
   const testScripts = requests.flatMap((r) => (r.event ?? []).filter((e) => e.listen === 'test'));
   const assertions = testScripts.flatMap((e) => e.script.exec).filter((line) => /\bpm\.test\(/.test(line)).length;
   t.ok(requests.length >= 25 && assertions >= 2 * requests.length, `${requests.length} requests, ${assertions} pm.test assertions`);
-  t.ok(requests.every((r) => r.request?.url.raw.startsWith('{{baseUrl}}/')), 'every request goes to {{baseUrl}}');
+  t.ok(
+    requests.every((r) => r.request?.url.raw.startsWith('{{baseUrl}}/')),
+    'every request goes to {{baseUrl}}',
+  );
 
   // Twice on the same server: each run makes its own customers and keys, so neither sees the other.
   for (const round of ['first run', 'second run']) {
@@ -108,12 +115,20 @@ t.test('openapi.yaml imports into Postman (openapi-to-postmanv2) cleanly, with t
 
   const document = asJson(parse(openapiYaml));
   const servers = document['servers'];
-  t.same(collection.variable?.find((v) => v.key === 'baseUrl')?.value, asJson(Array.isArray(servers) ? servers[0] : {})['url'], 'baseUrl from servers');
+  t.same(
+    collection.variable?.find((v) => v.key === 'baseUrl')?.value,
+    asJson(Array.isArray(servers) ? servers[0] : {})['url'],
+    'baseUrl from servers',
+  );
   t.equal(collection.auth?.type, 'bearer', 'bearer auth from the apiKey security scheme');
 
   const operations = Object.values(asJson(document['paths'])).flatMap((pathItem) => Object.values(asJson(pathItem)).map(asJson));
   const tags = (document['tags'] as { name: string }[]).map((tag) => tag.name);
-  t.same(collection.item.map((folder) => folder.name), tags, 'one folder per tag, in order');
+  t.same(
+    collection.item.map((folder) => folder.name),
+    tags,
+    'one folder per tag, in order',
+  );
   for (const folder of collection.item) {
     const expected = operations.filter((op) => (op['tags'] as string[])[0] === folder.name).map((op) => op['summary']);
     t.same((folder.item ?? []).map((request) => request.name).sort(), expected.sort(), `${folder.name}: requests named by their summaries`);
@@ -133,7 +148,10 @@ t.test('openapi.yaml imports into Postman (openapi-to-postmanv2) cleanly, with t
     t.same(JSON.parse(request?.body?.raw ?? 'null'), asJson(schemas[schema])['example'], `${summary}: the body is the ${schema} example`);
   }
   t.same(
-    requests.filter((r) => r.request?.body?.raw !== undefined).map((r) => JSON.stringify(JSON.parse(r.request?.body?.raw ?? ''))).filter((raw) => /<\w+>/.test(raw)),
+    requests
+      .filter((r) => r.request?.body?.raw !== undefined)
+      .map((r) => JSON.stringify(JSON.parse(r.request?.body?.raw ?? '')))
+      .filter((raw) => /<\w+>/.test(raw)),
     [],
     'no request body falls back to schema placeholders like <string>',
   );

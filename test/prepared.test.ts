@@ -23,7 +23,12 @@ t.test('a prepared query fills its parameters per call: constants stay, argument
   const store = await openStore(t);
   const prefix = randomUUID().slice(0, 8);
   for (const n of [1, 2, 3]) {
-    await store.insertCustomer({ user_id: `${prefix}_${n}`, email: `${n}@example.com`, name: `P ${n}`, stripe_customer_id: `cus_${prefix}_${n}` });
+    await store.insertCustomer({
+      user_id: `${prefix}_${n}`,
+      email: `${n}@example.com`,
+      name: `P ${n}`,
+      stripe_customer_id: `cus_${prefix}_${n}`,
+    });
   }
   // `key` is new per run so the template is made here; the fixed '@example.com' suffix is a constant parameter.
   const key = `test:${prefix}`;
@@ -45,11 +50,27 @@ t.test('a prepared query fills its parameters per call: constants stay, argument
   });
   t.equal(credited, 70);
   const debited = await store.transaction((tx) =>
-    tx.postJournal({ kind: 'spend', reference: `s_${prefix}`, userId: `${prefix}_1`, transactionId: null, amount: -50, counterAccount: 'coinshop:spent', mustNotOverdraw: true }),
+    tx.postJournal({
+      kind: 'spend',
+      reference: `s_${prefix}`,
+      userId: `${prefix}_1`,
+      transactionId: null,
+      amount: -50,
+      counterAccount: 'coinshop:spent',
+      mustNotOverdraw: true,
+    }),
   );
   t.equal(debited, 20, 'the debit statement (its own template) runs inside a transaction too');
   await t.rejects(
-    store.postJournal({ kind: 'spend', reference: `s2_${prefix}`, userId: `${prefix}_1`, transactionId: null, amount: -21, counterAccount: 'coinshop:spent', mustNotOverdraw: true }),
+    store.postJournal({
+      kind: 'spend',
+      reference: `s2_${prefix}`,
+      userId: `${prefix}_1`,
+      transactionId: null,
+      amount: -21,
+      counterAccount: 'coinshop:spent',
+      mustNotOverdraw: true,
+    }),
     { name: 'InsufficientBalance' },
   );
   t.equal((await store.findCustomer(`${prefix}_1`))?.currency_balance, 20);
@@ -61,7 +82,10 @@ t.test('a query that would bake an argument in is refused when its template is m
   const store = await openStore(t);
   await t.rejects(
     runPrepared(store.db, store.engine, 'test:in-sql-text', { column: 'name' }, (db, a) =>
-      db.selectFrom('customers').select('user_id').where(a.column as 'name', '=', 'x'),
+      db
+        .selectFrom('customers')
+        .select('user_id')
+        .where(a.column as 'name', '=', 'x'),
     ),
     /prepared query test:in-sql-text: an argument ended up in the SQL text/,
   );
@@ -83,14 +107,34 @@ t.test('the arguments given are part of the template: other columns make another
   const store = await openStore(t);
   const prefix = randomUUID().slice(0, 8);
   const key = `test:shape:${prefix}`;
-  const insert = (row: { user_id: string; email: string; name: string; stripe_customer_id: string; payment_method_id?: string | undefined }) =>
-    runPrepared(store.db, store.engine, key, row, (db, a) => db.insertInto('customers').values({ ...a, currency_balance: 0, created_at: 'now' }));
+  const insert = (row: {
+    user_id: string;
+    email: string;
+    name: string;
+    stripe_customer_id: string;
+    payment_method_id?: string | undefined;
+  }) =>
+    runPrepared(store.db, store.engine, key, row, (db, a) =>
+      db.insertInto('customers').values({ ...a, currency_balance: 0, created_at: 'now' }),
+    );
   await insert({ user_id: `${prefix}_a`, email: 'a@example.com', name: 'A', stripe_customer_id: `cus_${prefix}_a` });
-  await insert({ user_id: `${prefix}_b`, email: 'b@example.com', name: 'B', stripe_customer_id: `cus_${prefix}_b`, payment_method_id: 'pm_card_visa' });
+  await insert({
+    user_id: `${prefix}_b`,
+    email: 'b@example.com',
+    name: 'B',
+    stripe_customer_id: `cus_${prefix}_b`,
+    payment_method_id: 'pm_card_visa',
+  });
   t.equal((await store.findCustomer(`${prefix}_a`))?.payment_method_id, null, 'without the column: none set');
   t.equal((await store.findCustomer(`${prefix}_b`))?.payment_method_id, 'pm_card_visa', 'with it: the second shape wrote it');
   await t.rejects(
-    insert({ user_id: `${prefix}_c`, email: 'c@example.com', name: 'C', stripe_customer_id: `cus_${prefix}_c`, payment_method_id: undefined }),
+    insert({
+      user_id: `${prefix}_c`,
+      email: 'c@example.com',
+      name: 'C',
+      stripe_customer_id: `cus_${prefix}_c`,
+      payment_method_id: undefined,
+    }),
     new RegExp(`prepared query ${key}: argument payment_method_id is undefined`),
   );
   t.equal(await store.findCustomer(`${prefix}_c`), undefined, 'nothing written');
@@ -110,7 +154,13 @@ if (TEST_ENGINE === 'postgres') {
     const store = new Store(db, engine);
     await store.insertCustomer({ user_id: 'p1', email: 'p1@example.com', name: 'P 1', stripe_customer_id: 'cus_p1' });
     const prepared = async () =>
-      (await sql<{ name: string; statement: string; plans: number }>`select name, statement, generic_plans + custom_plans as plans from pg_prepared_statements`.execute(db)).rows;
+      (
+        await sql<{
+          name: string;
+          statement: string;
+          plans: number;
+        }>`select name, statement, generic_plans + custom_plans as plans from pg_prepared_statements`.execute(db)
+      ).rows;
     return { db, store, prepared };
   }
 
@@ -166,22 +216,34 @@ if (TEST_ENGINE === 'postgres') {
 
   const backendPid = async (db: Kysely<Database>) => (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(db)).rows[0]?.pid;
 
-  t.test('a connection whose prepared statement is gone from the server is replaced after one failure, not failed on for good', async (t) => {
-    const { db, store } = await openOneConnection(t);
-    t.equal((await store.findCustomer('p1'))?.name, 'P 1');
-    const before = await backendPid(db);
-    // node-postgres still thinks the statement is prepared on this connection; the server has dropped it.
-    await sql`deallocate all`.execute(db);
-    await t.rejects(store.findCustomer('p1'), { code: '26000' });
-    t.equal((await store.findCustomer('p1'))?.name, 'P 1', 'the next call works');
-    t.not(await backendPid(db), before, 'on a new connection');
-  });
+  t.test(
+    'a connection whose prepared statement is gone from the server is replaced after one failure, not failed on for good',
+    async (t) => {
+      const { db, store } = await openOneConnection(t);
+      t.equal((await store.findCustomer('p1'))?.name, 'P 1');
+      const before = await backendPid(db);
+      // node-postgres still thinks the statement is prepared on this connection; the server has dropped it.
+      await sql`deallocate all`.execute(db);
+      await t.rejects(store.findCustomer('p1'), { code: '26000' });
+      t.equal((await store.findCustomer('p1'))?.name, 'P 1', 'the next call works');
+      t.not(await backendPid(db), before, 'on a new connection');
+    },
+  );
 
   t.test('an ordinary failure of a prepared statement (a unique violation) keeps its connection and statements', async (t) => {
     const { db, store, prepared } = await openOneConnection(t);
     const insert = (userId: string) =>
       runPrepared(store.db, store.engine, 'test:insert-customer', { userId }, (db, a) =>
-        db.insertInto('customers').values({ user_id: a.userId, email: 'x@example.com', name: 'X', stripe_customer_id: a.userId, currency_balance: 0, created_at: 'now' }),
+        db
+          .insertInto('customers')
+          .values({
+            user_id: a.userId,
+            email: 'x@example.com',
+            name: 'X',
+            stripe_customer_id: a.userId,
+            currency_balance: 0,
+            created_at: 'now',
+          }),
       );
     await insert('dup');
     const before = await backendPid(db);
@@ -189,7 +251,9 @@ if (TEST_ENGINE === 'postgres') {
     t.equal(await backendPid(db), before, 'the same connection');
     await insert('dup2');
     t.match(
-      (await prepared()).filter((row) => row.statement.startsWith('insert into "customers" ("user_id", "email", "name", "stripe_customer_id", "currency_balance"')),
+      (await prepared()).filter((row) =>
+        row.statement.startsWith('insert into "customers" ("user_id", "email", "name", "stripe_customer_id", "currency_balance"'),
+      ),
       [{ name: /^coinshop_\d+$/, plans: 3 }],
       'its statement still prepared, run three times',
     );

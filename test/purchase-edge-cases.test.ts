@@ -13,7 +13,12 @@ import { buildAppOnFakeStripe, customerWithCard, expectProblem, get, json } from
  */
 
 const buyWithKey = (app: FastifyInstance, userId: string, key: string, packageId = 'package_1') =>
-  app.inject({ method: 'POST', url: '/stripe/purchase-currency', headers: { 'idempotency-key': key }, payload: { user_id: userId, package_id: packageId } });
+  app.inject({
+    method: 'POST',
+    url: '/stripe/purchase-currency',
+    headers: { 'idempotency-key': key },
+    payload: { user_id: userId, package_id: packageId },
+  });
 
 const balance = async (app: FastifyInstance, userId: string) => json(await get(app, `/stripe/customer/${userId}`))['currency_balance'];
 const purchase = async (app: FastifyInstance, transactionId: string) => json(await get(app, `/stripe/purchases/${transactionId}`));

@@ -85,17 +85,20 @@ t.test('case 3: a refund Stripe made is answered from the refund, even when a re
     });
   }
 
-  await t.test('where a 502 remains (the create itself failed), it says to retry with the same key, and that retry refunds once', async (t) => {
-    const { app, stripe, refund } = await shop(t);
-    const { userId, transactionId } = await paidPurchase(app, 'pm_card_visa', 'package_1');
-    stripe.failNext(1, 503, { method: 'POST', path: /^\/v1\/refunds$/ });
-    expectProblem(t, await refund(transactionId, 'refund-case-3b'), 502, 'payment_provider_error', MAY_HAVE_TAKEN_EFFECT);
-    const retried = await refund(transactionId, 'refund-case-3b');
-    t.equal(retried.statusCode, 200);
-    t.match(json(retried), { status: 'refunded', amount_refunded: 1000 });
-    t.equal(await balance(app, userId), 0);
-    t.equal(stripe.refunds.size, 1);
-  });
+  await t.test(
+    'where a 502 remains (the create itself failed), it says to retry with the same key, and that retry refunds once',
+    async (t) => {
+      const { app, stripe, refund } = await shop(t);
+      const { userId, transactionId } = await paidPurchase(app, 'pm_card_visa', 'package_1');
+      stripe.failNext(1, 503, { method: 'POST', path: /^\/v1\/refunds$/ });
+      expectProblem(t, await refund(transactionId, 'refund-case-3b'), 502, 'payment_provider_error', MAY_HAVE_TAKEN_EFFECT);
+      const retried = await refund(transactionId, 'refund-case-3b');
+      t.equal(retried.statusCode, 200);
+      t.match(json(retried), { status: 'refunded', amount_refunded: 1000 });
+      t.equal(await balance(app, userId), 0);
+      t.equal(stripe.refunds.size, 1);
+    },
+  );
 });
 
 t.test('case 4: a full refund settled by its webhook before the operator retries: the retry answers the refund', async (t) => {
@@ -169,8 +172,12 @@ t.test('case 5: a refund that fails later gives the coins back', async (t) => {
       stripe.failRefund(made.id);
       // As an endpoint on an API version without refund.created hears it: the refund's own creation is not told.
       const events = stripe.events.slice(before).filter((e) => e.type !== 'refund.created');
-      t.same(events.map((e) => e.type), ['charge.refunded', 'charge.refund.updated', 'refund.failed']);
-      for (const event of order === 'reversed' ? events.reverse() : events) t.equal((await deliver(event)).statusCode, 200, `${order}: ${event.type}`);
+      t.same(
+        events.map((e) => e.type),
+        ['charge.refunded', 'charge.refund.updated', 'refund.failed'],
+      );
+      for (const event of order === 'reversed' ? events.reverse() : events)
+        t.equal((await deliver(event)).statusCode, 200, `${order}: ${event.type}`);
       t.match(await purchase(app, transactionId), { status: 'completed', amount_refunded: 0 }, order);
       t.equal(await balance(app, userId), 700, `${order}: the player keeps the coins of money that was not refunded`);
       t.same(await app.store.balanceMismatches(), []);
@@ -183,7 +190,13 @@ t.test('a refund interrupted between Stripe and the database is finished by reco
   const { userId, transactionId } = await paidPurchase(app, 'pm_card_visa', 'package_2');
   // Stripe refunds 1000 cents; coinshop never hears the answer (and no webhook comes).
   stripe.setLatency(600);
-  expectProblem(t, await refund(transactionId, 'refund-interrupted', { amount_cents: 1000 }), 502, 'payment_provider_error', MAY_HAVE_TAKEN_EFFECT);
+  expectProblem(
+    t,
+    await refund(transactionId, 'refund-interrupted', { amount_cents: 1000 }),
+    502,
+    'payment_provider_error',
+    MAY_HAVE_TAKEN_EFFECT,
+  );
   await untilStripeRefunded(stripe, 1);
   stripe.setLatency(0);
   t.equal(await balance(app, userId), 300, 'nothing taken back yet');
@@ -203,26 +216,32 @@ t.test('a refund interrupted between Stripe and the database is finished by reco
   t.same(await app.store.balanceMismatches(), []);
 });
 
-t.test('after a refund failed, a Dashboard refund heard only through charge.refunded is counted: coinshop asks Stripe for the refunds', async (t) => {
-  const { app, stripe, deliver, refund } = await shop(t);
-  const { userId, transactionId } = await paidPurchase(app, 'pm_card_refundFail', 'package_3');
-  t.equal((await refund(transactionId, 'refund-then-fail', { amount_cents: 1000 })).statusCode, 200);
-  const [failing] = [...stripe.refunds.values()];
-  stripe.failRefund(String(failing?.id));
-  for (const event of eventsOf(stripe, 'charge.refund.updated')) await deliver(event);
-  t.match(await purchase(app, transactionId), { status: 'completed', amount_refunded: 0 }, 'the failed refund gave its coins back');
-  t.equal(await balance(app, userId), 700);
+t.test(
+  'after a refund failed, a Dashboard refund heard only through charge.refunded is counted: coinshop asks Stripe for the refunds',
+  async (t) => {
+    const { app, stripe, deliver, refund } = await shop(t);
+    const { userId, transactionId } = await paidPurchase(app, 'pm_card_refundFail', 'package_3');
+    t.equal((await refund(transactionId, 'refund-then-fail', { amount_cents: 1000 })).statusCode, 200);
+    const [failing] = [...stripe.refunds.values()];
+    stripe.failRefund(String(failing?.id));
+    for (const event of eventsOf(stripe, 'charge.refund.updated')) await deliver(event);
+    t.match(await purchase(app, transactionId), { status: 'completed', amount_refunded: 0 }, 'the failed refund gave its coins back');
+    t.equal(await balance(app, userId), 700);
 
-  // A refund made in the Dashboard, on an endpoint that hears charge.refunded but not refund.created.
-  const before = stripe.events.length;
-  const payment = stripe.paymentIntents.get(String((await purchase(app, transactionId))['payment_intent_id']));
-  const sdk = new (await import('stripe')).default('sk_test_coinshop', { host: '127.0.0.1', port: stripe.port, protocol: 'http' });
-  await sdk.refunds.create({ payment_intent: String(payment?.id), amount: 2500 });
-  const charged = stripe.events.slice(before).filter((e) => e.type === 'charge.refunded');
-  t.equal(charged.length, 1);
-  for (const event of charged) t.equal((await deliver(event)).statusCode, 200);
-  t.match(await purchase(app, transactionId), { status: 'partially_refunded', amount_refunded: 2500 });
-  t.equal(await balance(app, userId), 350, 'half of the 700 coins taken back');
-  t.ok(stripe.requests.some((r) => r.method === 'GET' && r.path === '/v1/refunds'), "the charge's refunds were listed");
-  t.same(await app.store.balanceMismatches(), []);
-});
+    // A refund made in the Dashboard, on an endpoint that hears charge.refunded but not refund.created.
+    const before = stripe.events.length;
+    const payment = stripe.paymentIntents.get(String((await purchase(app, transactionId))['payment_intent_id']));
+    const sdk = new (await import('stripe')).default('sk_test_coinshop', { host: '127.0.0.1', port: stripe.port, protocol: 'http' });
+    await sdk.refunds.create({ payment_intent: String(payment?.id), amount: 2500 });
+    const charged = stripe.events.slice(before).filter((e) => e.type === 'charge.refunded');
+    t.equal(charged.length, 1);
+    for (const event of charged) t.equal((await deliver(event)).statusCode, 200);
+    t.match(await purchase(app, transactionId), { status: 'partially_refunded', amount_refunded: 2500 });
+    t.equal(await balance(app, userId), 350, 'half of the 700 coins taken back');
+    t.ok(
+      stripe.requests.some((r) => r.method === 'GET' && r.path === '/v1/refunds'),
+      "the charge's refunds were listed",
+    );
+    t.same(await app.store.balanceMismatches(), []);
+  },
+);

@@ -45,39 +45,71 @@ const keyed = (key: string) => ({ 'idempotency-key': key });
  * in transaction mode): naming a statement changes what PostgreSQL parses, not the round trips.
  */
 for (const prepared of ['true', 'false']) {
-  t.test(`DATABASE_PREPARED_STATEMENTS=${prepared}: a keyed purchase, a webhook credit and a keyed spend stay within their round trips (${BUDGET.purchase}, ${BUDGET.webhookCredit}, ${BUDGET.spend})`, async (t) => {
-    const { app, stripe, count } = await appThroughCounter(t, { DATABASE_PREPARED_STATEMENTS: prepared });
-    const { user_id } = await customerWithCard(app);
-    const buy = (key: string) => app.inject({ method: 'POST', url: '/stripe/purchase-currency', headers: keyed(key), payload: { user_id, package_id: 'package_1' } });
-    // The first purchase opens the pool's connections and prepares the statements on them.
-    t.equal((await buy('warm-up')).statusCode, 200);
+  t.test(
+    `DATABASE_PREPARED_STATEMENTS=${prepared}: a keyed purchase, a webhook credit and a keyed spend stay within their round trips (${BUDGET.purchase}, ${BUDGET.webhookCredit}, ${BUDGET.spend})`,
+    async (t) => {
+      const { app, stripe, count } = await appThroughCounter(t, { DATABASE_PREPARED_STATEMENTS: prepared });
+      const { user_id } = await customerWithCard(app);
+      const buy = (key: string) =>
+        app.inject({
+          method: 'POST',
+          url: '/stripe/purchase-currency',
+          headers: keyed(key),
+          payload: { user_id, package_id: 'package_1' },
+        });
+      // The first purchase opens the pool's connections and prepares the statements on them.
+      t.equal((await buy('warm-up')).statusCode, 200);
 
-    const purchase = await count(() => buy('purchase-1'));
-    t.equal(purchase.result.statusCode, 200);
-    t.equal(json(purchase.result)['new_balance'], 200, 'credited');
+      const purchase = await count(() => buy('purchase-1'));
+      t.equal(purchase.result.statusCode, 200);
+      t.equal(json(purchase.result)['new_balance'], 200, 'credited');
 
-    const spend = await count(() =>
-      app.inject({ method: 'POST', url: '/stripe/spend-currency', headers: keyed('spend-1'), payload: { user_id, amount: 30, item_id: 'sword' } }),
-    );
-    t.equal(spend.result.statusCode, 200);
-    t.equal(json(spend.result)['new_balance'], 170, 'debited');
+      const spend = await count(() =>
+        app.inject({
+          method: 'POST',
+          url: '/stripe/spend-currency',
+          headers: keyed('spend-1'),
+          payload: { user_id, amount: 30, item_id: 'sword' },
+        }),
+      );
+      t.equal(spend.result.statusCode, 200);
+      t.equal(json(spend.result)['new_balance'], 170, 'debited');
 
-    // A purchase that waits for 3-D Secure, then is paid: the webhook credits it.
-    const secure = await customerWithCard(app, 'pm_card_threeDSecure2Required');
-    const { payment_intent_id } = expectProblem(t, await post(app, '/stripe/purchase-currency', { user_id: secure.user_id, package_id: 'package_1' }), 402, 'authentication_required');
-    stripe.authenticate(String(payment_intent_id), 'succeed');
-    const event = stripe.events.find((e) => e.type === 'payment_intent.succeeded' && e.data.object['id'] === payment_intent_id);
-    if (!event) throw new Error('no payment_intent.succeeded event');
-    const { payload, headers } = webhookRequest(event, SECRET);
-    const webhook = await count(() => app.inject({ method: 'POST', url: '/stripe/webhook', headers, payload }));
-    t.equal(webhook.result.statusCode, 200);
-    t.equal(json(await app.inject({ method: 'GET', url: `/stripe/customer/${secure.user_id}` }))['currency_balance'], 100, 'credited by the webhook');
+      // A purchase that waits for 3-D Secure, then is paid: the webhook credits it.
+      const secure = await customerWithCard(app, 'pm_card_threeDSecure2Required');
+      const { payment_intent_id } = expectProblem(
+        t,
+        await post(app, '/stripe/purchase-currency', { user_id: secure.user_id, package_id: 'package_1' }),
+        402,
+        'authentication_required',
+      );
+      stripe.authenticate(String(payment_intent_id), 'succeed');
+      const event = stripe.events.find((e) => e.type === 'payment_intent.succeeded' && e.data.object['id'] === payment_intent_id);
+      if (!event) throw new Error('no payment_intent.succeeded event');
+      const { payload, headers } = webhookRequest(event, SECRET);
+      const webhook = await count(() => app.inject({ method: 'POST', url: '/stripe/webhook', headers, payload }));
+      t.equal(webhook.result.statusCode, 200);
+      t.equal(
+        json(await app.inject({ method: 'GET', url: `/stripe/customer/${secure.user_id}` }))['currency_balance'],
+        100,
+        'credited by the webhook',
+      );
 
-    if (TEST_ENGINE === 'postgres') {
-      t.comment(`round trips: purchase ${purchase.trips}, webhook credit ${webhook.trips}, spend ${spend.trips}`);
-      t.ok(purchase.trips !== undefined && purchase.trips <= BUDGET.purchase, `a keyed purchase: ${purchase.trips} round trips, at most ${BUDGET.purchase}`);
-      t.ok(webhook.trips !== undefined && webhook.trips <= BUDGET.webhookCredit, `a webhook credit: ${webhook.trips} round trips, at most ${BUDGET.webhookCredit}`);
-      t.ok(spend.trips !== undefined && spend.trips <= BUDGET.spend, `a keyed spend: ${spend.trips} round trips, at most ${BUDGET.spend}`);
-    }
-  });
+      if (TEST_ENGINE === 'postgres') {
+        t.comment(`round trips: purchase ${purchase.trips}, webhook credit ${webhook.trips}, spend ${spend.trips}`);
+        t.ok(
+          purchase.trips !== undefined && purchase.trips <= BUDGET.purchase,
+          `a keyed purchase: ${purchase.trips} round trips, at most ${BUDGET.purchase}`,
+        );
+        t.ok(
+          webhook.trips !== undefined && webhook.trips <= BUDGET.webhookCredit,
+          `a webhook credit: ${webhook.trips} round trips, at most ${BUDGET.webhookCredit}`,
+        );
+        t.ok(
+          spend.trips !== undefined && spend.trips <= BUDGET.spend,
+          `a keyed spend: ${spend.trips} round trips, at most ${BUDGET.spend}`,
+        );
+      }
+    },
+  );
 }

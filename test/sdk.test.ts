@@ -23,7 +23,16 @@ const apiKey = 'ck_test_sdk_0123456789abcdefghijklmn';
 t.test('sdk/schema.ts is exactly what openapi-typescript makes of openapi.yaml (run `npm run sdk` after `npm run openapi`)', async (t) => {
   const committed = readFileSync(new URL('../sdk/schema.ts', import.meta.url), 'utf8');
   t.equal(await renderSdkSchema(), committed);
-  for (const name of ['Customer', 'PurchaseResult', 'Problem', 'FieldError', 'Package', 'Transaction', 'TransactionStatus', 'LedgerReason']) {
+  for (const name of [
+    'Customer',
+    'PurchaseResult',
+    'Problem',
+    'FieldError',
+    'Package',
+    'Transaction',
+    'TransactionStatus',
+    'LedgerReason',
+  ]) {
     t.match(committed, new RegExp(`^        ${name}: `, 'm'), `components.schemas.${name} is a named type`);
   }
 });
@@ -42,7 +51,12 @@ t.test('Stripe Checkout through the generated SDK: open a session, pay it (simul
   const opened = await shop.POST('/stripe/checkout-sessions', {
     params: { header: { 'idempotency-key': randomUUID() } },
     // In development the server's own origin is an allowed return origin.
-    body: { user_id, package_id: 'package_1', success_url: `${baseUrl}/checkout?checkout=paid`, cancel_url: `${baseUrl}/checkout?checkout=canceled` },
+    body: {
+      user_id,
+      package_id: 'package_1',
+      success_url: `${baseUrl}/checkout?checkout=paid`,
+      cancel_url: `${baseUrl}/checkout?checkout=canceled`,
+    },
   });
   const session: CheckoutSessionCreated | undefined = opened.data;
   t.match(session, { session_id: /^cs_sim_/, transaction_id: UUID, checkout_url: `${baseUrl}/checkout/pay/${session?.session_id ?? ''}` });
@@ -51,7 +65,9 @@ t.test('Stripe Checkout through the generated SDK: open a session, pay it (simul
     body: { outcome: 'complete' },
   });
   t.equal(paid.data?.purchase.status, 'completed');
-  const purchase = await shop.GET('/stripe/purchases/{transaction_id}', { params: { path: { transaction_id: session?.transaction_id ?? '' } } });
+  const purchase = await shop.GET('/stripe/purchases/{transaction_id}', {
+    params: { path: { transaction_id: session?.transaction_id ?? '' } },
+  });
   t.match(purchase.data, { status: 'completed', currency_purchased: 100, user_id });
   const refused = await shop.POST('/stripe/checkout-sessions', {
     body: { user_id, package_id: 'package_1', success_url: 'https://elsewhere.example/done', cancel_url: `${baseUrl}/checkout` },

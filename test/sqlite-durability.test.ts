@@ -26,39 +26,42 @@ function tempDir(t: Test): string {
 type Db = Kysely<{ t: { id: number } }>;
 const asTestDb = (opened: OpenedSqlite) => opened.db as unknown as Db;
 
-t.test('group commit: a flush waits for a sync begun after its write; one sync serves every write made while the last one ran', async (t) => {
-  const started: (() => void)[] = [];
-  const sync = new GroupSync(() => new Promise<void>((resolve) => started.push(resolve)));
-  await sync.flush();
-  t.equal(started.length, 0, 'nothing written: nothing to sync');
+t.test(
+  'group commit: a flush waits for a sync begun after its write; one sync serves every write made while the last one ran',
+  async (t) => {
+    const started: (() => void)[] = [];
+    const sync = new GroupSync(() => new Promise<void>((resolve) => started.push(resolve)));
+    await sync.flush();
+    t.equal(started.length, 0, 'nothing written: nothing to sync');
 
-  sync.wrote();
-  let firstDone = false;
-  const first = sync.flush().then(() => (firstDone = true));
-  await tick();
-  t.equal(started.length, 1, 'the first write starts a sync');
-  sync.wrote();
-  sync.wrote();
-  sync.wrote();
-  let laterDone = false;
-  const later = Promise.all([sync.flush(), sync.flush(), sync.flush()]).then(() => (laterDone = true));
-  await tick();
-  t.equal(started.length, 1, 'writes made during a sync do not start their own');
+    sync.wrote();
+    let firstDone = false;
+    const first = sync.flush().then(() => (firstDone = true));
+    await tick();
+    t.equal(started.length, 1, 'the first write starts a sync');
+    sync.wrote();
+    sync.wrote();
+    sync.wrote();
+    let laterDone = false;
+    const later = Promise.all([sync.flush(), sync.flush(), sync.flush()]).then(() => (laterDone = true));
+    await tick();
+    t.equal(started.length, 1, 'writes made during a sync do not start their own');
 
-  await new Promise((resolve) => setTimeout(resolve, 20));
-  started[0]!();
-  await first;
-  t.ok(firstDone);
-  // Four writers have each waited at least the 20 ms the first sync was held (the last three wait on).
-  t.ok(sync.waitedSeconds >= 0.02, `waited ${sync.waitedSeconds} s in all`);
-  await tick();
-  t.notOk(laterDone, 'the first sync began before the later writes, so it cannot vouch for them');
-  t.equal(started.length, 2, 'one more sync, for all three');
-  started[1]!();
-  await later;
-  t.ok(sync.waitedSeconds >= 4 * 0.02, `waited ${sync.waitedSeconds} s in all: each of four writers at least 20 ms`);
-  t.same({ syncs: sync.syncs, commits: sync.commits, behind: sync.behind }, { syncs: 2, commits: 4, behind: false });
-});
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    started[0]!();
+    await first;
+    t.ok(firstDone);
+    // Four writers have each waited at least the 20 ms the first sync was held (the last three wait on).
+    t.ok(sync.waitedSeconds >= 0.02, `waited ${sync.waitedSeconds} s in all`);
+    await tick();
+    t.notOk(laterDone, 'the first sync began before the later writes, so it cannot vouch for them');
+    t.equal(started.length, 2, 'one more sync, for all three');
+    started[1]!();
+    await later;
+    t.ok(sync.waitedSeconds >= 4 * 0.02, `waited ${sync.waitedSeconds} s in all: each of four writers at least 20 ms`);
+    t.same({ syncs: sync.syncs, commits: sync.commits, behind: sync.behind }, { syncs: 2, commits: 4, behind: false });
+  },
+);
 
 t.test('a failed sync fails its writers and every later flush: the disk can no longer be trusted', async (t) => {
   const sync = new GroupSync(() => Promise.reject(new Error('EIO: i/o error, fdatasync')));
@@ -86,23 +89,29 @@ function threadedSync(t: Test, path = join(tempDir(t), 'wal')) {
   return { sync, pooled: () => pooled };
 }
 
-t.test("a sync thread: a turn's first commit is synced at once and its writer goes on at the turn's end; a later commit gets the sync asked then", async (t) => {
-  const { sync, pooled } = threadedSync(t);
-  sync.wrote();
-  let done = 0;
-  const first = sync.flush().then(() => (done += 1));
-  // The thread syncs while this turn goes on (it does not need the event loop to start; it may
-  // still be starting itself on a busy machine, hence the generous limit).
-  const until = performance.now() + 5000;
-  while (sync.thread!.synced < 1 && performance.now() < until);
-  t.equal(sync.thread!.synced, 1, 'synced by the thread while the event loop was busy');
-  sync.wrote();
-  const second = sync.flush().then(() => (done += 1));
-  await tick(); // queued after the end-of-turn check: its writers resumed (microtasks) before this runs
-  t.equal(done, 1, 'the first writer went on at the end of its turn; the second commit came after that sync');
-  await Promise.all([first, second]);
-  t.same({ synced: sync.thread!.synced, syncs: sync.syncs, commits: sync.commits, behind: sync.behind, pooled: pooled() }, { synced: 2, syncs: 2, commits: 2, behind: false, pooled: 0 });
-});
+t.test(
+  "a sync thread: a turn's first commit is synced at once and its writer goes on at the turn's end; a later commit gets the sync asked then",
+  async (t) => {
+    const { sync, pooled } = threadedSync(t);
+    sync.wrote();
+    let done = 0;
+    const first = sync.flush().then(() => (done += 1));
+    // The thread syncs while this turn goes on (it does not need the event loop to start; it may
+    // still be starting itself on a busy machine, hence the generous limit).
+    const until = performance.now() + 5000;
+    while (sync.thread!.synced < 1 && performance.now() < until);
+    t.equal(sync.thread!.synced, 1, 'synced by the thread while the event loop was busy');
+    sync.wrote();
+    const second = sync.flush().then(() => (done += 1));
+    await tick(); // queued after the end-of-turn check: its writers resumed (microtasks) before this runs
+    t.equal(done, 1, 'the first writer went on at the end of its turn; the second commit came after that sync');
+    await Promise.all([first, second]);
+    t.same(
+      { synced: sync.thread!.synced, syncs: sync.syncs, commits: sync.commits, behind: sync.behind, pooled: pooled() },
+      { synced: 2, syncs: 2, commits: 2, behind: false, pooled: 0 },
+    );
+  },
+);
 
 t.test('a writer whose sync is not done by the end of the turn is woken by the thread when it is', async (t) => {
   const { sync } = threadedSync(t);
@@ -139,7 +148,11 @@ t.test('a failed sync in the thread fails its writers and every later flush', as
   sync.wrote();
   sync.wrote();
   const results = await Promise.allSettled([sync.flush(), sync.flush()]);
-  for (const result of results) t.match(result, { status: 'rejected', reason: { message: /^SQLite: syncing the database to disk failed; restart the process \(Error: EINVAL/ } });
+  for (const result of results)
+    t.match(result, {
+      status: 'rejected',
+      reason: { message: /^SQLite: syncing the database to disk failed; restart the process \(Error: EINVAL/ },
+    });
   sync.wrote();
   await t.rejects(sync.flush(), { message: /restart the process/ }, 'a later write is refused too, not synced in the pool');
   t.same({ behind: sync.behind, pooled: pooled(), thread: sync.thread }, { behind: true, pooled: 0, thread: undefined });
@@ -161,7 +174,11 @@ t.test('a sync thread that dies hands syncing to the thread pool; no writer is l
   const before = { pooled: pooled(), syncs: sync.syncs };
   sync.wrote();
   await sync.flush();
-  t.same({ pooled: pooled(), syncs: sync.syncs, behind: sync.behind }, { pooled: before.pooled + 1, syncs: before.syncs + 1, behind: false }, 'later writes are synced in the pool');
+  t.same(
+    { pooled: pooled(), syncs: sync.syncs, behind: sync.behind },
+    { pooled: before.pooled + 1, syncs: before.syncs + 1, behind: false },
+    'later writes are synced in the pool',
+  );
 });
 
 t.test('a process with nothing else to do does not end while its commits wait for the sync thread', async (t) => {
@@ -175,27 +192,36 @@ t.test('a process with nothing else to do does not end while its commits wait fo
   written.close();
 });
 
-t.test('FULL on a WAL file syncs it in a thread: writes are durable, concurrent commits share syncs, closing stops the thread', async (t) => {
-  const path = join(tempDir(t), 'shop.db');
-  const opened = openSqlite(path, { synchronous: 'FULL' });
-  const db = asTestDb(opened);
-  await sql`create table t (id integer primary key)`.execute(db);
-  const thread = opened.sync!.thread!;
-  t.ok(thread, 'a sync thread runs once something was committed');
-  const writes: Promise<unknown>[] = [];
-  for (let id = 1; id <= 200; id++) {
-    writes.push(db.insertInto('t').values({ id }).execute().then(() => t.ok(thread.synced >= id, `write ${id} answered after a sync that covers it`) || undefined));
-  }
-  await Promise.all(writes);
-  const { commits, syncs } = opened.sync!;
-  t.equal(commits, 201);
-  t.ok(syncs >= 1 && syncs < 201, `201 commits, ${syncs} syncs`);
-  await db.destroy();
-  t.equal(opened.sync!.thread, undefined, 'closing the database stops the thread');
-  const reopened = new SQLite(path, { readonly: true });
-  t.equal((reopened.prepare('select count(*) as n from t').get() as { n: number }).n, 200);
-  reopened.close();
-});
+t.test(
+  'FULL on a WAL file syncs it in a thread: writes are durable, concurrent commits share syncs, closing stops the thread',
+  async (t) => {
+    const path = join(tempDir(t), 'shop.db');
+    const opened = openSqlite(path, { synchronous: 'FULL' });
+    const db = asTestDb(opened);
+    await sql`create table t (id integer primary key)`.execute(db);
+    const thread = opened.sync!.thread!;
+    t.ok(thread, 'a sync thread runs once something was committed');
+    const writes: Promise<unknown>[] = [];
+    for (let id = 1; id <= 200; id++) {
+      writes.push(
+        db
+          .insertInto('t')
+          .values({ id })
+          .execute()
+          .then(() => t.ok(thread.synced >= id, `write ${id} answered after a sync that covers it`) || undefined),
+      );
+    }
+    await Promise.all(writes);
+    const { commits, syncs } = opened.sync!;
+    t.equal(commits, 201);
+    t.ok(syncs >= 1 && syncs < 201, `201 commits, ${syncs} syncs`);
+    await db.destroy();
+    t.equal(opened.sync!.thread, undefined, 'closing the database stops the thread');
+    const reopened = new SQLite(path, { readonly: true });
+    t.equal((reopened.prepare('select count(*) as n from t').get() as { n: number }).n, 200);
+    reopened.close();
+  },
+);
 
 t.test('FULL on a WAL file: each write is acknowledged only after an fdatasync of the WAL that began once it was committed', async (t) => {
   const path = join(tempDir(t), 'shop.db');
@@ -219,12 +245,22 @@ t.test('FULL on a WAL file: each write is acknowledged only after an fdatasync o
     await db.destroy();
   });
   await sql`create table t (id integer primary key)`.execute(db);
-  t.same(await sql`pragma synchronous`.execute(db).then((r) => r.rows), [{ synchronous: 1 }], 'SQLite itself does not sync commits: coinshop does');
+  t.same(
+    await sql`pragma synchronous`.execute(db).then((r) => r.rows),
+    [{ synchronous: 1 }],
+    'SQLite itself does not sync commits: coinshop does',
+  );
 
   const uncovered: number[] = [];
   const writes: Promise<void>[] = [];
   for (let id = 1; id <= 50; id++) {
-    writes.push(db.insertInto('t').values({ id }).execute().then(() => void (covered.has(id) || uncovered.push(id))));
+    writes.push(
+      db
+        .insertInto('t')
+        .values({ id })
+        .execute()
+        .then(() => void (covered.has(id) || uncovered.push(id))),
+    );
   }
   for (let id = 51; id <= 70; id += 2) {
     writes.push(
@@ -232,7 +268,10 @@ t.test('FULL on a WAL file: each write is acknowledged only after an fdatasync o
         .transaction()
         .execute(async (trx) => {
           await trx.insertInto('t').values({ id }).execute();
-          await trx.insertInto('t').values({ id: id + 1 }).execute();
+          await trx
+            .insertInto('t')
+            .values({ id: id + 1 })
+            .execute();
         })
         .then(() => void [id, id + 1].forEach((x) => covered.has(x) || uncovered.push(x))),
     );
@@ -269,7 +308,11 @@ t.test('a read does not wait for a sync; the write it reads is answered only whe
   finishSync!();
   await created;
   let written = false;
-  const write = db.insertInto('t').values({ id: 7 }).execute().then(() => (written = true));
+  const write = db
+    .insertInto('t')
+    .values({ id: 7 })
+    .execute()
+    .then(() => (written = true));
   await tick();
   t.same(await db.selectFrom('t').select('id').execute(), [{ id: 7 }], 'the read is answered while the sync runs');
   t.notOk(written, 'the write is not');
@@ -291,7 +334,11 @@ t.test('NORMAL, and databases without a WAL, leave syncing to SQLite', async (t)
     await db.insertInto('t').values({ id: 1 }).execute();
     t.equal(opened.sync, undefined, `${path} ${synchronous}: no group commit`);
     t.equal(opened.checkpointer, undefined, `${path} ${synchronous}: SQLite's own checkpoints`);
-    t.same(await sql`pragma synchronous`.execute(db).then((r) => r.rows), [{ synchronous: level }], `${path} ${synchronous}: SQLite's own setting`);
+    t.same(
+      await sql`pragma synchronous`.execute(db).then((r) => r.rows),
+      [{ synchronous: level }],
+      `${path} ${synchronous}: SQLite's own setting`,
+    );
     await db.destroy();
   }
   t.same(syncs, []);
@@ -306,7 +353,11 @@ t.test("Kysely's dialect (NORMAL) takes the write lock at BEGIN: another process
   t.teardown(() => other.close());
   await db.transaction().execute(async (trx) => {
     await trx.selectFrom('t').selectAll().execute();
-    t.throws(() => other.prepare('insert into t (id) values (1)').run(), { code: 'SQLITE_BUSY' }, 'a transaction that has only read already holds the write lock');
+    t.throws(
+      () => other.prepare('insert into t (id) values (1)').run(),
+      { code: 'SQLITE_BUSY' },
+      'a transaction that has only read already holds the write lock',
+    );
   });
   other.prepare('insert into t (id) values (2)').run();
   t.same(await db.selectFrom('t').selectAll().execute(), [{ id: 2 }]);
@@ -319,8 +370,20 @@ t.test('the group-commit driver keeps statements prepared, and a query past the 
   for (let round = 0; round < 2; round++) {
     for (let i = 0; i < 300; i++) answers.push((await sql<{ n: number }>`select ${sql.lit(i)} as n, ${round} as r`.execute(db)).rows[0]);
   }
-  t.same(answers.slice(0, 3), [{ n: 0, r: 0 }, { n: 1, r: 0 }, { n: 2, r: 0 }]);
-  t.same(answers.slice(300, 303), [{ n: 0, r: 1 }, { n: 1, r: 1 }, { n: 2, r: 1 }], '300 distinct statements, then the first again');
+  t.same(answers.slice(0, 3), [
+    { n: 0, r: 0 },
+    { n: 1, r: 0 },
+    { n: 2, r: 0 },
+  ]);
+  t.same(
+    answers.slice(300, 303),
+    [
+      { n: 0, r: 1 },
+      { n: 1, r: 1 },
+      { n: 2, r: 1 },
+    ],
+    '300 distinct statements, then the first again',
+  );
   t.equal(answers.length, 600);
 });
 
@@ -339,7 +402,11 @@ t.test('callers take the connection in the order they asked for it, with either 
         }),
       ),
     );
-    t.same(order, Array.from({ length: 20 }, (_, i) => i), synchronous);
+    t.same(
+      order,
+      Array.from({ length: 20 }, (_, i) => i),
+      synchronous,
+    );
   }
 });
 
@@ -351,7 +418,11 @@ t.test('checkpoints run in a worker thread, not in commits: the WAL is copied in
   t.same((await sql`pragma wal_autocheckpoint`.execute(db)).rows, [{ wal_autocheckpoint: 0 }], 'no commit checkpoints on the event loop');
   await sql`create table t (id integer primary key, body blob)`.execute(db);
   const rows = 400;
-  for (let id = 0; id < rows; id++) await db.insertInto('t').values({ id, body: Buffer.alloc(3000, id % 256) }).execute();
+  for (let id = 0; id < rows; id++)
+    await db
+      .insertInto('t')
+      .values({ id, body: Buffer.alloc(3000, id % 256) })
+      .execute();
   await opened.checkpointer!.idle;
   t.ok(opened.checkpointer!.checkpoints >= 10, `checkpoints made: ${opened.checkpointer!.checkpoints}`);
   // Without checkpoints the WAL would hold a frame for every commit and more; started over, it holds the last few.
@@ -360,7 +431,15 @@ t.test('checkpoints run in a worker thread, not in commits: the WAL is copied in
   other.close();
   t.ok(log < rows / 4, `${log} frames in the WAL after ${rows} commits`);
   t.ok(statSync(path).size > rows * 3000 * 0.9, `database file ${statSync(path).size} bytes: the rows were copied into it`);
-  t.same((await db.selectFrom('t').select((eb) => eb.fn.countAll<number>().as('n')).execute())[0], { n: rows });
+  t.same(
+    (
+      await db
+        .selectFrom('t')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .execute()
+    )[0],
+    { n: rows },
+  );
 });
 
 t.test('a checkpoint worker that dies hands checkpoints back to SQLite, and says so', async (t) => {
@@ -378,6 +457,15 @@ t.test('a checkpoint worker that dies hands checkpoints back to SQLite, and says
   t.match(errors.map(String), [/SQLite checkpoint worker exited/]);
   t.same((await sql`pragma wal_autocheckpoint`.execute(db)).rows, [{ wal_autocheckpoint: 1000 }], "SQLite's own checkpoints are back on");
   for (let id = 10; id < 20; id++) await db.insertInto('t').values({ id }).execute();
-  t.same((await db.selectFrom('t').select((eb) => eb.fn.countAll<number>().as('n')).execute())[0], { n: 20 }, 'writes go on');
+  t.same(
+    (
+      await db
+        .selectFrom('t')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .execute()
+    )[0],
+    { n: 20 },
+    'writes go on',
+  );
   t.equal(errors.length, 1, 'told once');
 });

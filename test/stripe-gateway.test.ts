@@ -50,7 +50,10 @@ t.test('the seed user story through the stripe SDK and a Stripe-compatible serve
     creates.every((r) => r.body['confirm'] === 'true' && r.body['payment_method'] === 'pm_card_visa'),
     'created and confirmed with the saved card',
   );
-  t.notOk(stripe.requests.some((r) => r.path.includes('/attach')), 'the test token was stored without a Stripe call');
+  t.notOk(
+    stripe.requests.some((r) => r.path.includes('/attach')),
+    'the test token was stored without a Stripe call',
+  );
 });
 
 t.test("declines are decided from Stripe's code and decline_code", async (t) => {
@@ -69,7 +72,10 @@ t.test("declines are decided from Stripe's code and decline_code", async (t) => 
     t.match(json(await get(app, `/stripe/transactions/${user_id}`))['transactions'], [{ status: 'failed', failure_code: code }]);
   }
   const sent = stripe.requests.filter((r) => r.path === '/v1/payment_intents').map((r) => r.body['payment_method']);
-  t.ok(sent.includes('pm_card_visa_chargeDeclinedInsufficientFunds'), "the seed's pm_card_insufficient_funds goes to Stripe as its real token");
+  t.ok(
+    sent.includes('pm_card_visa_chargeDeclinedInsufficientFunds'),
+    "the seed's pm_card_insufficient_funds goes to Stripe as its real token",
+  );
   t.notOk(sent.includes('pm_card_insufficient_funds'));
 });
 
@@ -106,7 +112,11 @@ t.test('a real PaymentMethod is attached in Stripe, made the default, and charge
     'invalid_payment_method',
     "Invalid payment method: No such PaymentMethod: 'pm_1DoesNotExist'",
   );
-  t.equal(stripe.customers.get(stripe_customer_id)?.invoice_settings.default_payment_method, paymentMethod, 'a refused card changes nothing');
+  t.equal(
+    stripe.customers.get(stripe_customer_id)?.invoice_settings.default_payment_method,
+    paymentMethod,
+    'a refused card changes nothing',
+  );
 });
 
 t.test('provider failures: retried by the SDK when safe, honest about what is known when not', async (t) => {
@@ -156,7 +166,10 @@ t.test('provider failures: retried by the SDK when safe, honest about what is kn
     const { user_id } = await customerWithCard(app);
     stripe.failNext(1, 429);
     const body = expectProblem(t, await buy(app, user_id, 'package_1'), 424, 'payment_provider_refused');
-    t.match(json(await get(app, `/stripe/purchases/${String(body['transaction_id'])}`)), { status: 'failed', failure_code: 'payment_provider_error' });
+    t.match(json(await get(app, `/stripe/purchases/${String(body['transaction_id'])}`)), {
+      status: 'failed',
+      failure_code: 'payment_provider_error',
+    });
     t.equal(intents(stripe).length, 0);
   });
 
@@ -194,7 +207,12 @@ t.test('provider failures: retried by the SDK when safe, honest about what is kn
     const { user_id } = await customerWithCard(app);
     const { transaction_id } = json(await buy(app, user_id, 'package_1'));
     const refund = () =>
-      app.inject({ method: 'POST', url: `/stripe/purchases/${String(transaction_id)}/refund`, headers: { 'idempotency-key': 'too-much' }, payload: { amount_cents: 5000 } });
+      app.inject({
+        method: 'POST',
+        url: `/stripe/purchases/${String(transaction_id)}/refund`,
+        headers: { 'idempotency-key': 'too-much' },
+        payload: { amount_cents: 5000 },
+      });
     stripe.failNext(1, 500);
     expectProblem(
       t,

@@ -40,9 +40,14 @@ t.test('every succeeding test card buys a pack and credits it', async (t) => {
 
 t.test('every declining test card is refused with its own code, and nothing is credited', async (t) => {
   const app = await buildTestApp(t);
-  const declining = Object.entries(TEST_CARDS).filter(([, b]) => b.outcome === 'decline').map(([token]) => token);
+  const declining = Object.entries(TEST_CARDS)
+    .filter(([, b]) => b.outcome === 'decline')
+    .map(([token]) => token);
   t.same(
-    declines.map(([card]) => card).filter((c) => c !== 'pm_card_insufficient_funds').sort(),
+    declines
+      .map(([card]) => card)
+      .filter((c) => c !== 'pm_card_insufficient_funds')
+      .sort(),
     declining.sort(),
     'every declining Stripe test card is covered here',
   );
@@ -95,5 +100,9 @@ t.test('a new card replaces the saved one', async (t) => {
   t.equal(response.statusCode, 200);
   t.equal(json(response)['new_balance'], 100);
   const history = json(await get(app, `/stripe/transactions/${user_id}`)) as { transactions: Record<string, unknown>[] };
-  t.same(history.transactions.map((tx) => tx['status']), ['completed', 'failed'], 'newest first');
+  t.same(
+    history.transactions.map((tx) => tx['status']),
+    ['completed', 'failed'],
+    'newest first',
+  );
 });

@@ -31,7 +31,11 @@ t.test('a webhook without a valid, fresh signature is refused and changes nothin
     { name: 'no signature', headers: { 'content-type': 'application/json' }, payload },
     { name: 'wrong secret', headers: webhookRequest(event, 'whsec_someone_else').headers, payload },
     { name: 'tampered body', headers, payload: payload.replace('"succeeded"', '"Succeeded"') },
-    { name: 'stale (10 minutes old)', headers: webhookRequest(event, SECRET, { timestamp: Math.floor(Date.now() / 1000) - 600 }).headers, payload },
+    {
+      name: 'stale (10 minutes old)',
+      headers: webhookRequest(event, SECRET, { timestamp: Math.floor(Date.now() / 1000) - 600 }).headers,
+      payload,
+    },
   ];
   for (const attempt of attempts) {
     const response = await app.inject({ method: 'POST', url: '/stripe/webhook', headers: attempt.headers, payload: attempt.payload });
@@ -86,23 +90,23 @@ t.test('events in reverse order end where events in order do', async (t) => {
   stripe.closeDispute(dispute.id, 'won');
 
   const events = [...stripe.events].reverse();
-  t.same(
-    [...new Set(events.map((e) => e.type))].sort(),
-    [
-      'charge.dispute.closed',
-      'charge.dispute.created',
-      'charge.refunded',
-      'charge.succeeded',
-      'payment_intent.requires_action',
-      'payment_intent.succeeded',
-      'refund.created',
-    ],
-  );
+  t.same([...new Set(events.map((e) => e.type))].sort(), [
+    'charge.dispute.closed',
+    'charge.dispute.created',
+    'charge.refunded',
+    'charge.succeeded',
+    'payment_intent.requires_action',
+    'payment_intent.succeeded',
+    'refund.created',
+  ]);
   for (const event of events) t.equal((await deliver(event)).statusCode, 200, event.type);
 
   // 2500 of 5000 cents refunded: half of 700 coins back. The dispute was won: its coins are back.
   t.equal(await balance(app, refunded.user_id), 350);
-  t.match(json(await get(app, `/stripe/purchases/${String(a['transaction_id'])}`)), { status: 'partially_refunded', amount_refunded: 2500 });
+  t.match(json(await get(app, `/stripe/purchases/${String(a['transaction_id'])}`)), {
+    status: 'partially_refunded',
+    amount_refunded: 2500,
+  });
   t.equal(await balance(app, disputed.user_id), 300);
   t.match(json(await get(app, `/stripe/purchases/${String(b['transaction_id'])}`)), { status: 'dispute_won' });
 
@@ -115,13 +119,18 @@ t.test('events in reverse order end where events in order do', async (t) => {
 });
 
 t.test('a refund that arrives before the purchase learnt its PaymentIntent is taken back, not lost', async (t) => {
-  const { app, stripe, sdk, deliver } = await appOnFakeStripe(t, { STRIPE_WEBHOOK_SECRET: SECRET, STRIPE_TIMEOUT_MS: '200', STRIPE_MAX_NETWORK_RETRIES: '0' });
+  const { app, stripe, sdk, deliver } = await appOnFakeStripe(t, {
+    STRIPE_WEBHOOK_SECRET: SECRET,
+    STRIPE_TIMEOUT_MS: '200',
+    STRIPE_MAX_NETWORK_RETRIES: '0',
+  });
   const { user_id } = await customerWithCard(app);
   // Stripe charges, but its answer comes after coinshop gave up waiting: the purchase has no PaymentIntent id.
   stripe.setLatency(600);
   const { transaction_id } = expectProblem(t, await buy(app, user_id, 'package_1'), 502, 'payment_pending');
   // Stripe runs the request when its (delayed) answer is due.
-  for (let waited = 0; stripe.paymentIntents.size === 0 && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+  for (let waited = 0; stripe.paymentIntents.size === 0 && waited < 5000; waited += 50)
+    await new Promise((resolve) => setTimeout(resolve, 50));
   stripe.setLatency(0);
   const [intent] = [...stripe.paymentIntents.values()];
   if (!intent) throw new Error('Stripe made no PaymentIntent');
@@ -133,10 +142,17 @@ t.test('a refund that arrives before the purchase learnt its PaymentIntent is ta
   if (!refunded || !succeeded) throw new Error('missing events');
   t.same(json(await deliver(refunded)), { received: true, outcome: 'processed' });
   t.same(json(await deliver(succeeded)), { received: true, outcome: 'processed' });
-  t.match(json(await get(app, `/stripe/purchases/${String(transaction_id)}`)), { status: 'refunded', payment_intent_id: intent.id, amount_refunded: 1000 });
+  t.match(json(await get(app, `/stripe/purchases/${String(transaction_id)}`)), {
+    status: 'refunded',
+    payment_intent_id: intent.id,
+    amount_refunded: 1000,
+  });
   t.equal(await balance(app, user_id), 0, 'credited, then taken back');
   const journals = await app.store.db.selectFrom('ledger_journals').select('kind').orderBy('id').execute();
-  t.same(journals.map((j) => j.kind), ['purchase', 'refund']);
+  t.same(
+    journals.map((j) => j.kind),
+    ['purchase', 'refund'],
+  );
 });
 
 t.test('3-D Secure through the real SDK: 402 with the client secret, credited once it succeeds', async (t) => {
@@ -184,7 +200,10 @@ t.test('3-D Secure offline: the simulator plays the customer, its signed webhook
   t.match(json(done), { purchase: { transaction_id: problem['transaction_id'], status: 'completed' } });
   t.equal(await balance(app, user_id), 300);
   const events = await app.store.db.selectFrom('webhook_events').select('type').orderBy('received_at').execute();
-  t.ok(events.some((e) => e.type === 'payment_intent.succeeded'), 'credited by the signed webhook');
+  t.ok(
+    events.some((e) => e.type === 'payment_intent.succeeded'),
+    'credited by the signed webhook',
+  );
   const again = await app.inject({
     method: 'POST',
     url: `/simulator/payment-intents/${String(problem['payment_intent_id'])}/authenticate`,
@@ -194,25 +213,33 @@ t.test('3-D Secure offline: the simulator plays the customer, its signed webhook
   t.equal(await balance(app, user_id), 300);
 });
 
-t.test('failed signature checks are counted per client address: past 20 a minute it gets 429 before its body is read, others are unaffected', async (t) => {
-  const { app, stripe, deliver } = await appOnFakeStripe(t);
-  const { user_id } = await customerWithCard(app);
-  await buy(app, user_id, 'package_1');
-  const event = stripe.events.at(-1);
-  if (!event) throw new Error('no event');
-  const forged = { ...webhookRequest(event, 'whsec_someone_else'), remoteAddress: '203.0.113.7' };
-  for (let i = 0; i < 20; i++) {
-    const response = await app.inject({ method: 'POST', url: '/stripe/webhook', ...forged });
-    if (response.statusCode !== 400) t.fail(`attempt ${i + 1}: ${response.statusCode}`);
-  }
-  const refused = await app.inject({ method: 'POST', url: '/stripe/webhook', ...forged });
-  expectProblem(t, refused, 429, 'rate_limited', 'Too many webhook deliveries with a bad signature from this address; retry in 1 minute');
-  t.match(refused.headers['retry-after'], /^(5\d|60)$/, 'Retry-After: the rest of the minute');
-  const genuineFromThere = await app.inject({ method: 'POST', url: '/stripe/webhook', ...webhookRequest(event, SECRET), remoteAddress: '203.0.113.7' });
-  t.equal(genuineFromThere.statusCode, 429, 'the address is refused whatever it sends, until the minute is over');
-  t.equal((await app.store.db.selectFrom('webhook_events').select('event_id').execute()).length, 0, 'nothing recorded');
-  t.same(json(await deliver(event)), { received: true, outcome: 'processed' }, 'Stripe, from its own address, still gets through');
-});
+t.test(
+  'failed signature checks are counted per client address: past 20 a minute it gets 429 before its body is read, others are unaffected',
+  async (t) => {
+    const { app, stripe, deliver } = await appOnFakeStripe(t);
+    const { user_id } = await customerWithCard(app);
+    await buy(app, user_id, 'package_1');
+    const event = stripe.events.at(-1);
+    if (!event) throw new Error('no event');
+    const forged = { ...webhookRequest(event, 'whsec_someone_else'), remoteAddress: '203.0.113.7' };
+    for (let i = 0; i < 20; i++) {
+      const response = await app.inject({ method: 'POST', url: '/stripe/webhook', ...forged });
+      if (response.statusCode !== 400) t.fail(`attempt ${i + 1}: ${response.statusCode}`);
+    }
+    const refused = await app.inject({ method: 'POST', url: '/stripe/webhook', ...forged });
+    expectProblem(t, refused, 429, 'rate_limited', 'Too many webhook deliveries with a bad signature from this address; retry in 1 minute');
+    t.match(refused.headers['retry-after'], /^(5\d|60)$/, 'Retry-After: the rest of the minute');
+    const genuineFromThere = await app.inject({
+      method: 'POST',
+      url: '/stripe/webhook',
+      ...webhookRequest(event, SECRET),
+      remoteAddress: '203.0.113.7',
+    });
+    t.equal(genuineFromThere.statusCode, 429, 'the address is refused whatever it sends, until the minute is over');
+    t.equal((await app.store.db.selectFrom('webhook_events').select('event_id').execute()).length, 0, 'nothing recorded');
+    t.same(json(await deliver(event)), { received: true, outcome: 'processed' }, 'Stripe, from its own address, still gets through');
+  },
+);
 
 t.test('a webhook body over 256 KiB is refused with 413 (Stripe sends a few KiB); one under it reaches the signature check', async (t) => {
   const { app } = await appOnFakeStripe(t);
@@ -234,7 +261,17 @@ t.test('a webhook signed with a timestamp more than 5 minutes in the future is r
   const event = stripe.events.at(-1);
   if (!event) throw new Error('no event');
   const now = Math.floor(Date.now() / 1000);
-  expectProblem(t, await deliver(event, { timestamp: now + 600 }), 400, 'webhook_rejected', 'Webhook signature rejected: Timestamp is more than 300 seconds in the future');
+  expectProblem(
+    t,
+    await deliver(event, { timestamp: now + 600 }),
+    400,
+    'webhook_rejected',
+    'Webhook signature rejected: Timestamp is more than 300 seconds in the future',
+  );
   t.equal((await app.store.db.selectFrom('webhook_events').select('event_id').execute()).length, 0, 'nothing recorded');
-  t.same(json(await deliver(event, { timestamp: now + 60 })), { received: true, outcome: 'processed' }, 'a clock a minute ahead is within the tolerance');
+  t.same(
+    json(await deliver(event, { timestamp: now + 60 })),
+    { received: true, outcome: 'processed' },
+    'a clock a minute ahead is within the tolerance',
+  );
 });

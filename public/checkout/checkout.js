@@ -52,7 +52,9 @@ async function api(method, path, { body, idempotencyKey } = {}) {
   const data = await response.json().catch(() => null);
   if (response.ok) return { ok: true, status: response.status, data };
   const problem =
-    data && typeof data.detail === 'string' ? data : { code: 'unexpected_response', detail: `The shop answered with HTTP ${response.status}.` };
+    data && typeof data.detail === 'string'
+      ? data
+      : { code: 'unexpected_response', detail: `The shop answered with HTTP ${response.status}.` };
   return { ok: false, status: response.status, problem };
 }
 
@@ -366,7 +368,8 @@ async function saveCard(event) {
   }
   state.paymentMethodId = method.id;
   const saved = $('saved-card');
-  saved.textContent = settings.publishable_key === null ? `Card saved: ${$('test-card').selectedOptions[0]?.textContent ?? method.id}.` : 'Card saved.';
+  saved.textContent =
+    settings.publishable_key === null ? `Card saved: ${$('test-card').selectedOptions[0]?.textContent ?? method.id}.` : 'Card saved.';
   saved.hidden = false;
   setBuyingEnabled();
   announce('Card saved. Choose a coin pack.', 'success');
@@ -391,7 +394,10 @@ async function purchase(pack) {
   announce(`Buying ${pack.name}…`);
   const result = await postOnce('/stripe/purchase-currency', { user_id: state.userId, package_id: pack.package_id });
   if (result.ok) {
-    announce(`Payment complete: ${coins(result.data.currency_purchased)} added. Your balance is ${coins(result.data.new_balance)}.`, 'success');
+    announce(
+      `Payment complete: ${coins(result.data.currency_purchased)} added. Your balance is ${coins(result.data.new_balance)}.`,
+      'success',
+    );
   } else if (result.status === 402 && result.problem.code === 'authentication_required') {
     await authenticate(result.problem);
   } else {
@@ -429,7 +435,10 @@ async function payWithCheckout(pack) {
       return;
     }
     try {
-      sessionStorage.setItem(CHECKOUT_TRIP, JSON.stringify({ token: credential, userId: state.userId, transactionId: result.data.transaction_id }));
+      sessionStorage.setItem(
+        CHECKOUT_TRIP,
+        JSON.stringify({ token: credential, userId: state.userId, transactionId: result.data.transaction_id }),
+      );
     } catch {
       // Storage is off: on return the page asks for the shop's link again; the purchase is credited all the same.
     }
@@ -558,7 +567,8 @@ async function start() {
       document.body.dataset.ready = 'true';
       return;
     }
-    $('mode').textContent += " This page needs a client token from the shop's backend (open it as /checkout#token=…): its requests will be refused.";
+    $('mode').textContent +=
+      " This page needs a client token from the shop's backend (open it as /checkout#token=…): its requests will be refused.";
   }
 
   if (state.userId !== null) {

@@ -36,5 +36,8 @@ export const OPERATIONS_DOC = new URL('../../docs/operations.md', import.meta.ur
 
 /** `npm run docs:config` rewrites the table in docs/operations.md; `-- --check` fails when it has drifted. */
 if (import.meta.url === `file://${process.argv[1]}`) {
-  writeOrCheck(OPERATIONS_DOC, withConfigTable(readFileSync(OPERATIONS_DOC, 'utf8')), { source: 'src/config.ts', command: 'npm run docs:config' });
+  writeOrCheck(OPERATIONS_DOC, withConfigTable(readFileSync(OPERATIONS_DOC, 'utf8')), {
+    source: 'src/config.ts',
+    command: 'npm run docs:config',
+  });
 }

@@ -15,5 +15,8 @@ export async function renderOpenapi(): Promise<string> {
 
 /** `npm run openapi` writes openapi.yaml; `-- --check` fails when the committed file has drifted. */
 if (import.meta.url === `file://${process.argv[1]}`) {
-  writeOrCheck(new URL('../../openapi.yaml', import.meta.url), await renderOpenapi(), { source: 'what the app serves', command: 'npm run openapi' });
+  writeOrCheck(new URL('../../openapi.yaml', import.meta.url), await renderOpenapi(), {
+    source: 'what the app serves',
+    command: 'npm run openapi',
+  });
 }

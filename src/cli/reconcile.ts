@@ -13,9 +13,13 @@ async function main() {
   const config = loadConfig();
   const flag = process.argv.indexOf('--older-than-seconds');
   const olderThanSeconds = flag === -1 ? config.RECONCILE_AFTER_SECONDS : Number(process.argv[flag + 1]);
-  if (!Number.isInteger(olderThanSeconds) || olderThanSeconds < 0) throw new ConfigError('--older-than-seconds', 'Invalid argument: --older-than-seconds must be a whole number of seconds');
+  if (!Number.isInteger(olderThanSeconds) || olderThanSeconds < 0)
+    throw new ConfigError('--older-than-seconds', 'Invalid argument: --older-than-seconds must be a whole number of seconds');
   // Logs go to stderr: stdout is the report.
-  const app = await buildApp({ config: { ...config, RECONCILE_INTERVAL_SECONDS: 0 }, logger: { level: 'error', redact: redactPaths, stream: process.stderr } });
+  const app = await buildApp({
+    config: { ...config, RECONCILE_INTERVAL_SECONDS: 0 },
+    logger: { level: 'error', redact: redactPaths, stream: process.stderr },
+  });
   try {
     await app.ready();
     const report = await reconcile(

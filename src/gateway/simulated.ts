@@ -168,7 +168,13 @@ export class SimulatedGateway implements PaymentsGateway, PaymentSimulation {
     intent.amountRefunded += amount;
     const result: RefundResult = { refundId: stripeLikeId('re'), amount, status: 'succeeded', amountRefunded: intent.amountRefunded };
     this.refundsByKey.set(request.idempotencyKey, result);
-    const made: ProviderRefund = { id: result.refundId, amount, status: 'succeeded', payment_intent: intent.id, metadata: request.metadata ?? {} };
+    const made: ProviderRefund = {
+      id: result.refundId,
+      amount,
+      status: 'succeeded',
+      payment_intent: intent.id,
+      metadata: request.metadata ?? {},
+    };
     this.refundsOf.set(intent.id, [...(this.refundsOf.get(intent.id) ?? []), made]);
     await this.emit('charge.refunded', chargeObject(intent));
     return result;
@@ -183,7 +189,14 @@ export class SimulatedGateway implements PaymentsGateway, PaymentSimulation {
     }
     const id = stripeLikeId('cs');
     // The simulated hosted page is served by coinshop itself (routes/checkout): a path, resolved against its origin.
-    const session: CheckoutSession = { id, url: `/checkout/pay/${id}`, status: 'open', paymentStatus: 'unpaid', paymentIntentId: null, expiresAt: request.expiresAt };
+    const session: CheckoutSession = {
+      id,
+      url: `/checkout/pay/${id}`,
+      status: 'open',
+      paymentStatus: 'unpaid',
+      paymentIntentId: null,
+      expiresAt: request.expiresAt,
+    };
     this.sessions.set(id, { session, request });
     this.sessionsByKey.set(request.idempotencyKey, id);
     return { ...session };

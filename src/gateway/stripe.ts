@@ -202,11 +202,7 @@ export class StripeGateway implements PaymentsGateway {
           declineCode: err.decline_code,
         };
       }
-      if (
-        err instanceof Stripe.errors.StripeInvalidRequestError &&
-        err.code === 'resource_missing' &&
-        err.param === 'payment_method'
-      ) {
+      if (err instanceof Stripe.errors.StripeInvalidRequestError && err.code === 'resource_missing' && err.param === 'payment_method') {
         throw new PaymentMethodRejected(err.message);
       }
       throw providerFailure('payment', err, attempts.retried());

@@ -3,9 +3,7 @@
  * The simulated gateway answers from this table; the seed's own alias is translated for real Stripe.
  */
 export type TestCardBehaviour =
-  | { outcome: 'succeed' }
-  | { outcome: 'decline'; code: string; declineCode: string }
-  | { outcome: 'authenticate' };
+  { outcome: 'succeed' } | { outcome: 'decline'; code: string; declineCode: string } | { outcome: 'authenticate' };
 
 const succeed: TestCardBehaviour = { outcome: 'succeed' };
 const decline = (code: string, declineCode: string): TestCardBehaviour => ({ outcome: 'decline', code, declineCode });

@@ -76,7 +76,10 @@ const userIdIn = (value: unknown): string | undefined =>
  */
 export default fp(
   async function identity(app: FastifyInstance, { config }: { config: Config }) {
-    const keys = (config.API_KEYS ?? '').split(',').filter((k) => k.length > 0).map((key) => ({ hash: digest(key), callerId: callerIdOf(key) }));
+    const keys = (config.API_KEYS ?? '')
+      .split(',')
+      .filter((k) => k.length > 0)
+      .map((key) => ({ hash: digest(key), callerId: callerIdOf(key) }));
     app.decorate('authRequired', keys.length > 0);
 
     let secrets = (config.CLIENT_TOKEN_SECRETS ?? '').split(',').filter((s) => s.length > 0);
@@ -177,12 +180,17 @@ export const requireApiKey = fp(
         // Open development server (no API_KEYS): any request but one with a bad client token goes through.
         if (!app.authRequired && !(principal.kind === 'invalid' && principal.token)) return;
         reply.header('www-authenticate', 'Bearer realm="coinshop"');
-        throw new ProblemError('unauthorized', principal.kind === 'none' ? 'Missing API key: send Authorization: Bearer <key>' : principal.detail);
+        throw new ProblemError(
+          'unauthorized',
+          principal.kind === 'none' ? 'Missing API key: send Authorization: Bearer <key>' : principal.detail,
+        );
       }
       const access = route.config.clientToken;
       const operationId = route.schema?.operationId;
       if (access === 'spend' && !app.config.CLIENT_TOKENS_MAY_SPEND) {
-        throw forbidden('Client tokens may not spend coins on this server (CLIENT_TOKENS_MAY_SPEND is off): spend through your backend with its API key');
+        throw forbidden(
+          'Client tokens may not spend coins on this server (CLIENT_TOKENS_MAY_SPEND is off): spend through your backend with its API key',
+        );
       }
       if (access === undefined || operationId === undefined || !principal.scope.has(operationId)) {
         throw forbidden('A client token cannot call this operation: it needs an API key');

@@ -33,19 +33,29 @@ function toProblem(error: FastifyError | ProblemError | GatewayError): ProblemEr
     const unions = new Set(error.validation.filter((v) => v.keyword === 'anyOf').map((v) => v.instancePath));
     const allowed = new Map<string, unknown[]>();
     for (const v of error.validation) {
-      if (v.keyword === 'const' && unions.has(v.instancePath)) allowed.set(v.instancePath, [...(allowed.get(v.instancePath) ?? []), v.params['allowedValue']]);
+      if (v.keyword === 'const' && unions.has(v.instancePath))
+        allowed.set(v.instancePath, [...(allowed.get(v.instancePath) ?? []), v.params['allowedValue']]);
     }
     const errors = error.validation.flatMap((v) => {
       const values = allowed.get(v.instancePath);
       if (values !== undefined && (v.keyword === 'const' || v.keyword === 'anyOf')) {
         if (v.keyword === 'const') return [];
-        return [{ field: `${error.validationContext ?? 'body'}${v.instancePath}`, message: `must be one of ${values.map((value) => JSON.stringify(value)).join(', ')}` }];
+        return [
+          {
+            field: `${error.validationContext ?? 'body'}${v.instancePath}`,
+            message: `must be one of ${values.map((value) => JSON.stringify(value)).join(', ')}`,
+          },
+        ];
       }
       const missing = v.keyword === 'required' ? `/${String(v.params['missingProperty'])}` : '';
       const extra = v.keyword === 'additionalProperties' ? `/${String(v.params['additionalProperty'])}` : '';
       const field = `${error.validationContext ?? 'body'}${v.instancePath}${missing}${extra}`;
       const message =
-        v.keyword === 'additionalProperties' ? 'is not a known field' : v.keyword === 'required' ? 'is required' : (v.message ?? 'is invalid');
+        v.keyword === 'additionalProperties'
+          ? 'is not a known field'
+          : v.keyword === 'required'
+            ? 'is required'
+            : (v.message ?? 'is invalid');
       return [{ field, message }];
     });
     const detail = `Invalid input: ${errors.map((e) => `${e.field} ${e.message}`).join('; ')}`;

@@ -65,9 +65,13 @@ export default fp(
       const header = request.headers['idempotency-key'];
       if (header === undefined) return;
       if (typeof header !== 'string' || !KEY.test(header)) {
-        throw new ProblemError('validation_error', 'Invalid input: the Idempotency-Key header must be 1 to 255 printable ASCII characters', {
-          errors: [{ field: 'headers/idempotency-key', message: 'must be 1 to 255 printable ASCII characters' }],
-        });
+        throw new ProblemError(
+          'validation_error',
+          'Invalid input: the Idempotency-Key header must be 1 to 255 printable ASCII characters',
+          {
+            errors: [{ field: 'headers/idempotency-key', message: 'must be 1 to 255 printable ASCII characters' }],
+          },
+        );
       }
       const hash = createHash('sha256')
         .update(`${request.method} ${request.url}\n${canonical(request.body)}`)

@@ -39,14 +39,23 @@ export default fp(
     });
     app.decorate('metrics', {
       registry,
-      purchases: new Counter({ name: 'coinshop_purchases_total', help: 'Purchase attempts by outcome', labelNames: ['outcome'], registers: [registry] }),
+      purchases: new Counter({
+        name: 'coinshop_purchases_total',
+        help: 'Purchase attempts by outcome',
+        labelNames: ['outcome'],
+        registers: [registry],
+      }),
       webhookEvents: new Counter({
         name: 'coinshop_webhook_events_total',
         help: 'Stripe webhook events by type and outcome (processed, duplicate, ignored)',
         labelNames: ['type', 'outcome'],
         registers: [registry],
       }),
-      idempotentReplays: new Counter({ name: 'coinshop_idempotent_replays_total', help: 'Responses replayed for a repeated Idempotency-Key', registers: [registry] }),
+      idempotentReplays: new Counter({
+        name: 'coinshop_idempotent_replays_total',
+        help: 'Responses replayed for a repeated Idempotency-Key',
+        registers: [registry],
+      }),
       rateLimitShared: new Gauge({
         name: 'coinshop_rate_limit_shared',
         help: '1 while rate limits are counted in Redis (shared by every replica); 0 while each process counts on its own',
@@ -79,8 +88,20 @@ export default fp(
           operationId: 'getMetrics',
           tags: ['Operations'],
           summary: 'Prometheus metrics',
-          description: 'Request latency by route, purchases by outcome, webhook events by type, idempotent replays, ledger mismatches found, and process metrics, in the Prometheus text format.',
-          response: { 200: { description: 'Prometheus text exposition format.', content: { 'text/plain': { schema: { type: 'string' }, example: '# TYPE coinshop_purchases_total counter\ncoinshop_purchases_total{outcome="succeeded"} 3\n' } } }, ...callerErrors },
+          description:
+            'Request latency by route, purchases by outcome, webhook events by type, idempotent replays, ledger mismatches found, and process metrics, in the Prometheus text format.',
+          response: {
+            200: {
+              description: 'Prometheus text exposition format.',
+              content: {
+                'text/plain': {
+                  schema: { type: 'string' },
+                  example: '# TYPE coinshop_purchases_total counter\ncoinshop_purchases_total{outcome="succeeded"} 3\n',
+                },
+              },
+            },
+            ...callerErrors,
+          },
         },
       },
       async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()),

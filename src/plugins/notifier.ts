@@ -20,7 +20,12 @@ const POLL_MS = 1_000;
  */
 export default fp(
   async function notifier(app: FastifyInstance) {
-    const { GAME_WEBHOOK_URL: url, GAME_WEBHOOK_SECRET: secret, GAME_WEBHOOK_EVENTS: events, GAME_WEBHOOK_TIMEOUT_MS: timeoutMs } = app.config;
+    const {
+      GAME_WEBHOOK_URL: url,
+      GAME_WEBHOOK_SECRET: secret,
+      GAME_WEBHOOK_EVENTS: events,
+      GAME_WEBHOOK_TIMEOUT_MS: timeoutMs,
+    } = app.config;
     const types = events?.split(',');
     const deliveries = new Counter({
       name: 'coinshop_notification_deliveries_total',

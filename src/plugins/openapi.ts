@@ -17,7 +17,8 @@ export const apiTags = [
   { name: 'Webhooks', description: 'Stripe events: how payments finished elsewhere reach coinshop.' },
   {
     name: 'Notifications',
-    description: 'Signed notifications of every money event, sent to the game server (GAME_WEBHOOK_URL) until it acknowledges them; and the feed of them.',
+    description:
+      'Signed notifications of every money event, sent to the game server (GAME_WEBHOOK_URL) until it acknowledges them; and the feed of them.',
   },
   { name: 'Simulator', description: 'Development only (no STRIPE_SECRET_KEY): play the parts of the customer and the bank.' },
   { name: 'Operations', description: 'Health, readiness and metrics.' },
@@ -78,7 +79,10 @@ function requestErrorsOnEveryOperation(document: Json): Json {
             ? 'Query text that is not valid Unicode or holds a NUL character: nothing was read or changed.'
             : 'A path parameter that is too long, holds a NUL character, or is not valid percent-encoding (or such query text): nothing was read or changed.',
           name === undefined
-            ? { validation_error: 'Invalid input: querystring/x must be valid Unicode text without NUL characters (no unpaired surrogates, no U+0000)' }
+            ? {
+                validation_error:
+                  'Invalid input: querystring/x must be valid Unicode text without NUL characters (no unpaired surrogates, no U+0000)',
+              }
             : {
                 validation_error: `Invalid input: params/${name} must be valid Unicode text without NUL characters (no unpaired surrogates, no U+0000)`,
                 bad_request: `Malformed request: '${path.replace(/\{[^}]+\}/, '%E0%A4%A')}' is not a valid url component`,
@@ -86,8 +90,12 @@ function requestErrorsOnEveryOperation(document: Json): Json {
         );
       }
       if (operation['requestBody'] !== undefined) {
-        responses['413'] ??= problem('The body is larger than the API takes: nothing was read further.', { payload_too_large: 'Request body is too large' });
-        responses['415'] ??= problem('The body is not `application/json`: nothing was read or changed.', { unsupported_media_type: 'Unsupported Media Type' });
+        responses['413'] ??= problem('The body is larger than the API takes: nothing was read further.', {
+          payload_too_large: 'Request body is too large',
+        });
+        responses['415'] ??= problem('The body is not `application/json`: nothing was read or changed.', {
+          unsupported_media_type: 'Unsupported Media Type',
+        });
       }
       responses['408'] ??= problem('The request was not sent within `REQUEST_TIMEOUT_MS`: the connection is closed.', {
         request_timeout: 'The request was not sent in time (REQUEST_TIMEOUT_MS)',
@@ -102,21 +110,54 @@ function requestErrorsOnEveryOperation(document: Json): Json {
 }
 
 /** How an answer's ids feed the next operations (OpenAPI `links`), by operationId and status. */
-const operationLinks: Record<string, Record<string, Record<string, { operationId: string; parameter: string; from: string; description: string }>>> = {
+const operationLinks: Record<
+  string,
+  Record<string, Record<string, { operationId: string; parameter: string; from: string; description: string }>>
+> = {
   createCustomer: {
     '200': {
-      getCustomer: { operationId: 'getCustomer', parameter: 'user_id', from: 'user_id', description: "The new customer's balance and details." },
-      listTransactions: { operationId: 'listTransactions', parameter: 'user_id', from: 'user_id', description: "The new customer's purchase history." },
-      listLedgerEntries: { operationId: 'listLedgerEntries', parameter: 'user_id', from: 'user_id', description: "The new customer's coin ledger." },
+      getCustomer: {
+        operationId: 'getCustomer',
+        parameter: 'user_id',
+        from: 'user_id',
+        description: "The new customer's balance and details.",
+      },
+      listTransactions: {
+        operationId: 'listTransactions',
+        parameter: 'user_id',
+        from: 'user_id',
+        description: "The new customer's purchase history.",
+      },
+      listLedgerEntries: {
+        operationId: 'listLedgerEntries',
+        parameter: 'user_id',
+        from: 'user_id',
+        description: "The new customer's coin ledger.",
+      },
     },
   },
   purchaseCurrency: {
     '200': {
-      getPurchase: { operationId: 'getPurchase', parameter: 'transaction_id', from: 'transaction_id', description: 'This purchase, as it stands now.' },
-      refundPurchase: { operationId: 'refundPurchase', parameter: 'transaction_id', from: 'transaction_id', description: 'Refund this purchase.' },
+      getPurchase: {
+        operationId: 'getPurchase',
+        parameter: 'transaction_id',
+        from: 'transaction_id',
+        description: 'This purchase, as it stands now.',
+      },
+      refundPurchase: {
+        operationId: 'refundPurchase',
+        parameter: 'transaction_id',
+        from: 'transaction_id',
+        description: 'Refund this purchase.',
+      },
     },
     '402': {
-      getPurchase: { operationId: 'getPurchase', parameter: 'transaction_id', from: 'transaction_id', description: 'This purchase once the customer has authenticated.' },
+      getPurchase: {
+        operationId: 'getPurchase',
+        parameter: 'transaction_id',
+        from: 'transaction_id',
+        description: 'This purchase once the customer has authenticated.',
+      },
     },
   },
 };
@@ -133,7 +174,11 @@ function linksBetweenOperations(document: Json): Json {
         response['links'] = Object.fromEntries(
           Object.entries(links).map(([name, link]) => [
             name,
-            { operationId: link.operationId, parameters: { [link.parameter]: `$response.body#/${link.from}` }, description: link.description },
+            {
+              operationId: link.operationId,
+              parameters: { [link.parameter]: `$response.body#/${link.from}` },
+              description: link.description,
+            },
           ]),
         );
       }

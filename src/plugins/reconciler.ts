@@ -10,7 +10,10 @@ export default fp(
     let running: Promise<unknown> | undefined;
     const timer = setInterval(() => {
       if (running) return;
-      running = reconcile({ store: app.store, payments: app.payments, log: app.log, metrics: app.metrics }, { olderThanMs: after * 1000, keyTtlHours: ttl })
+      running = reconcile(
+        { store: app.store, payments: app.payments, log: app.log, metrics: app.metrics },
+        { olderThanMs: after * 1000, keyTtlHours: ttl },
+      )
         .then((report) => app.log.info({ report }, 'reconciliation finished'))
         .catch((err: unknown) => app.log.error({ err }, 'reconciliation failed'))
         .finally(() => (running = undefined));

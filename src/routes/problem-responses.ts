@@ -96,5 +96,7 @@ export const callerErrors = {
   429: problemResponse('Too many requests from this API key (or IP); see `Retry-After`.', {
     rate_limited: 'Too many requests: at most 1200 a minute; retry in 1 minute',
   }),
-  503: serviceUnavailable('The service is overloaded or its database cannot be reached; nothing was changed. Retry after `Retry-After` seconds.'),
+  503: serviceUnavailable(
+    'The service is overloaded or its database cannot be reached; nothing was changed. Retry after `Retry-After` seconds.',
+  ),
 };

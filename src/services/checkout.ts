@@ -67,10 +67,17 @@ export async function beginCheckout(
   key: KeyRequest | undefined,
 ): Promise<BegunCheckout> {
   if (!key) return { kind: 'begun', idempotency: undefined, transactionId: randomUUID(), recorded: undefined };
-  const reservation = await reserveKey(deps.store, key, (tx, transactionId) => recordPendingCheckout(tx, deps.catalog, input, transactionId));
+  const reservation = await reserveKey(deps.store, key, (tx, transactionId) =>
+    recordPendingCheckout(tx, deps.catalog, input, transactionId),
+  );
   if (reservation.kind === 'replay') return reservation;
   const { context, recorded } = reservation;
-  return { kind: 'begun', idempotency: context, transactionId: context.resourceId, recorded: recorded instanceof ProblemError ? undefined : recorded };
+  return {
+    kind: 'begun',
+    idempotency: context,
+    transactionId: context.resourceId,
+    recorded: recorded instanceof ProblemError ? undefined : recorded,
+  };
 }
 
 /** Records the Checkout purchase as pending, before Stripe is called (no saved card is needed); or says why it cannot be made. */
@@ -110,7 +117,13 @@ async function recordPendingCheckout(
 export async function createCheckout(
   deps: CheckoutDeps,
   input: CreateCheckoutSessionRequest,
-  context: { requestId: string; idempotency: IdempotencyContext | undefined; transactionId: string; recorded: Recorded | undefined; origin: string },
+  context: {
+    requestId: string;
+    idempotency: IdempotencyContext | undefined;
+    transactionId: string;
+    recorded: Recorded | undefined;
+    origin: string;
+  },
 ): Promise<CheckoutSessionCreated> {
   let purchase = context.recorded?.purchase;
   let customer = context.recorded?.customer;
@@ -147,7 +160,11 @@ export async function createCheckout(
         throw err;
       }
       deps.log.error({ err, transactionId: id }, 'checkout session refused by the provider');
-      outcome = { problem: new ProblemError('payment_provider_refused', `The payment provider refused the Checkout Session: ${err.message}`, { transaction_id: id }) };
+      outcome = {
+        problem: new ProblemError('payment_provider_refused', `The payment provider refused the Checkout Session: ${err.message}`, {
+          transaction_id: id,
+        }),
+      };
     }
   }
 

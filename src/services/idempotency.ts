@@ -54,7 +54,10 @@ export async function reserveKey<T>(
   );
   switch (reservation.kind) {
     case 'mismatch':
-      throw new ProblemError('idempotency_key_reused', 'This Idempotency-Key was used with a different request; use a new key for a new request');
+      throw new ProblemError(
+        'idempotency_key_reused',
+        'This Idempotency-Key was used with a different request; use a new key for a new request',
+      );
     case 'in_use':
       throw new ProblemError('idempotency_key_in_use', 'A request with this Idempotency-Key is still being processed; retry later');
     case 'replay':
@@ -62,7 +65,13 @@ export async function reserveKey<T>(
     case 'reserved':
       return {
         kind: 'reserved',
-        context: { scope: request.scope, key: request.key, resourceId: reservation.resourceId, resumed: reservation.resumed, completed: false },
+        context: {
+          scope: request.scope,
+          key: request.key,
+          resourceId: reservation.resourceId,
+          resumed: reservation.resumed,
+          completed: false,
+        },
         recorded,
       };
   }

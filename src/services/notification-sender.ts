@@ -139,7 +139,13 @@ export class NotificationSender {
       const attempt = attempts[i] ?? { ok: false, error: 'not sent' };
       if (attempt.ok) return { id: row.id, status: 'delivered' as const, at: new Date(now).toISOString() };
       const next = nextAttemptAt(Date.parse(row.retry_from), now, Math.random());
-      return { id: row.id, status: next === undefined ? ('failed' as const) : ('pending' as const), error: attempt.error, nextAttemptAt: new Date(next ?? now).toISOString(), attempts: row.attempts };
+      return {
+        id: row.id,
+        status: next === undefined ? ('failed' as const) : ('pending' as const),
+        error: attempt.error,
+        nextAttemptAt: new Date(next ?? now).toISOString(),
+        attempts: row.attempts,
+      };
     });
     try {
       await this.#store.settleNotifications(lease, outcomes);

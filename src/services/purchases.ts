@@ -56,10 +56,17 @@ export async function beginPurchase(
   key: KeyRequest | undefined,
 ): Promise<BegunPurchase> {
   if (!key) return { kind: 'begun', idempotency: undefined, transactionId: randomUUID(), recorded: undefined };
-  const reservation = await reserveKey(deps.store, key, (tx, transactionId) => recordPendingPurchase(tx, deps.catalog, input, transactionId));
+  const reservation = await reserveKey(deps.store, key, (tx, transactionId) =>
+    recordPendingPurchase(tx, deps.catalog, input, transactionId),
+  );
   if (reservation.kind === 'replay') return reservation;
   const { context, recorded } = reservation;
-  return { kind: 'begun', idempotency: context, transactionId: context.resourceId, recorded: recorded instanceof ProblemError ? undefined : recorded };
+  return {
+    kind: 'begun',
+    idempotency: context,
+    transactionId: context.resourceId,
+    recorded: recorded instanceof ProblemError ? undefined : recorded,
+  };
 }
 
 /**
@@ -114,7 +121,8 @@ export async function recordPendingPurchase(
 ): Promise<PendingPurchase | ProblemError> {
   const pack = catalog.get(input.package_id);
   // An unknown customer is told first, whatever the package.
-  if (!pack) return (await store.findCustomer(input.user_id)) ? new ProblemError('invalid_package', 'Invalid package ID') : customerNotFound();
+  if (!pack)
+    return (await store.findCustomer(input.user_id)) ? new ProblemError('invalid_package', 'Invalid package ID') : customerNotFound();
   // The customer and their pending purchase, in one statement on PostgreSQL.
   const { customer, purchase } = await store.recordPendingPurchase(input.user_id, {
     transaction_id: transactionId,
@@ -144,7 +152,8 @@ export async function refreshPurchase(
   options: { reissueAfterMs: number },
 ): Promise<{ purchase: PurchaseRow; clientSecret: string | undefined }> {
   // A purchase paid on Stripe Checkout is decided by its session.
-  if (isCheckoutPurchase(purchase)) return { purchase: await refreshCheckout(deps, purchase, { staleAfterMs: options.reissueAfterMs }), clientSecret: undefined };
+  if (isCheckoutPurchase(purchase))
+    return { purchase: await refreshCheckout(deps, purchase, { staleAfterMs: options.reissueAfterMs }), clientSecret: undefined };
   const unfinished = UNFINISHED.includes(purchase.status);
   if (!unfinished && !mayStillSucceed(purchase)) return { purchase, clientSecret: undefined };
   if (unfinished && !purchase.payment_intent_id && ageOf(purchase) < options.reissueAfterMs) return { purchase, clientSecret: undefined };
@@ -190,7 +199,8 @@ async function askStripe(
 ): Promise<Asked> {
   try {
     if (purchase.payment_intent_id) return await deps.payments.retrievePayment(purchase.payment_intent_id);
-    if (ageOf(purchase) >= REISSUE_WINDOW_MS) return (await deps.payments.findPaymentByTransaction(purchase.transaction_id)) ?? { status: 'absent' };
+    if (ageOf(purchase) >= REISSUE_WINDOW_MS)
+      return (await deps.payments.findPaymentByTransaction(purchase.transaction_id)) ?? { status: 'absent' };
     const customer = recorded ?? (await deps.store.findCustomer(purchase.user_id));
     if (!customer) throw new Error(`purchase ${purchase.transaction_id} has no customer`);
     // Exactly the first request's parameters, so Stripe's idempotency replays rather than refuses.

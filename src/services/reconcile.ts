@@ -37,7 +37,7 @@ export async function reconcile(
   const cutoff = new Date(Date.now() - options.olderThanMs).toISOString();
   const failedSince = new Date(Date.now() - REVIVAL_WINDOW_MS).toISOString();
   const report: ReconcileReport = { checked: 0, outcomes: {}, refunds: {}, mismatches: [], unbalancedJournals: [], sweptKeys: 0 };
-  for (let afterId = 0; ; ) {
+  for (let afterId = 0; ;) {
     const batch = await deps.store.listToReconcile(cutoff, failedSince, afterId, 100);
     if (batch.length === 0) break;
     for (const stale of batch) {
@@ -49,14 +49,17 @@ export async function reconcile(
   }
   // Stripe keeps an idempotency key's answer for 24 hours: past that, asking again could refund twice.
   const keyKeptSince = new Date(Date.now() - STRIPE_KEY_KEPT_MS).toISOString();
-  for (let afterId = 0; ; ) {
+  for (let afterId = 0; ;) {
     const batch = await deps.store.listUnfinishedRefunds(cutoff, afterId, 100);
     if (batch.length === 0) break;
     for (const attempt of batch) {
       afterId = attempt.id;
       let status: RefundStatus = attempt.status;
       if (attempt.created_at < keyKeptSince) {
-        deps.log.error({ transactionId: attempt.transaction_id, refundKey: attempt.refund_key }, 'refund unfinished for over 23 hours: check it in Stripe');
+        deps.log.error(
+          { transactionId: attempt.transaction_id, refundKey: attempt.refund_key },
+          'refund unfinished for over 23 hours: check it in Stripe',
+        );
       } else status = await finishRefund(deps, attempt);
       report.refunds[status] = (report.refunds[status] ?? 0) + 1;
     }

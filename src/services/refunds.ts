@@ -12,7 +12,13 @@ import { settleRefund } from './settlement.js';
 const stripeKey = (refundKey: string) => `refund-${refundKey}`;
 
 /** Asks Stripe for the refund recorded under `refundKey` (a retry replays the refund Stripe made for it). */
-function askStripe(payments: PaymentsGateway, purchase: PurchaseRow, paymentIntentId: string, refundKey: string, amountCents: number | undefined) {
+function askStripe(
+  payments: PaymentsGateway,
+  purchase: PurchaseRow,
+  paymentIntentId: string,
+  refundKey: string,
+  amountCents: number | undefined,
+) {
   return payments.refund({
     paymentIntentId,
     amountCents,

@@ -161,15 +161,22 @@ async function apply(
     case 'checkout.session.expired': {
       const session = parse(CheckoutSession, event.object);
       const transactionId = session && (session.metadata?.['transaction_id'] ?? session.client_reference_id);
-      const purchase = session && ((transactionId ? await tx.findPurchase(transactionId) : undefined) ?? (await tx.findPurchaseByCheckoutSession(session.id)));
+      const purchase =
+        session &&
+        ((transactionId ? await tx.findPurchase(transactionId) : undefined) ?? (await tx.findPurchaseByCheckoutSession(session.id)));
       if (!session || !purchase || !isCheckoutPurchase(purchase)) return false;
       const id = purchase.transaction_id;
       await tx.learnCheckoutSession(id, session.id);
       if (event.type === 'checkout.session.expired') await settleFailed(tx, id, 'checkout_expired', undefined);
       else if (!session.payment_intent) return false;
-      else if (event.type === 'checkout.session.async_payment_failed') await settleFailed(tx, id, 'async_payment_failed', session.payment_intent);
+      else if (event.type === 'checkout.session.async_payment_failed')
+        await settleFailed(tx, id, 'async_payment_failed', session.payment_intent);
       // Paid now (a card) or later (a delayed method: async_payment_succeeded); unpaid, it waits for that.
-      else if (session.payment_status === 'paid' || session.payment_status === 'no_payment_required' || event.type === 'checkout.session.async_payment_succeeded') {
+      else if (
+        session.payment_status === 'paid' ||
+        session.payment_status === 'no_payment_required' ||
+        event.type === 'checkout.session.async_payment_succeeded'
+      ) {
         await settleSucceeded(tx, id, session.payment_intent);
       } else await tx.learnPaymentIntent(id, session.payment_intent);
       return true;
@@ -180,7 +187,8 @@ async function apply(
       // (the purchase call timed out); settling it credits the payment first, then takes the refund back.
       const purchase = charge && (await purchaseFor(tx, charge.payment_intent, charge.metadata));
       if (!charge || !purchase) return false;
-      for (const refund of charge.refunds?.data ?? read.refunds ?? []) await settleRefundObject(tx, purchase, charge.payment_intent, refund);
+      for (const refund of charge.refunds?.data ?? read.refunds ?? [])
+        await settleRefundObject(tx, purchase, charge.payment_intent, refund);
       await settleRefunded(tx, purchase.transaction_id, charge.payment_intent, charge.amount_refunded);
       return true;
     }

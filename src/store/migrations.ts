@@ -161,7 +161,10 @@ const migrations = (engine: Engine): Record<string, Migration> => {
       async up(db: Kysely<unknown>) {
         // Each player's notifications are numbered 1, 2, 3… (user_seq) from this counter, taken in the
         // transaction that writes the notification (the player's row is locked until it commits).
-        await db.schema.alterTable('customers').addColumn('notification_seq', 'bigint', (c) => c.notNull().defaultTo(0)).execute();
+        await db.schema
+          .alterTable('customers')
+          .addColumn('notification_seq', 'bigint', (c) => c.notNull().defaultTo(0))
+          .execute();
         await db.schema
           .createTable('notifications')
           .addColumn('seq', rowIdType, rowId)

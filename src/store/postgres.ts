@@ -1,4 +1,12 @@
-import { Kysely, PostgresDialect, sql, type PostgresCursor, type PostgresPool, type PostgresPoolClient, type PostgresQueryResult } from 'kysely';
+import {
+  Kysely,
+  PostgresDialect,
+  sql,
+  type PostgresCursor,
+  type PostgresPool,
+  type PostgresPoolClient,
+  type PostgresQueryResult,
+} from 'kysely';
 import type { Socket } from 'node:net';
 import pg from 'pg';
 import { isWriteBehind, preparedStatementName } from './prepared.js';
@@ -127,7 +135,10 @@ class PreparingClient implements PostgresPoolClient {
 
   query<R>(sql: string, parameters: ReadonlyArray<unknown>): Promise<PostgresQueryResult<R>>;
   query<R>(cursor: PostgresCursor<R>): PostgresCursor<R>;
-  query<R>(statement: string | PostgresCursor<R>, parameters: ReadonlyArray<unknown> = []): Promise<PostgresQueryResult<R>> | PostgresCursor<R> {
+  query<R>(
+    statement: string | PostgresCursor<R>,
+    parameters: ReadonlyArray<unknown> = [],
+  ): Promise<PostgresQueryResult<R>> | PostgresCursor<R> {
     // Cursors (Kysely's streaming) are not configured; one would go through unchanged.
     if (typeof statement !== 'string') return this.client.query(statement as PostgresCursor<R> & pg.Submittable);
     const config = this.#config(statement, parameters);
@@ -237,7 +248,8 @@ class PreparingClient implements PostgresPoolClient {
 /** SQLSTATE classes and socket errors that mean "the database cannot be reached right now". */
 const UNAVAILABLE_SQLSTATE = /^(08|57P0[1-3]|53300)/;
 const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'EAI_AGAIN']);
-const UNAVAILABLE_MESSAGE = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection refused/i;
+const UNAVAILABLE_MESSAGE =
+  /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection refused/i;
 
 /**
  * Whether an error means the database is unreachable (down, restarting, out of connections) rather
@@ -270,7 +282,12 @@ export function replicasThatFit(server: { maxConnections: number; superuserReser
 
 /** Reads the server's connection limits (see replicasThatFit). */
 export async function connectionBudget(db: Kysely<Database>, poolSize: number): Promise<ConnectionBudget> {
-  const { rows } = await sql<{ max_connections: string; reserved: string }>`select current_setting('max_connections') as max_connections, current_setting('superuser_reserved_connections') as reserved`.execute(db);
+  const { rows } = await sql<{
+    max_connections: string;
+    reserved: string;
+  }>`select current_setting('max_connections') as max_connections, current_setting('superuser_reserved_connections') as reserved`.execute(
+    db,
+  );
   const server = { maxConnections: Number(rows[0]?.max_connections), superuserReserved: Number(rows[0]?.reserved) };
   return { ...server, replicas: replicasThatFit(server, poolSize) };
 }

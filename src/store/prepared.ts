@@ -44,7 +44,13 @@ export interface StatementOptions {
  * state transition in one statement (CTEs with RETURNING), which Kysely's builder cannot express.
  * Named as a prepared statement like runPrepared's.
  */
-export function runStatement<R>(db: Kysely<Database>, engine: Engine, sql: string, parameters: unknown[], options: StatementOptions = {}): Promise<QueryResult<R>> {
+export function runStatement<R>(
+  db: Kysely<Database>,
+  engine: Engine,
+  sql: string,
+  parameters: unknown[],
+  options: StatementOptions = {},
+): Promise<QueryResult<R>> {
   nameStatement(engine, sql);
   if (options.writeBehind === true) writeBehind.add(sql);
   return db.executeQuery<R>(CompiledQuery.raw(sql, parameters));
@@ -102,7 +108,8 @@ function makeTemplate<A extends Record<string, unknown>, R>(
     typeof p === 'string' && p.startsWith(MARK) ? { arg: p.slice(MARK.length) } : { value: p },
   );
   // Arithmetic on a marker (say `-amount`) makes NaN, a value no real call means: compute it outside `build`.
-  if (slots.some((slot) => 'value' in slot && Number.isNaN(slot.value))) throw new Error(`prepared query ${key}: an argument was computed on`);
+  if (slots.some((slot) => 'value' in slot && Number.isNaN(slot.value)))
+    throw new Error(`prepared query ${key}: an argument was computed on`);
   const unused = names.filter((name) => !slots.some((slot) => 'arg' in slot && slot.arg === name));
   if (unused.length > 0) throw new Error(`prepared query ${key}: arguments ${unused.join(', ')} are not parameters`);
   return { compiled, slots };

@@ -12,15 +12,7 @@ import type { Generated, Insertable, Selectable } from 'kysely';
  * player paid and was not repaid: its coins are returned.
  */
 export type PurchaseStatus =
-  | 'pending'
-  | 'requires_action'
-  | 'failed'
-  | 'succeeded'
-  | 'partially_refunded'
-  | 'refunded'
-  | 'disputed'
-  | 'dispute_won'
-  | 'dispute_lost';
+  'pending' | 'requires_action' | 'failed' | 'succeeded' | 'partially_refunded' | 'refunded' | 'disputed' | 'dispute_won' | 'dispute_lost';
 
 /**
  * For each status, the statuses a purchase may move to it from. `dispute_won` → `disputed` is the one
@@ -204,13 +196,7 @@ export interface RefundsTable {
  * chargebacks (the others) do: the disputed amount is withdrawn while one is open, returned if won.
  */
 export type DisputeStatus =
-  | 'warning_needs_response'
-  | 'warning_under_review'
-  | 'warning_closed'
-  | 'needs_response'
-  | 'under_review'
-  | 'won'
-  | 'lost';
+  'warning_needs_response' | 'warning_under_review' | 'warning_closed' | 'needs_response' | 'under_review' | 'won' | 'lost';
 
 export const DISPUTE_STATUSES: readonly DisputeStatus[] = [
   'warning_needs_response',

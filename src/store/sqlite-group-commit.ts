@@ -52,8 +52,7 @@ export const CHECKPOINT_EVERY_COMMITS = 100;
 /** Statements kept prepared, most recent first to survive (coinshop issues a few dozen distinct ones). */
 const STATEMENT_CACHE_SIZE = 256;
 
-const fdatasyncAsync = (fd: number) =>
-  new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+const fdatasyncAsync = (fd: number) => new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 
 /**
  * The sync thread: `fdatasync`s the file when asked. shared[0]: commits the main thread asked to
@@ -112,7 +111,9 @@ export class SyncThread {
       stopped = true;
       onProgress(why);
     };
-    this.#worker.on('message', (message: { error: string } | null) => (message ? stop({ failed: new Error(message.error) }) : onProgress()));
+    this.#worker.on('message', (message: { error: string } | null) =>
+      message ? stop({ failed: new Error(message.error) }) : onProgress(),
+    );
     this.#worker.on('error', (err) => stop({ died: err }));
     this.#exited = new Promise((resolve) =>
       this.#worker.once('exit', (code) => {
@@ -661,7 +662,10 @@ export function openGroupCommit(sqlite: SQLite.Database, path: string, options: 
   const sync = ownSync
     ? syncFile
       ? new GroupSync(() => syncFile(walFd()))
-      : new GroupSync(() => fdatasyncAsync(walFd()), (onProgress) => new SyncThread(walFd(), onProgress))
+      : new GroupSync(
+          () => fdatasyncAsync(walFd()),
+          (onProgress) => new SyncThread(walFd(), onProgress),
+        )
     : undefined;
   const connection = new Connection(sqlite, sync);
   const driver = new SqliteDriver(sqlite, connection, sync, () => {
@@ -669,10 +673,15 @@ export function openGroupCommit(sqlite: SQLite.Database, path: string, options: 
   });
   const autoCheckpoint = sqlite.pragma('wal_autocheckpoint', { simple: true });
   sqlite.pragma('wal_autocheckpoint = 0');
-  const checkpointer = new Checkpointer(path, options.checkpointEvery ?? CHECKPOINT_EVERY_COMMITS, (fn) => driver.exclusive(fn), (err) => {
-    sqlite.pragma(`wal_autocheckpoint = ${Number(autoCheckpoint)}`);
-    options.onCheckpointError?.(err);
-  });
+  const checkpointer = new Checkpointer(
+    path,
+    options.checkpointEvery ?? CHECKPOINT_EVERY_COMMITS,
+    (fn) => driver.exclusive(fn),
+    (err) => {
+      sqlite.pragma(`wal_autocheckpoint = ${Number(autoCheckpoint)}`);
+      options.onCheckpointError?.(err);
+    },
+  );
   connection.checkpointer = checkpointer;
   return { db: new Kysely<Database>({ dialect: new CoinshopSqliteDialect(driver) }), sync, checkpointer };
 }

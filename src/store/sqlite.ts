@@ -54,5 +54,9 @@ export function openSqlite(path: string, options: SqliteOptions): OpenedSqlite {
 /** Kysely's SqliteDialect over `sqlite`, SQLite syncing as `synchronous` says. */
 export function openKysely(sqlite: SQLite.Database, synchronous: SqliteOptions['synchronous']): OpenedSqlite {
   sqlite.pragma(`synchronous = ${synchronous}`);
-  return { db: new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) }), sync: undefined, checkpointer: undefined };
+  return {
+    db: new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) }),
+    sync: undefined,
+    checkpointer: undefined,
+  };
 }

@@ -154,7 +154,9 @@ export class Store {
   ): Promise<PurchaseRow> {
     const at = now();
     const row = { ...purchase, status: 'pending' as const, refunded_cents: 0, stripe_refunded_cents: 0, created_at: at, updated_at: at };
-    const { rows } = await this.#prepared('insertPendingPurchase', row, (db, a) => db.insertInto('purchases').values(a).returning(PURCHASE_COLUMNS));
+    const { rows } = await this.#prepared('insertPendingPurchase', row, (db, a) =>
+      db.insertInto('purchases').values(a).returning(PURCHASE_COLUMNS),
+    );
     return rows[0]!;
   }
 
@@ -165,12 +167,18 @@ export class Store {
    */
   async recordPendingPurchase(
     userId: string,
-    purchase: Omit<NewPurchase, 'user_id' | 'payment_method_id' | 'status' | 'created_at' | 'updated_at' | 'refunded_cents' | 'stripe_refunded_cents'>,
+    purchase: Omit<
+      NewPurchase,
+      'user_id' | 'payment_method_id' | 'status' | 'created_at' | 'updated_at' | 'refunded_cents' | 'stripe_refunded_cents'
+    >,
   ): Promise<{ customer: CustomerRow | undefined; purchase: PurchaseRow | undefined }> {
     if (this.engine !== 'postgres') {
       const customer = await this.findCustomer(userId);
       if (!customer?.payment_method_id) return { customer, purchase: undefined };
-      return { customer, purchase: await this.insertPendingPurchase({ ...purchase, user_id: userId, payment_method_id: customer.payment_method_id }) };
+      return {
+        customer,
+        purchase: await this.insertPendingPurchase({ ...purchase, user_id: userId, payment_method_id: customer.payment_method_id }),
+      };
     }
     const { rows } = await this.#statement<{ customer: CustomerRow; purchase: PurchaseRow | null }>(RECORD_PENDING_PURCHASE, [
       userId,
@@ -279,13 +287,16 @@ export class Store {
     set: Partial<Pick<PurchaseRow, 'payment_intent_id' | 'failure_code' | 'refunded_cents'>> = {},
   ): Promise<PurchaseRow | undefined> {
     // The statement's shape depends on the target status too (the columns set are in the arguments).
-    const { rows } = await this.#prepared(`movePurchase:${to}`, { ...set, transactionId, updated_at: now() }, (db, { transactionId: id, ...columns }) =>
-      db
-        .updateTable('purchases')
-        .set({ ...columns, status: to })
-        .where('transaction_id', '=', id)
-        .where('status', 'in', PURCHASE_TRANSITIONS[to])
-        .returning(PURCHASE_COLUMNS),
+    const { rows } = await this.#prepared(
+      `movePurchase:${to}`,
+      { ...set, transactionId, updated_at: now() },
+      (db, { transactionId: id, ...columns }) =>
+        db
+          .updateTable('purchases')
+          .set({ ...columns, status: to })
+          .where('transaction_id', '=', id)
+          .where('status', 'in', PURCHASE_TRANSITIONS[to])
+          .returning(PURCHASE_COLUMNS),
     );
     return rows[0];
   }
@@ -357,7 +368,9 @@ export class Store {
         created_at: at,
         updated_at: at,
       })
-      .onConflict((oc) => oc.column('refund_key').doUpdateSet({ status: 'requested', updated_at: at }).where('refunds.status', '=', 'rejected'))
+      .onConflict((oc) =>
+        oc.column('refund_key').doUpdateSet({ status: 'requested', updated_at: at }).where('refunds.status', '=', 'rejected'),
+      )
       .execute();
   }
 
@@ -651,7 +664,14 @@ export class Store {
   ): Promise<Reservation> {
     return this.transaction(async (tx) => {
       const at = now();
-      const key = { scope: input.scope, key: input.key, request_hash: input.hash, resource_id: input.resourceId, locked_at: at, created_at: at };
+      const key = {
+        scope: input.scope,
+        key: input.key,
+        request_hash: input.hash,
+        resource_id: input.resourceId,
+        locked_at: at,
+        created_at: at,
+      };
       const {
         rows: [inserted],
       } = await tx.#prepared('reserveKey', key, (db, a) =>
@@ -690,13 +710,16 @@ export class Store {
 
   /** Records the response a key replays. Only the request holding the key can complete it. */
   async completeKey(scope: string, key: string, response: { status: number; type: string; body: string }): Promise<void> {
-    await this.#prepared('completeKey', { scope, key, ...response }, (db, a) =>
-      db
-        .updateTable('idempotency_keys')
-        .set({ state: 'completed', locked_at: null, response_status: a.status, response_type: a.type, response_body: a.body })
-        .where('scope', '=', a.scope)
-        .where('key', '=', a.key)
-        .where('state', '=', 'in_progress'),
+    await this.#prepared(
+      'completeKey',
+      { scope, key, ...response },
+      (db, a) =>
+        db
+          .updateTable('idempotency_keys')
+          .set({ state: 'completed', locked_at: null, response_status: a.status, response_type: a.type, response_body: a.body })
+          .where('scope', '=', a.scope)
+          .where('key', '=', a.key)
+          .where('state', '=', 'in_progress'),
       // Nothing reads its answer: it travels with the transaction's next statement or its COMMIT.
       { writeBehind: true },
     );
@@ -733,12 +756,22 @@ export class Store {
     const at = now();
     const inserted = await this.db
       .insertInto('disputes')
-      .values({ dispute_id: dispute.disputeId, transaction_id: dispute.transactionId, status: dispute.status, created_at: at, updated_at: at })
+      .values({
+        dispute_id: dispute.disputeId,
+        transaction_id: dispute.transactionId,
+        status: dispute.status,
+        created_at: at,
+        updated_at: at,
+      })
       .onConflict((oc) => oc.column('dispute_id').doNothing())
       .returning('dispute_id')
       .executeTakeFirst();
     if (inserted) return;
-    const known = await this.db.selectFrom('disputes').select('status').where('dispute_id', '=', dispute.disputeId).executeTakeFirstOrThrow();
+    const known = await this.db
+      .selectFrom('disputes')
+      .select('status')
+      .where('dispute_id', '=', dispute.disputeId)
+      .executeTakeFirstOrThrow();
     if (!isForward(known.status)) return;
     await this.db
       .updateTable('disputes')
@@ -750,7 +783,13 @@ export class Store {
 
   /** Every dispute a purchase's charge has met, oldest first. */
   listDisputes(transactionId: string): Promise<DisputeRow[]> {
-    return this.db.selectFrom('disputes').selectAll().where('transaction_id', '=', transactionId).orderBy('created_at').orderBy('dispute_id').execute();
+    return this.db
+      .selectFrom('disputes')
+      .selectAll()
+      .where('transaction_id', '=', transactionId)
+      .orderBy('created_at')
+      .orderBy('dispute_id')
+      .execute();
   }
 
   // Webhook events
@@ -779,7 +818,9 @@ export class Store {
       // One statement takes the number and writes the row; nothing reads its answer, so it travels
       // with the transaction's next statement. An unknown customer gives no number: user_seq NOT NULL refuses the row.
       const body = JSON.stringify(input.data);
-      await this.#statement(INSERT_NOTIFICATION, [input.userId, input.id, input.type, body === '{}' ? '{' : `${body.slice(0, -1)},`, at], { writeBehind: true });
+      await this.#statement(INSERT_NOTIFICATION, [input.userId, input.id, input.type, body === '{}' ? '{' : `${body.slice(0, -1)},`, at], {
+        writeBehind: true,
+      });
       this.#wroteNotifications();
       return;
     }
@@ -813,7 +854,12 @@ export class Store {
   }
 
   /** The feed, newest first: `limit` notifications before `before` (a seq), of a type and status when given. */
-  listNotifications(options: { limit: number; before?: number | undefined; type?: string | undefined; status?: NotificationStatus | undefined }) {
+  listNotifications(options: {
+    limit: number;
+    before?: number | undefined;
+    type?: string | undefined;
+    status?: NotificationStatus | undefined;
+  }) {
     let query = this.db.selectFrom('notifications').selectAll().orderBy('seq', 'desc').limit(options.limit);
     if (options.before !== undefined) query = query.where('seq', '<', options.before);
     if (options.type !== undefined) query = query.where('type', '=', options.type);
@@ -831,7 +877,12 @@ export class Store {
    * attempt. On PostgreSQL replicas skip the rows another replica is taking at the same moment
    * (FOR UPDATE SKIP LOCKED); a SQLite database has one writer at a time.
    */
-  async claimNotifications(options: { at: string; leaseUntil: string; limit: number; types: readonly string[] | undefined }): Promise<NotificationRow[]> {
+  async claimNotifications(options: {
+    at: string;
+    leaseUntil: string;
+    limit: number;
+    types: readonly string[] | undefined;
+  }): Promise<NotificationRow[]> {
     return this.transaction(async (tx) => {
       let due = tx.db
         .selectFrom('notifications')
@@ -860,7 +911,9 @@ export class Store {
    */
   async settleNotifications(
     leaseUntil: string,
-    outcomes: readonly ({ id: string; status: 'delivered'; at: string } | { id: string; status: 'pending' | 'failed'; error: string; nextAttemptAt: string })[],
+    outcomes: readonly (
+      { id: string; status: 'delivered'; at: string } | { id: string; status: 'pending' | 'failed'; error: string; nextAttemptAt: string }
+    )[],
   ): Promise<void> {
     const delivered = outcomes.filter((o) => o.status === 'delivered');
     await this.transaction(async (tx) => {
@@ -868,12 +921,19 @@ export class Store {
       if (delivered.length > 0) {
         await held
           .set({ status: 'delivered', delivered_at: delivered[0]?.at ?? now(), last_error: null, lease_until: null })
-          .where('id', 'in', delivered.map((o) => o.id))
+          .where(
+            'id',
+            'in',
+            delivered.map((o) => o.id),
+          )
           .execute();
       }
       for (const o of outcomes) {
         if (o.status === 'delivered') continue;
-        await held.set({ status: o.status, last_error: o.error.slice(0, 500), next_attempt_at: o.nextAttemptAt, lease_until: null }).where('id', '=', o.id).execute();
+        await held
+          .set({ status: o.status, last_error: o.error.slice(0, 500), next_attempt_at: o.nextAttemptAt, lease_until: null })
+          .where('id', '=', o.id)
+          .execute();
       }
     });
   }

@@ -14,7 +14,12 @@ t.test('two replicas share the deliveries, and never send one notification at th
   game.delayMs = 150;
   // Some attempts fail, so retries are taken by whichever replica comes first.
   game.plan('fail', 'accept', 'fail', 'fail', 'accept', 'close');
-  const env = { DATABASE_URL: await freshPostgresUrl(), DATABASE_POOL_SIZE: '6', GAME_WEBHOOK_URL: game.url, GAME_WEBHOOK_SECRET: game.secret };
+  const env = {
+    DATABASE_URL: await freshPostgresUrl(),
+    DATABASE_POOL_SIZE: '6',
+    GAME_WEBHOOK_URL: game.url,
+    GAME_WEBHOOK_SECRET: game.secret,
+  };
   const apps = await Promise.all([0, 1].map(async () => buildApp({ config: await testConfig(env) })));
   for (const app of apps) t.teardown(() => app.close());
   await Promise.all(apps.map((app) => app.ready()));

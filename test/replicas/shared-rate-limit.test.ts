@@ -13,7 +13,9 @@ import { TEST_REDIS_URL as REDIS_URL } from '../support/services.js';
 const KEY = 'rate_limit_test_key_0123456789abcdef';
 
 async function replicas(t: Test, env: Record<string, string>) {
-  const apps = await Promise.all([0, 1].map(async () => buildApp({ config: await testConfig({ API_KEYS: KEY, RATE_LIMIT_PER_MINUTE: '5', ...env }) })));
+  const apps = await Promise.all(
+    [0, 1].map(async () => buildApp({ config: await testConfig({ API_KEYS: KEY, RATE_LIMIT_PER_MINUTE: '5', ...env }) })),
+  );
   for (const app of apps) t.teardown(() => app.close());
   const send = (i: number) =>
     apps[i % 2]!.inject({ method: 'GET', url: '/stripe/packages', headers: { authorization: `Bearer ${KEY}` } }).then((r) => r.statusCode);
@@ -33,7 +35,10 @@ t.test('with REDIS_URL the limit is shared: five requests a minute in all, acros
   for (let i = 0; i < 8; i++) statuses.push(await send(i));
   t.same(statuses, [200, 200, 200, 200, 200, 429, 429, 429], 'the sixth request is refused, whichever replica gets it');
   t.ok((await redis.keys(`${prefix}rate-limit:*`)).length > 0, 'the counter lives in Redis, under the prefix');
-  t.equal((await apps[0]!.metrics.registry.getSingleMetricAsString('coinshop_rate_limit_shared')).split('\n').at(-1), 'coinshop_rate_limit_shared 1');
+  t.equal(
+    (await apps[0]!.metrics.registry.getSingleMetricAsString('coinshop_rate_limit_shared')).split('\n').at(-1),
+    'coinshop_rate_limit_shared 1',
+  );
 });
 
 t.test('without REDIS_URL each replica counts on its own', async (t) => {
@@ -52,12 +57,17 @@ t.test('a Redis that cannot be reached: each replica limits on its own, and says
     logger: { level: 'warn', stream: { write: (line: string) => void lines.push(line) } },
   });
   t.teardown(() => app.close());
-  const send = () => app.inject({ method: 'GET', url: '/stripe/packages', headers: { authorization: `Bearer ${KEY}` } }).then((r) => r.statusCode);
+  const send = () =>
+    app.inject({ method: 'GET', url: '/stripe/packages', headers: { authorization: `Bearer ${KEY}` } }).then((r) => r.statusCode);
   const statuses = [];
   for (let i = 0; i < 7; i++) statuses.push(await send());
   t.same(statuses, [200, 200, 200, 200, 200, 429, 429], 'the limit still holds, counted in this process');
   const warnings = lines.map((line) => JSON.parse(line) as { msg: string }).filter((l) => l.msg.startsWith('rate limit:'));
-  t.same(warnings.map((l) => l.msg), ['rate limit: Redis unreachable; counting requests in each process until it is back'], 'said once');
+  t.same(
+    warnings.map((l) => l.msg),
+    ['rate limit: Redis unreachable; counting requests in each process until it is back'],
+    'said once',
+  );
   const metrics = await app.metrics.registry.metrics();
   t.match(metrics, /^coinshop_rate_limit_shared 0$/m, 'the gauge says the counters are not shared');
   t.match(metrics, /^coinshop_rate_limit_local_fallback_total 7$/m, 'and counts the requests counted locally');

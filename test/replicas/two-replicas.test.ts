@@ -104,17 +104,32 @@ t.test('concurrent purchases, and keyed retries split across both replicas: one 
   const answers = await Promise.all(
     purchases.flatMap((purchase, i) =>
       [0, 1, 2].map((copy) =>
-        r.call(i + copy, 'POST', '/stripe/purchase-currency', { user_id: purchase.userId, package_id: purchase.packageId }, { 'idempotency-key': purchase.key }),
+        r.call(
+          i + copy,
+          'POST',
+          '/stripe/purchase-currency',
+          { user_id: purchase.userId, package_id: purchase.packageId },
+          { 'idempotency-key': purchase.key },
+        ),
       ),
     ),
   );
   const statuses = new Set(answers.map((a) => a.status));
-  t.ok([...statuses].every((s) => s === 200 || s === 409), `only 200s and 409s (key in use) while the copies overlap: ${[...statuses].join(', ')}`);
+  t.ok(
+    [...statuses].every((s) => s === 200 || s === 409),
+    `only 200s and 409s (key in use) while the copies overlap: ${[...statuses].join(', ')}`,
+  );
 
   // Once they are done, one more retry of each key, to the other replica, replays the one answer.
   for (const [i, purchase] of purchases.entries()) {
     const copies = answers.slice(i * 3, i * 3 + 3).filter((a) => a.status === 200);
-    const replay = await r.call(i + 1, 'POST', '/stripe/purchase-currency', { user_id: purchase.userId, package_id: purchase.packageId }, { 'idempotency-key': purchase.key });
+    const replay = await r.call(
+      i + 1,
+      'POST',
+      '/stripe/purchase-currency',
+      { user_id: purchase.userId, package_id: purchase.packageId },
+      { 'idempotency-key': purchase.key },
+    );
     t.equal(replay.status, 200);
     t.ok(replay.replayed, 'the late retry is a replay');
     const ids = new Set([...copies, replay].map((a) => a.body['transaction_id']));
@@ -137,7 +152,11 @@ t.test('duplicate webhooks and purchase lookups split across both replicas apply
   for (const [i, userId] of players.entries()) {
     const answer = await r.call(i, 'POST', '/stripe/purchase-currency', { user_id: userId, package_id: 'package_3' });
     t.equal(answer.status, 402);
-    pending.push({ userId, transactionId: String(answer.body['transaction_id']), paymentIntentId: String(answer.body['payment_intent_id']) });
+    pending.push({
+      userId,
+      transactionId: String(answer.body['transaction_id']),
+      paymentIntentId: String(answer.body['payment_intent_id']),
+    });
   }
   for (const p of pending) r.stripe.authenticate(p.paymentIntentId, 'succeed');
   // Refunds and a dispute made at Stripe (the Dashboard, the bank).
@@ -162,14 +181,23 @@ t.test('duplicate webhooks and purchase lookups split across both replicas apply
   );
   const lookups = pending.flatMap((p, i) => [0, 1].map((copy) => r.call(i + copy, 'GET', `/stripe/purchases/${p.transactionId}`)));
   const [delivered, looked] = await Promise.all([Promise.all(deliveries), Promise.all(lookups)]);
-  t.ok(delivered.every((d) => d.status === 200), 'every delivery acknowledged');
-  t.ok(looked.every((l) => l.status === 200), 'every lookup answered');
+  t.ok(
+    delivered.every((d) => d.status === 200),
+    'every delivery acknowledged',
+  );
+  t.ok(
+    looked.every((l) => l.status === 200),
+    'every lookup answered',
+  );
   for (const event of r.stripe.events) {
     const outcomes = delivered.filter((d) => d.event === event.id).map((d) => d.outcome);
     const first = outcomes.filter((o) => o !== 'duplicate');
     t.equal(first.length, 1, `${event.type}: one of six deliveries applied it (${first.join()}), five were duplicates`);
   }
-  t.ok(delivered.some((d) => d.outcome === 'processed'), 'some events were processed');
+  t.ok(
+    delivered.some((d) => d.outcome === 'processed'),
+    'some events were processed',
+  );
 
   // Premium Pack: 700 coins for 5,000 cents. 2,500 cents refunded takes half the coins back; a full
   // refund and an open dispute take them all.
@@ -195,7 +223,9 @@ t.test('racing spends across both replicas never take a balance below zero', asy
   t.equal(spent, Math.floor(start / amount), `as many spends as ${start} coins cover`);
   t.equal(spent + refused, spends.length, 'the others are refused for the balance');
   t.equal(await balance(r, 0, userId), start - spent * amount, 'what remains');
-  const { rows } = await sql<{ lowest: number | null }>`select min(balance_after) as lowest from ledger_entries where account like 'player:%'`.execute(r.apps[0]!.store.db);
+  const { rows } = await sql<{
+    lowest: number | null;
+  }>`select min(balance_after) as lowest from ledger_entries where account like 'player:%'`.execute(r.apps[0]!.store.db);
   t.ok((rows[0]?.lowest ?? 0) >= 0, 'no ledger entry ever left a balance below zero');
   await checkLedger(t, r);
 });
@@ -203,7 +233,14 @@ t.test('racing spends across both replicas never take a balance below zero', asy
 t.test('replicas starting together migrate once: one runs the migrations, the others wait', async (t) => {
   const r = await startReplicas(t, 4);
   const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(r.apps[0]!.store.db);
-  t.same(rows.map((row) => row.name), ['0001_initial', '0002_refunds', '0003_disputes', '0004_notifications', '0005_checkout_sessions'], 'each migration recorded once');
+  t.same(
+    rows.map((row) => row.name),
+    ['0001_initial', '0002_refunds', '0003_disputes', '0004_notifications', '0005_checkout_sessions'],
+    'each migration recorded once',
+  );
   const ready = await Promise.all(r.apps.map((_, i) => r.call(i, 'GET', '/ready')));
-  t.ok(ready.every((a) => a.status === 200), 'every replica is ready');
+  t.ok(
+    ready.every((a) => a.status === 200),
+    'every replica is ready',
+  );
 });

@@ -75,13 +75,29 @@ export function contractViolations(method: string, url: string, response: LightM
   const where = `${method} ${path.template} → ${response.statusCode}`;
   const status = String(response.statusCode);
   const documented = operation.responses[status] ?? operation.responses['default'];
-  if (!documented) return [`${where}: status not documented (documented: ${Object.keys(operation.responses).join(', ')}); body ${response.body.slice(0, 200)}`];
-  const contentType = String(response.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
-  if (!documented.content) return response.body === '' ? [] : [`${where}: documented without a body, but sent ${contentType} ${response.body.slice(0, 120)}`];
+  if (!documented)
+    return [
+      `${where}: status not documented (documented: ${Object.keys(operation.responses).join(', ')}); body ${response.body.slice(0, 200)}`,
+    ];
+  const contentType =
+    String(response.headers['content-type'] ?? '')
+      .split(';')[0]
+      ?.trim() ?? '';
+  if (!documented.content)
+    return response.body === '' ? [] : [`${where}: documented without a body, but sent ${contentType} ${response.body.slice(0, 120)}`];
   const media = documented.content[contentType];
   if (!media) return [`${where}: content type "${contentType}" not documented (documented: ${Object.keys(documented.content).join(', ')})`];
   if (!media.schema || !contentType.endsWith('json')) return [];
-  const key = pointer('paths', path.template, method.toLowerCase(), 'responses', operation.responses[status] ? status : 'default', 'content', contentType, 'schema');
+  const key = pointer(
+    'paths',
+    path.template,
+    method.toLowerCase(),
+    'responses',
+    operation.responses[status] ? status : 'default',
+    'content',
+    contentType,
+    'schema',
+  );
   let validate = validators.get(key);
   if (!validate) {
     validate = ajv.compile({ $ref: `openapi#/${key}` });

@@ -13,7 +13,6 @@ import { TEST_PG_URL } from './services.js';
  */
 export const TEST_ENGINE: Engine = process.env['TEST_DATABASE'] === 'postgres' ? 'postgres' : 'sqlite';
 
-
 /** `url` with libpq `options` added, e.g. a search_path. */
 export function withPgOptions(url: string, options: string): string {
   const parsed = new URL(url);

@@ -90,12 +90,7 @@ export interface StripeErrorBody {
 }
 
 export type PaymentIntentStatus =
-  | 'requires_payment_method'
-  | 'requires_confirmation'
-  | 'requires_action'
-  | 'requires_capture'
-  | 'processing'
-  | 'succeeded';
+  'requires_payment_method' | 'requires_confirmation' | 'requires_action' | 'requires_capture' | 'processing' | 'succeeded';
 
 export interface StoredPaymentIntent {
   id: string;
@@ -234,7 +229,10 @@ export type StripeEventObject =
   | EventsOf<'refund.created' | 'charge.refund.updated' | 'refund.failed', StoredRefund>
   | EventsOf<'charge.dispute.created' | 'charge.dispute.closed', StoredDispute>
   | EventsOf<
-      'checkout.session.completed' | 'checkout.session.async_payment_succeeded' | 'checkout.session.async_payment_failed' | 'checkout.session.expired',
+      | 'checkout.session.completed'
+      | 'checkout.session.async_payment_succeeded'
+      | 'checkout.session.async_payment_failed'
+      | 'checkout.session.expired',
       StoredCheckoutSession
     >;
 
@@ -519,44 +517,152 @@ function expands(body: FormObject, field: string): boolean {
 }
 const RETRIEVE_INTENT_PARAMS = new Set(['client_secret', 'expand']);
 const CUSTOMER_PARAMS = new Set([
-  'address', 'balance', 'business_name', 'cash_balance', 'coupon', 'description', 'email', 'expand',
-  'individual_name', 'invoice_prefix', 'invoice_settings', 'metadata', 'name', 'next_invoice_sequence',
-  'payment_method', 'phone', 'preferred_locales', 'promotion_code', 'shipping', 'source', 'tax', 'tax_exempt',
-  'tax_id_data', 'test_clock', 'validate',
+  'address',
+  'balance',
+  'business_name',
+  'cash_balance',
+  'coupon',
+  'description',
+  'email',
+  'expand',
+  'individual_name',
+  'invoice_prefix',
+  'invoice_settings',
+  'metadata',
+  'name',
+  'next_invoice_sequence',
+  'payment_method',
+  'phone',
+  'preferred_locales',
+  'promotion_code',
+  'shipping',
+  'source',
+  'tax',
+  'tax_exempt',
+  'tax_id_data',
+  'test_clock',
+  'validate',
 ]);
-const CUSTOMER_UPDATE_PARAMS = new Set([...CUSTOMER_PARAMS, 'default_source'].filter(
-  (p) => p !== 'payment_method' && p !== 'tax_id_data' && p !== 'test_clock',
-));
+const CUSTOMER_UPDATE_PARAMS = new Set(
+  [...CUSTOMER_PARAMS, 'default_source'].filter((p) => p !== 'payment_method' && p !== 'tax_id_data' && p !== 'test_clock'),
+);
 const INVOICE_SETTINGS_PARAMS = new Set(['custom_fields', 'default_payment_method', 'footer', 'rendering_options']);
 const ATTACH_PARAMS = new Set(['customer', 'expand']);
 const PAYMENT_INTENT_PARAMS = new Set([
-  'amount', 'amount_details', 'application_fee_amount', 'automatic_payment_methods', 'capture_method', 'confirm',
-  'confirmation_method', 'confirmation_token', 'currency', 'customer', 'description', 'error_on_requires_action',
-  'excluded_payment_method_types', 'expand', 'hooks', 'mandate', 'mandate_data', 'metadata', 'off_session',
-  'on_behalf_of', 'payment_details', 'payment_method', 'payment_method_configuration', 'payment_method_data',
-  'payment_method_options', 'payment_method_types', 'radar_options', 'receipt_email', 'return_url',
-  'setup_future_usage', 'shipping', 'statement_descriptor', 'statement_descriptor_suffix', 'transfer_data',
-  'transfer_group', 'use_stripe_sdk',
+  'amount',
+  'amount_details',
+  'application_fee_amount',
+  'automatic_payment_methods',
+  'capture_method',
+  'confirm',
+  'confirmation_method',
+  'confirmation_token',
+  'currency',
+  'customer',
+  'description',
+  'error_on_requires_action',
+  'excluded_payment_method_types',
+  'expand',
+  'hooks',
+  'mandate',
+  'mandate_data',
+  'metadata',
+  'off_session',
+  'on_behalf_of',
+  'payment_details',
+  'payment_method',
+  'payment_method_configuration',
+  'payment_method_data',
+  'payment_method_options',
+  'payment_method_types',
+  'radar_options',
+  'receipt_email',
+  'return_url',
+  'setup_future_usage',
+  'shipping',
+  'statement_descriptor',
+  'statement_descriptor_suffix',
+  'transfer_data',
+  'transfer_group',
+  'use_stripe_sdk',
 ]);
 const AUTOMATIC_PM_PARAMS = new Set(['enabled', 'allow_redirects']);
 const CHECKOUT_SESSION_PARAMS = new Set([
-  'adaptive_pricing', 'after_expiration', 'allow_promotion_codes', 'automatic_tax', 'billing_address_collection',
-  'cancel_url', 'client_reference_id', 'consent_collection', 'currency', 'custom_fields', 'custom_text', 'customer',
-  'customer_creation', 'customer_email', 'customer_update', 'discounts', 'expand', 'expires_at', 'invoice_creation',
-  'line_items', 'locale', 'metadata', 'mode', 'payment_intent_data', 'payment_method_configuration',
-  'payment_method_options', 'payment_method_types', 'phone_number_collection', 'redirect_on_completion', 'return_url',
-  'shipping_address_collection', 'shipping_options', 'submit_type', 'success_url', 'tax_id_collection', 'ui_mode',
+  'adaptive_pricing',
+  'after_expiration',
+  'allow_promotion_codes',
+  'automatic_tax',
+  'billing_address_collection',
+  'cancel_url',
+  'client_reference_id',
+  'consent_collection',
+  'currency',
+  'custom_fields',
+  'custom_text',
+  'customer',
+  'customer_creation',
+  'customer_email',
+  'customer_update',
+  'discounts',
+  'expand',
+  'expires_at',
+  'invoice_creation',
+  'line_items',
+  'locale',
+  'metadata',
+  'mode',
+  'payment_intent_data',
+  'payment_method_configuration',
+  'payment_method_options',
+  'payment_method_types',
+  'phone_number_collection',
+  'redirect_on_completion',
+  'return_url',
+  'shipping_address_collection',
+  'shipping_options',
+  'submit_type',
+  'success_url',
+  'tax_id_collection',
+  'ui_mode',
 ]);
 const LINE_ITEM_PARAMS = new Set(['price', 'price_data', 'quantity', 'adjustable_quantity', 'dynamic_tax_rates', 'tax_rates']);
-const PRICE_DATA_PARAMS = new Set(['currency', 'product', 'product_data', 'unit_amount', 'unit_amount_decimal', 'tax_behavior', 'recurring']);
+const PRICE_DATA_PARAMS = new Set([
+  'currency',
+  'product',
+  'product_data',
+  'unit_amount',
+  'unit_amount_decimal',
+  'tax_behavior',
+  'recurring',
+]);
 const PRODUCT_DATA_PARAMS = new Set(['name', 'description', 'images', 'metadata', 'tax_code']);
 const CHECKOUT_PI_DATA_PARAMS = new Set([
-  'application_fee_amount', 'capture_method', 'description', 'metadata', 'on_behalf_of', 'receipt_email',
-  'setup_future_usage', 'shipping', 'statement_descriptor', 'statement_descriptor_suffix', 'transfer_data', 'transfer_group',
+  'application_fee_amount',
+  'capture_method',
+  'description',
+  'metadata',
+  'on_behalf_of',
+  'receipt_email',
+  'setup_future_usage',
+  'shipping',
+  'statement_descriptor',
+  'statement_descriptor_suffix',
+  'transfer_data',
+  'transfer_group',
 ]);
 const REFUND_PARAMS = new Set([
-  'amount', 'charge', 'currency', 'customer', 'expand', 'instructions_email', 'metadata', 'origin', 'payment_intent',
-  'reason', 'refund_application_fee', 'reverse_transfer',
+  'amount',
+  'charge',
+  'currency',
+  'customer',
+  'expand',
+  'instructions_email',
+  'metadata',
+  'origin',
+  'payment_intent',
+  'reason',
+  'refund_application_fee',
+  'reverse_transfer',
 ]);
 const REFUND_REASONS: ReadonlySet<string> = new Set<RefundReason>(['duplicate', 'fraudulent', 'requested_by_customer']);
 
@@ -655,11 +761,7 @@ function formatAmount(amount: number, currency: string): string {
  * as Stripe sends it, signed with the endpoint's secret (`Stripe-Signature: t=…,v1=<HMAC-SHA256 hex
  * of "t.payload">`). `timestamp` (Unix seconds, default now) lets a test send a stale delivery.
  */
-export function webhookRequest(
-  event: StripeEventObject,
-  secret: string,
-  options: { timestamp?: number } = {},
-): WebhookRequest {
+export function webhookRequest(event: StripeEventObject, secret: string, options: { timestamp?: number } = {}): WebhookRequest {
   const payload = JSON.stringify(event, null, 2);
   const timestamp = options.timestamp ?? now();
   const signature = createHmac('sha256', secret).update(`${timestamp}.${payload}`, 'utf8').digest('hex');
@@ -963,10 +1065,7 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     const apm = body.automatic_payment_methods;
     if (isFormObject(apm)) {
       checkKnownParams(apm, AUTOMATIC_PM_PARAMS, 'automatic_payment_methods');
-      const enabled = required(
-        readBoolean(apm, 'enabled', 'automatic_payment_methods[enabled]'),
-        'automatic_payment_methods[enabled]',
-      );
+      const enabled = required(readBoolean(apm, 'enabled', 'automatic_payment_methods[enabled]'), 'automatic_payment_methods[enabled]');
       const redirects = readString(apm, 'allow_redirects', 'automatic_payment_methods[allow_redirects]');
       if (redirects !== undefined && redirects !== 'always' && redirects !== 'never') {
         throw invalid(`Invalid allow_redirects: ${redirects}`, 'automatic_payment_methods[allow_redirects]');
@@ -1097,11 +1196,15 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     if (mode !== 'payment') throw invalid(`fake-stripe supports only mode=payment, not ${mode}`, 'mode');
     const successUrl = required(readOptionalString(body, 'success_url') ?? undefined, 'success_url');
     const cancelUrl = readOptionalString(body, 'cancel_url') ?? null;
-    for (const [param, value] of [['success_url', successUrl], ['cancel_url', cancelUrl]] as const) {
+    for (const [param, value] of [
+      ['success_url', successUrl],
+      ['cancel_url', cancelUrl],
+    ] as const) {
       if (value !== null && !/^https?:\/\/[^\s]+$/.test(value)) throw invalid('Not a valid URL', param, 'url_invalid');
     }
     const items = body.line_items;
-    if (!Array.isArray(items) || items.length === 0) throw invalid('Missing required param: line_items.', 'line_items', 'parameter_missing');
+    if (!Array.isArray(items) || items.length === 0)
+      throw invalid('Missing required param: line_items.', 'line_items', 'parameter_missing');
     const lineItems = items.map((item, i) => {
       const at = `line_items[${i}]`;
       if (!isFormObject(item)) throw invalid('Invalid hash', at);
@@ -1110,7 +1213,8 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
       if (!isFormObject(priceData)) throw invalid('fake-stripe supports only line items with price_data', `${at}[price_data]`);
       checkKnownParams(priceData, PRICE_DATA_PARAMS, `${at}[price_data]`);
       const productData = priceData.product_data;
-      if (!isFormObject(productData)) throw invalid('Missing required param: product_data.', `${at}[price_data][product_data]`, 'parameter_missing');
+      if (!isFormObject(productData))
+        throw invalid('Missing required param: product_data.', `${at}[price_data][product_data]`, 'parameter_missing');
       checkKnownParams(productData, PRODUCT_DATA_PARAMS, `${at}[price_data][product_data]`);
       const unitAmount = required(readInteger(priceData, 'unit_amount'), `${at}[price_data][unit_amount]`);
       const currency = required(readString(priceData, 'currency'), `${at}[price_data][currency]`).toLowerCase();
@@ -1124,7 +1228,8 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     });
     const currency = lineItems[0]?.currency ?? 'usd';
     const amount = lineItems.reduce((sum, item) => sum + item.unit_amount * item.quantity, 0);
-    if (amount < (MINIMUM_AMOUNT[currency] ?? 1)) throw invalid('The Checkout Session\'s total amount due must add up to at least $0.50 usd', 'line_items', 'amount_too_small');
+    if (amount < (MINIMUM_AMOUNT[currency] ?? 1))
+      throw invalid("The Checkout Session's total amount due must add up to at least $0.50 usd", 'line_items', 'amount_too_small');
     const expiresAt = readInteger(body, 'expires_at') ?? now() + 24 * 3600;
     if (expiresAt < now() + 30 * 60 || expiresAt > now() + 24 * 3600) {
       throw invalid('The `expires_at` timestamp must be between 30 minutes and 24 hours from Checkout Session creation.', 'expires_at');
@@ -1339,7 +1444,11 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
         const session = checkoutSessions.get(id);
         if (!session) throw missingResource(404, 'checkout.session', id, 'session');
         if (session.status !== 'open') {
-          throw new StripeFailure(400, { type: 'invalid_request_error', message: `Only Checkout Sessions with a status in ["open"] can be expired.` }, true);
+          throw new StripeFailure(
+            400,
+            { type: 'invalid_request_error', message: `Only Checkout Sessions with a status in ["open"] can be expired.` },
+            true,
+          );
         }
         return expireCheckoutSession(session);
       }
@@ -1580,7 +1689,8 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      const raw = chunks.length === 0 ? '' : chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8');
+      const raw =
+        chunks.length === 0 ? '' : chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8');
       handle(req, res, raw);
     });
   });
@@ -1614,7 +1724,8 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
       const token = options.behavesLike ?? 'pm_card_visa';
       const behaviour = behaviourOf(token);
       if (!behaviour) throw new Error(`fake-stripe: unknown test PaymentMethod ${token}`);
-      if (behaviour.outcome === 'decline') throw new Error(`fake-stripe: the card was declined (${behaviour.code}); the session stays open`);
+      if (behaviour.outcome === 'decline')
+        throw new Error(`fake-stripe: the card was declined (${behaviour.code}); the session stays open`);
       const pm = makePaymentMethod(behaviour, token, session.customer);
       const intent = checkoutIntent(session, pm.id);
       session.status = 'complete';
@@ -1640,7 +1751,11 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
         return session;
       }
       intent.status = 'requires_payment_method';
-      intent.last_payment_error = { type: 'invalid_request_error', code: 'payment_method_provider_decline', message: 'The payment was declined by the bank.' };
+      intent.last_payment_error = {
+        type: 'invalid_request_error',
+        code: 'payment_method_provider_decline',
+        message: 'The payment was declined by the bank.',
+      };
       record(snapshotEvent('payment_intent.payment_failed', intent));
       record(snapshotEvent('checkout.session.async_payment_failed', session));
       return session;
@@ -1685,12 +1800,18 @@ export async function startFakeStripe(options: FakeStripeOptions = {}): Promise<
     finishProcessing(paymentIntentId: string, outcome: 'succeed' | 'fail'): StoredPaymentIntent {
       const intent = paymentIntents.get(paymentIntentId);
       if (!intent) throw new Error(`fake-stripe: no PaymentIntent ${paymentIntentId}`);
-      if (intent.status !== 'processing') throw new Error(`fake-stripe: PaymentIntent ${paymentIntentId} is ${intent.status}, not processing`);
+      if (intent.status !== 'processing')
+        throw new Error(`fake-stripe: PaymentIntent ${paymentIntentId} is ${intent.status}, not processing`);
       if (outcome === 'succeed') {
         chargeCard(intent);
         return intent;
       }
-      const error: StripeErrorBody = { type: 'card_error', code: 'card_declined', decline_code: 'generic_decline', message: DECLINE_MESSAGES['generic_decline'] ?? 'Your card was declined.' };
+      const error: StripeErrorBody = {
+        type: 'card_error',
+        code: 'card_declined',
+        decline_code: 'generic_decline',
+        message: DECLINE_MESSAGES['generic_decline'] ?? 'Your card was declined.',
+      };
       intent.status = 'requires_payment_method';
       intent.payment_method = null;
       intent.last_payment_error = error;

@@ -11,7 +11,8 @@ import type { Store } from '../../src/store/store.js';
 export async function dueNow(store: Store): Promise<void> {
   const pending = await store.db.selectFrom('notifications').select('id').where('status', '=', 'pending').execute();
   const at = new Date().toISOString();
-  for (const { id } of pending) await store.db.updateTable('notifications').set({ next_attempt_at: at }).where('id', '=', id).where('status', '=', 'pending').execute();
+  for (const { id } of pending)
+    await store.db.updateTable('notifications').set({ next_attempt_at: at }).where('id', '=', id).where('status', '=', 'pending').execute();
 }
 
 /** What the game server does with one delivery attempt. */
@@ -123,7 +124,8 @@ export async function startGameServer(secret = newSecret()): Promise<GameServer>
     accepted: () => {
       const kept = new Map<string, { type: string; timestamp: string; data: Record<string, unknown> }>();
       for (const a of attempts) {
-        if (a.verified && a.behaviour === 'accept' && !kept.has(a.id)) kept.set(a.id, JSON.parse(a.body) as { type: string; timestamp: string; data: Record<string, unknown> });
+        if (a.verified && a.behaviour === 'accept' && !kept.has(a.id))
+          kept.set(a.id, JSON.parse(a.body) as { type: string; timestamp: string; data: Record<string, unknown> });
       }
       return kept;
     },

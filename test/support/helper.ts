@@ -118,7 +118,14 @@ export function expectProblem(t: Test, response: LightMyRequestResponse, status:
 /** Row counts of the tables a refused request must leave alone. */
 export async function storeCounts(app: FastifyInstance) {
   const count = async (table: 'customers' | 'purchases' | 'ledger_entries' | 'idempotency_keys' | 'webhook_events') =>
-    Number((await app.store.db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+    Number(
+      (
+        await app.store.db
+          .selectFrom(table)
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
   return {
     customers: await count('customers'),
     purchases: await count('purchases'),

@@ -26,7 +26,8 @@ const REDIS_TESTS = ['test/replicas/shared-rate-limit.test.ts'];
 const SQLITE_ONLY: Record<string, string> = {
   'test/browser.test.ts': 'drives the checkout page in Chromium; the API calls it makes are run on PostgreSQL by other files',
   'test/checkout.test.ts': 'the page, its CSP and settings; its one sign-up is create-customer, run on PostgreSQL by other files',
-  'test/config.test.ts': "parses settings and checks their table in docs/; SQLITE_SYNCHRONOUS is SQLite's own; the catalog test buys as seed-flow does",
+  'test/config.test.ts':
+    "parses settings and checks their table in docs/; SQLITE_SYNCHRONOUS is SQLite's own; the catalog test buys as seed-flow does",
   'test/docs.test.ts': "the README's and docs/' links and length: no app, no store",
   'test/fake-stripe.test.ts': 'the fake Stripe server alone: no app, no store',
   'test/heap.test.ts': 'a V8 heap setting in a child process: no store',
@@ -181,7 +182,8 @@ async function main(): Promise<number> {
     skipped.push(`PostgreSQL pass skipped: no PostgreSQL at ${shown(TEST_PG_URL)} (${pgWhy}); set TEST_PG_URL to run it`);
   } else {
     const redisWhy = await redisUnavailable();
-    if (redisWhy) skipped.push(`${REDIS_TESTS.join(', ')} skipped: no Redis at ${shown(TEST_REDIS_URL)} (${redisWhy}); set TEST_REDIS_URL to run it`);
+    if (redisWhy)
+      skipped.push(`${REDIS_TESTS.join(', ')} skipped: no Redis at ${shown(TEST_REDIS_URL)} (${redisWhy}); set TEST_REDIS_URL to run it`);
     const pgFiles = [...files.filter((file) => !(file in SQLITE_ONLY)), ...testFiles('test/replicas')].filter(
       (file) => !redisWhy || !REDIS_TESTS.includes(file),
     );
@@ -197,7 +199,11 @@ async function main(): Promise<number> {
     }
   }
   dropEmptySourcesContent();
-  const report = await runTap('coverage', ['report', '--coverage-report=text-summary', '--coverage-report=json-summary', ...NO_TAP_MINIMUMS], {});
+  const report = await runTap(
+    'coverage',
+    ['report', '--coverage-report=text-summary', '--coverage-report=json-summary', ...NO_TAP_MINIMUMS],
+    {},
+  );
   if (report.exitCode !== 0) console.error('# tap report failed');
   for (const line of skipped) console.log(`# ${line}`);
 

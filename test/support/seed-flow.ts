@@ -75,7 +75,13 @@ export async function seedFlow(t: Test, app: FastifyInstance, customerIdPattern:
   const historyBody = json(history) as { user_id: string; transactions: Record<string, unknown>[] };
   t.equal(historyBody.user_id, userId);
   t.same(
-    historyBody.transactions.map((tx) => [tx['transaction_id'], tx['package_name'], tx['amount_paid'], tx['currency_purchased'], tx['status']]),
+    historyBody.transactions.map((tx) => [
+      tx['transaction_id'],
+      tx['package_name'],
+      tx['amount_paid'],
+      tx['currency_purchased'],
+      tx['status'],
+    ]),
     [
       [bought[2]?.transaction_id, 'Premium Pack', 5000, 700, 'completed'],
       [bought[1]?.transaction_id, 'Popular Pack', 2500, 300, 'completed'],

@@ -16,7 +16,8 @@ const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const cacheControl = 'private, max-age=60';
   /** If-None-Match names this catalog (weak comparison, as RFC 9110 asks for If-None-Match). */
   const current = (ifNoneMatch: string | undefined) =>
-    ifNoneMatch !== undefined && (ifNoneMatch.trim() === '*' || ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag));
+    ifNoneMatch !== undefined &&
+    (ifNoneMatch.trim() === '*' || ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag));
 
   app.get(
     '/stripe/packages',

@@ -41,7 +41,8 @@ const checkoutSessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
           200: { ...ref(CheckoutSessionCreated), description: 'The session is open: redirect the customer to `checkout_url`.' },
           400: problemResponse('The package is unknown, or a return URL is not allowed (`errors` names the field); nothing was recorded.', {
             invalid_package: 'Invalid package ID',
-            invalid_return_url: 'Return URL not allowed: body/success_url must be on an origin in CHECKOUT_RETURN_ORIGINS (https://evil.example is not)',
+            invalid_return_url:
+              'Return URL not allowed: body/success_url must be on an origin in CHECKOUT_RETURN_ORIGINS (https://evil.example is not)',
             validation_error: 'Invalid input: body/success_url is required',
             checkout_expired: 'The Stripe Checkout Session expired before the customer paid; nothing was charged',
           }),
@@ -80,7 +81,13 @@ const checkoutSessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
       request.idempotency = begun.idempotency;
       try {
         const created = await createCheckout(
-          { store: app.store, payments: app.payments, catalog: app.catalog, log: request.log, expiryMinutes: app.config.CHECKOUT_EXPIRY_MINUTES },
+          {
+            store: app.store,
+            payments: app.payments,
+            catalog: app.catalog,
+            log: request.log,
+            expiryMinutes: app.config.CHECKOUT_EXPIRY_MINUTES,
+          },
           request.body,
           { requestId: request.id, idempotency: begun.idempotency, transactionId: begun.transactionId, recorded: begun.recorded, origin },
         );

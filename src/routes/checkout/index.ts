@@ -76,13 +76,19 @@ const checkoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // page in its URL fragment (/checkout#token=…).
   const devSession = app.config.NODE_ENV === 'development';
   if (devSession) {
-    app.log.warn('NODE_ENV=development: POST /checkout/dev-session lets anyone sign a player up and get their client token without an API key.');
+    app.log.warn(
+      'NODE_ENV=development: POST /checkout/dev-session lets anyone sign a player up and get their client token without an API key.',
+    );
     app.post(
       '/checkout/dev-session',
       { schema: { ...hidden, body: ref(CreateCustomerRequest), response: { 200: DevSession } } },
       async (request): Promise<DevSession> => {
         const customer = await createCustomer(app, request.body, { userId: randomUUID() });
-        return { user_id: customer.user_id, stripe_customer_id: customer.stripe_customer_id, ...(await app.clientTokens.mint(customer.user_id)) };
+        return {
+          user_id: customer.user_id,
+          stripe_customer_id: customer.stripe_customer_id,
+          ...(await app.clientTokens.mint(customer.user_id)),
+        };
       },
     );
   }

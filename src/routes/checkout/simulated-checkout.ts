@@ -67,8 +67,11 @@ function page(view: SimulatedCheckoutPage, declined: string | undefined): string
 /** Stripe replaces `{CHECKOUT_SESSION_ID}` in the return URL with the session's id. */
 const returnUrl = (url: string, sessionId: string) => url.replaceAll('{CHECKOUT_SESSION_ID}', sessionId);
 
-const origins = (view: SimulatedCheckoutPage) =>
-  [...new Set([view.successUrl, view.cancelUrl].map((u) => (URL.canParse(u) ? new URL(u).origin : undefined)).filter((o) => o !== undefined))];
+const origins = (view: SimulatedCheckoutPage) => [
+  ...new Set(
+    [view.successUrl, view.cancelUrl].map((u) => (URL.canParse(u) ? new URL(u).origin : undefined)).filter((o) => o !== undefined),
+  ),
+];
 
 /**
  * DEVELOPMENT ONLY, on the simulated gateway: coinshop plays Stripe's hosted Checkout page, so the

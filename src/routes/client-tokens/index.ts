@@ -15,7 +15,7 @@ const clientTokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           "For the shop's backend (API key only). The token lets the player's browser or app call the player " +
           'operations (read the customer, save a card, buy, history, one purchase, the catalog; spending only with ' +
-          "`CLIENT_TOKENS_MAY_SPEND=true`) for this player alone, until `expires_at`. It changes nothing: mint one " +
+          '`CLIENT_TOKENS_MAY_SPEND=true`) for this player alone, until `expires_at`. It changes nothing: mint one ' +
           'whenever a page needs it.',
         body: ref(ClientTokenRequest),
         response: {

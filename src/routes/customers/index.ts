@@ -39,8 +39,7 @@ const customerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request) =>
-      createCustomer(app, request.body, { userId: resourceIdFor(request), idempotency: request.idempotency }),
+    async (request) => createCustomer(app, request.body, { userId: resourceIdFor(request), idempotency: request.idempotency }),
   );
 
   app.get(
@@ -51,7 +50,7 @@ const customerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         security: playerSecurity,
         operationId: 'getCustomer',
         tags: ['Customers'],
-        summary: "Get a customer and their coin balance",
+        summary: 'Get a customer and their coin balance',
         params: UserIdParams,
         response: {
           200: { ...ref(Customer), description: 'The customer and their current balance.' },

@@ -5,7 +5,6 @@ import { Health, Readiness } from '../../../schemas/operations.js';
 import { ProblemError } from '../../errors.js';
 import { serviceUnavailable } from '../problem-responses.js';
 
-
 /** Liveness and readiness, for load balancers and orchestrators: public, never rate limited. */
 const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(

@@ -78,7 +78,9 @@ const ledgerRoutes: FastifyPluginAsyncTypebox = async (app) => {
       // PostgreSQL would be sent it as "1e+32").
       if (before !== undefined && !Number.isSafeInteger(before)) {
         const message = 'must be an entry id from next_cursor';
-        throw new ProblemError('validation_error', `Invalid input: querystring/cursor ${message}`, { errors: [{ field: 'querystring/cursor', message }] });
+        throw new ProblemError('validation_error', `Invalid input: querystring/cursor ${message}`, {
+          errors: [{ field: 'querystring/cursor', message }],
+        });
       }
       const lines = await app.store.listLedger(customer.user_id, { limit: limit + 1, ...(before !== undefined ? { before } : {}) });
       const page = lines.slice(0, limit);

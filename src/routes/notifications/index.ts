@@ -35,7 +35,12 @@ const notificationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => {
       const limit = request.query.limit ?? 50;
       const { cursor, type, status } = request.query;
-      const rows = await app.store.listNotifications({ limit: limit + 1, before: cursor === undefined ? undefined : Number(cursor), type, status });
+      const rows = await app.store.listNotifications({
+        limit: limit + 1,
+        before: cursor === undefined ? undefined : Number(cursor),
+        type,
+        status,
+      });
       const page = rows.slice(0, limit);
       const last = page.at(-1);
       return {

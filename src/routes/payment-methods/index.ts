@@ -25,7 +25,7 @@ const paymentMethodRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: "Save a card as the customer's payment method",
         description:
           'A test token (`pm_card_*`) is stored as it is, without a Stripe call. Any other PaymentMethod id ' +
-          "(from Stripe.js) is attached to the customer in Stripe and made their default.",
+          '(from Stripe.js) is attached to the customer in Stripe and made their default.',
         headers: idempotencyKeyHeader,
         body: ref(AttachPaymentMethodRequest),
         response: {

@@ -13,13 +13,7 @@ import { customerNotFound, ProblemError } from '../../errors.js';
 import { assertPlayerMayAct } from '../../plugins/auth.js';
 import { resourceIdFor } from '../../plugins/idempotency.js';
 import { FAILURE_DETAILS } from '../../services/declines.js';
-import {
-  purchaseCurrency,
-  purchaseView,
-  beginPurchase,
-  refreshPurchase,
-  transactionStatus,
-} from '../../services/purchases.js';
+import { purchaseCurrency, purchaseView, beginPurchase, refreshPurchase, transactionStatus } from '../../services/purchases.js';
 import { refundPurchase } from '../../services/refunds.js';
 import {
   authenticationRequired,
@@ -203,7 +197,10 @@ const purchaseRoutes: FastifyPluginAsyncTypebox = async (app) => {
         params: TransactionIdParams,
         body: ref(RefundPurchaseRequest),
         response: {
-          200: { ...ref(Purchase), description: 'The purchase after the refund (for a retry with the same key: after the refund it made).' },
+          200: {
+            ...ref(Purchase),
+            description: 'The purchase after the refund (for a retry with the same key: after the refund it made).',
+          },
           400: problemResponse('The request is malformed.', { validation_error: 'Invalid input: body/amount_cents must be >= 1' }),
           404: purchaseNotFound,
           409: problemResponse('The purchase cannot be refunded in its state, or Stripe refused the refund (nothing was refunded).', {

@@ -15,10 +15,13 @@ import { assertPlayerMayAct } from '../../plugins/auth.js';
 import { purchaseView } from '../../services/purchases.js';
 import { callerErrors, internalError, playerSecurity, problemResponse, validationFailed } from '../problem-responses.js';
 
-const notFound = problemResponse('No such simulated PaymentIntent, dispute or Checkout Session, or (with a client token) no purchase of this player has it.', {
-  not_found: "No such PaymentIntent: 'pi_sim_0a1b2c3d'",
-  purchase_not_found: 'Purchase not found',
-});
+const notFound = problemResponse(
+  'No such simulated PaymentIntent, dispute or Checkout Session, or (with a client token) no purchase of this player has it.',
+  {
+    not_found: "No such PaymentIntent: 'pi_sim_0a1b2c3d'",
+    purchase_not_found: 'Purchase not found',
+  },
+);
 const refused = problemResponse('The simulated object is not in a state that allows this.', {
   invalid_state: 'PaymentIntent pi_sim_1 is not waiting for authentication (status succeeded)',
 });
@@ -65,7 +68,10 @@ const simulatorRoutes: FastifyPluginAsyncTypebox<{ simulator: PaymentSimulation 
         summary: 'Simulate the customer completing (or failing) 3-D Secure',
         params: PaymentIntentParams,
         body: ref(SimulateAuthenticationRequest),
-        response: responses('The purchase after the payment_intent webhook.', 'Invalid input: body/outcome must be one of "succeed", "fail"'),
+        response: responses(
+          'The purchase after the payment_intent webhook.',
+          'Invalid input: body/outcome must be one of "succeed", "fail"',
+        ),
       },
     },
     async (request) => {
@@ -86,7 +92,10 @@ const simulatorRoutes: FastifyPluginAsyncTypebox<{ simulator: PaymentSimulation 
         tags: ['Simulator'],
         summary: "Simulate the cardholder's bank disputing a payment",
         params: PaymentIntentParams,
-        response: responses('The purchase after the charge.dispute.created webhook, and the dispute id.', 'Invalid input: params/payment_intent_id must NOT have more than 255 characters'),
+        response: responses(
+          'The purchase after the charge.dispute.created webhook, and the dispute id.',
+          'Invalid input: params/payment_intent_id must NOT have more than 255 characters',
+        ),
       },
     },
     async (request) => {
@@ -105,7 +114,10 @@ const simulatorRoutes: FastifyPluginAsyncTypebox<{ simulator: PaymentSimulation 
         summary: 'Simulate a dispute being decided',
         params: DisputeParams,
         body: ref(SimulateDisputeClosedRequest),
-        response: responses('The purchase after the charge.dispute.closed webhook.', 'Invalid input: body/outcome must be one of "won", "lost"'),
+        response: responses(
+          'The purchase after the charge.dispute.closed webhook.',
+          'Invalid input: body/outcome must be one of "won", "lost"',
+        ),
       },
     },
     async (request) => {
@@ -126,7 +138,10 @@ const simulatorRoutes: FastifyPluginAsyncTypebox<{ simulator: PaymentSimulation 
           "PaymentIntent's) are delivered before this answers. The page itself is at the session's `checkout_url`.",
         params: CheckoutSessionParams,
         body: ref(SimulateCheckoutRequest),
-        response: responses('The purchase after the checkout.session webhooks.', 'Invalid input: body/outcome must be one of "complete", "fail", "expire"'),
+        response: responses(
+          'The purchase after the checkout.session webhooks.',
+          'Invalid input: body/outcome must be one of "complete", "fail", "expire"',
+        ),
       },
     },
     async (request) => {

@@ -22,7 +22,9 @@ export const WEBHOOK_FAILURES_PER_MINUTE = 20;
 const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // The signature covers the exact bytes Stripe sent, so in this plugin the body stays raw.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT }, (_request, body, done) => done(null, body));
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT }, (_request, body, done) =>
+    done(null, body),
+  );
   // Webhooks are exempt from the rate limit (Stripe's retries must get through), so forgers are
   // counted here instead: an address past its bad signatures is refused before its body is read.
   const forgers = new FailureCounter(WEBHOOK_FAILURES_PER_MINUTE, 60_000);
@@ -54,23 +56,32 @@ const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
         body: ref(StripeEvent),
         response: {
           200: { ...ref(WebhookAck), description: 'The event was accepted (processed, or already processed, or ignored).' },
-          400: problemResponse('The signature is missing or wrong, or its timestamp more than 5 minutes old or ahead: nothing was changed.', {
-            webhook_rejected: 'Webhook signature rejected: No signatures found matching the expected signature for payload.',
-          }),
+          400: problemResponse(
+            'The signature is missing or wrong, or its timestamp more than 5 minutes old or ahead: nothing was changed.',
+            {
+              webhook_rejected: 'Webhook signature rejected: No signatures found matching the expected signature for payload.',
+            },
+          ),
           413: problemResponse(`A body over ${WEBHOOK_BODY_LIMIT / 1024} KiB (Stripe's events are a few KiB): nothing was read further.`, {
             payload_too_large: 'Request body is too large',
           }),
-          429: problemResponse(`More than ${WEBHOOK_FAILURES_PER_MINUTE} deliveries with a bad signature from this address within a minute: it is refused until the minute is over (see \`Retry-After\`).`, {
-            rate_limited: 'Too many webhook deliveries with a bad signature from this address; retry in 1 minute',
-          }),
+          429: problemResponse(
+            `More than ${WEBHOOK_FAILURES_PER_MINUTE} deliveries with a bad signature from this address within a minute: it is refused until the minute is over (see \`Retry-After\`).`,
+            {
+              rate_limited: 'Too many webhook deliveries with a bad signature from this address; retry in 1 minute',
+            },
+          ),
           500: internalError,
           502: problemResponse(
             'A dispute for a PaymentIntent no purchase knows yet, and Stripe could not be asked which purchase it is: nothing was recorded, and Stripe will retry.',
             { payment_provider_error: 'The payment provider failed or could not be reached; try again' },
           ),
-          503: serviceUnavailable('No STRIPE_WEBHOOK_SECRET is configured, or the database cannot be reached: nothing was recorded, and Stripe will retry.', {
-            webhooks_not_configured: 'Webhooks are not configured: set STRIPE_WEBHOOK_SECRET',
-          }),
+          503: serviceUnavailable(
+            'No STRIPE_WEBHOOK_SECRET is configured, or the database cannot be reached: nothing was recorded, and Stripe will retry.',
+            {
+              webhooks_not_configured: 'Webhooks are not configured: set STRIPE_WEBHOOK_SECRET',
+            },
+          ),
         },
       },
     },
@@ -81,7 +92,8 @@ const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
       try {
         event = app.payments.verifyWebhook(payload, typeof signature === 'string' ? signature : undefined);
       } catch (err) {
-        if (err instanceof WebhooksNotConfigured) throw new ProblemError('webhooks_not_configured', 'Webhooks are not configured: set STRIPE_WEBHOOK_SECRET');
+        if (err instanceof WebhooksNotConfigured)
+          throw new ProblemError('webhooks_not_configured', 'Webhooks are not configured: set STRIPE_WEBHOOK_SECRET');
         if (err instanceof WebhookRejected) {
           forgers.fail(request.ip);
           throw new ProblemError('webhook_rejected', `Webhook signature rejected: ${err.message}`);
