@@ -1,6 +1,6 @@
 // `npm run lint`: ESLint's recommended rules and typescript-eslint's type-aware ones
 // (recommendedTypeChecked) over every TypeScript file tsconfig.json covers, and the checkout page's
-// script. No formatting rules.
+// script. No formatting rules: Prettier formats (npm run format).
 import js from '@eslint/js';
 import { defineConfig } from 'eslint/config';
 import globals from 'globals';
