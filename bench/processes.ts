@@ -98,8 +98,33 @@ export async function buyers(url: string, count: number): Promise<string[]> {
   return users;
 }
 
+/** The return origin the benchmark's Checkout Sessions use (coinshop is started allowing it). */
+export const CHECKOUT_ORIGIN = 'https://shop.example';
+
+/** autocannon options that open Stripe Checkout Sessions for package_1 by `users` in turn, each with its own Idempotency-Key. */
+export function checkoutLoad(users: string[], tag: string): Pick<autocannon.Options, 'method' | 'headers' | 'requests'> {
+  return keyedLoad(
+    tag,
+    (userId) => ({
+      user_id: userId,
+      package_id: 'package_1',
+      success_url: `${CHECKOUT_ORIGIN}/done?session={CHECKOUT_SESSION_ID}`,
+      cancel_url: `${CHECKOUT_ORIGIN}/shop`,
+    }),
+    users,
+  );
+}
+
 /** autocannon options for purchases of package_1 by `users` in turn, each with its own Idempotency-Key. */
 export function purchaseLoad(users: string[], tag: string): Pick<autocannon.Options, 'method' | 'headers' | 'requests'> {
+  return keyedLoad(tag, (userId) => ({ user_id: userId, package_id: 'package_1' }), users);
+}
+
+function keyedLoad(
+  tag: string,
+  body: (userId: string | undefined) => Record<string, unknown>,
+  users: string[],
+): Pick<autocannon.Options, 'method' | 'headers' | 'requests'> {
   let n = 0;
   return {
     method: 'POST',
@@ -111,7 +136,7 @@ export function purchaseLoad(users: string[], tag: string): Pick<autocannon.Opti
           return {
             ...request,
             headers: { ...request.headers, 'idempotency-key': `bench-${tag}-${n}` },
-            body: JSON.stringify({ user_id: users[n % users.length], package_id: 'package_1' }),
+            body: JSON.stringify(body(users[n % users.length])),
           };
         },
       },

@@ -18,6 +18,11 @@
  *   notifications: purchases on SQLite with no game server (the outbox fills, nothing is sent) and
  *   with one receiving every notification (GAME_WEBHOOK_URL), BENCH_NOTIFY_CONNECTIONS (default 200),
  *   Stripe latency BENCH_NOTIFY_LATENCY_MS (default 50): what delivery costs a purchase.
+ *   checkout: on one SQLite coinshop, purchases with the saved card and then Stripe Checkout Sessions
+ *   opened (POST /stripe/checkout-sessions: the pending purchase, the session, its id), at
+ *   BENCH_NOTIFY_CONNECTIONS and BENCH_NOTIFY_LATENCY_MS: what opening Checkout costs beside a card
+ *   purchase. Paying a session is a checkout.session.completed webhook, a credit like a card
+ *   payment's webhook (its round trips are in test/round-trips.test.ts).
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,6 +44,8 @@ import {
   gameReceiver,
   postgresBackends,
   purchaseLoad,
+  checkoutLoad,
+  CHECKOUT_ORIGIN,
   root,
   start,
   stop,
@@ -49,7 +56,7 @@ const seconds = Number(process.env['BENCH_SECONDS'] ?? 5);
 const warmUpSeconds = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2);
 const rampLimitSeconds = Number(process.env['BENCH_RAMP_LIMIT_SECONDS'] ?? 60);
 const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg.length > 0);
-const scenarios = (process.env['BENCH_SCENARIOS'] ?? 'packages,customer,purchases,replicas,notifications').split(',');
+const scenarios = (process.env['BENCH_SCENARIOS'] ?? 'packages,customer,purchases,replicas,notifications,checkout').split(',');
 const PG_URL = process.env['BENCH_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const list = (name: string, fallback: string) => (process.env[name] ?? fallback).split(',').map(Number);
 const purchaseLatencies = list('BENCH_LATENCIES', '0,300');
@@ -555,6 +562,27 @@ async function main() {
         await stop(shop.child);
         await stop(stripe.child);
       }
+    }
+
+    if (scenarios.includes('checkout')) {
+      const stripe = await fakeStripe(notifyLatency);
+      const shop = await coinshop(stripe.url, join(dir, 'checkout.db'), nodeArgs, { CHECKOUT_RETURN_ORIGINS: CHECKOUT_ORIGIN });
+      const users = await buyers(shop.url, 200);
+      const loads = [
+        { path: '/stripe/purchase-currency', name: 'purchase with the saved card', load: purchaseLoad(users, 'checkout-card') },
+        { path: '/stripe/checkout-sessions', name: 'Stripe Checkout Session opened', load: checkoutLoad(users, 'checkout-session') },
+      ];
+      for (const { path, name, load } of loads) {
+        await measure(
+          `${name}, Stripe +${notifyLatency} ms, ${notifyConnections} connections`,
+          shop.child,
+          { url: `${shop.url}${path}`, connections: notifyConnections, ...load },
+          undefined,
+          [stripeCpu(stripe.child)],
+        );
+      }
+      await stop(shop.child);
+      await stop(stripe.child);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
