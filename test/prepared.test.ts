@@ -234,16 +234,14 @@ if (TEST_ENGINE === 'postgres') {
     const { db, store, prepared } = await openOneConnection(t);
     const insert = (userId: string) =>
       runPrepared(store.db, store.engine, 'test:insert-customer', { userId }, (db, a) =>
-        db
-          .insertInto('customers')
-          .values({
-            user_id: a.userId,
-            email: 'x@example.com',
-            name: 'X',
-            stripe_customer_id: a.userId,
-            currency_balance: 0,
-            created_at: 'now',
-          }),
+        db.insertInto('customers').values({
+          user_id: a.userId,
+          email: 'x@example.com',
+          name: 'X',
+          stripe_customer_id: a.userId,
+          currency_balance: 0,
+          created_at: 'now',
+        }),
       );
     await insert('dup');
     const before = await backendPid(db);
