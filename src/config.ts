@@ -95,11 +95,13 @@ export const ConfigSchema = Type.Object({
     }),
   ),
   CHECKOUT_EXPIRY_MINUTES: Type.Integer({
-    minimum: 30,
+    // Stripe's minimum is 30 minutes from the session's creation, and the expiry counts from the
+    // purchase's, a moment earlier (or longer, for a retry under the same key): one minute of margin.
+    minimum: 31,
     maximum: 1440,
     default: 60,
     description:
-      "How long a Stripe Checkout Session stays open unpaid (30–1440, Stripe's limits); its purchase then fails with `checkout_expired`.",
+      "How long a Stripe Checkout Session stays open unpaid, counted from its purchase (31–1440: Stripe allows 30 minutes to 24 hours from the session's creation, a moment later); its purchase then fails with `checkout_expired`.",
   }),
   CATALOG_FILE: Type.Optional(
     Type.String({
@@ -256,7 +258,7 @@ const hints: Partial<Record<keyof Config, string>> = {
   CLIENT_TOKENS_MAY_SPEND: 'true or false',
   CORS_ORIGINS: 'a comma-separated list of origins such as https://shop.example.com',
   CHECKOUT_RETURN_ORIGINS: 'a comma-separated list of https origins (no path) such as https://shop.example.com',
-  CHECKOUT_EXPIRY_MINUTES: 'an integer number of minutes from 30 to 1440',
+  CHECKOUT_EXPIRY_MINUTES: 'an integer number of minutes from 31 to 1440',
   RATE_LIMIT_PER_MINUTE: 'an integer from 1 to 1000000',
   TRUST_PROXY: 'a number of proxy hops (such as 1) or comma-separated proxy addresses or CIDRs',
   MAX_EVENT_LOOP_DELAY_MS: '0 (off) or an integer number of milliseconds from 10 to 60000',

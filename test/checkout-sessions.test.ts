@@ -379,6 +379,14 @@ t.test('CHECKOUT_RETURN_ORIGINS must be https origins: a bad value stops the sta
     { name: 'ConfigError', variable: 'CHECKOUT_EXPIRY_MINUTES' },
     "below Stripe's 30 minutes",
   );
+  // The expiry counts from the purchase's creation, and the session is created a moment later (or
+  // re-sent later under the same key): at exactly 30 it would fall under Stripe's minimum.
+  t.throws(
+    () => loadConfig({ CHECKOUT_EXPIRY_MINUTES: '30' }),
+    { name: 'ConfigError', variable: 'CHECKOUT_EXPIRY_MINUTES' },
+    "30 leaves no margin over Stripe's minimum",
+  );
+  t.equal(loadConfig({ CHECKOUT_EXPIRY_MINUTES: '31' }).CHECKOUT_EXPIRY_MINUTES, 31);
 });
 
 t.test('offline: the simulated hosted page, and the simulator completing, failing or expiring a session', async (t) => {
