@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { UserId } from './ref.js';
+import { PackageId, UserId } from './ref.js';
 
 const returnUrl = (what: string, example: string) =>
   Type.String({
@@ -14,12 +14,7 @@ const returnUrl = (what: string, example: string) =>
 export const CreateCheckoutSessionRequest = Type.Object(
   {
     user_id: UserId,
-    package_id: Type.String({
-      minLength: 1,
-      maxLength: 64,
-      description: 'A `package_id` from listPackages. The price comes from the catalog, never from the client.',
-      examples: ['package_1'],
-    }),
+    package_id: PackageId,
     success_url: returnUrl('after paying', 'https://shop.example.com/coins/done?session_id={CHECKOUT_SESSION_ID}'),
     cancel_url: returnUrl('when they go back without paying', 'https://shop.example.com/coins'),
   },

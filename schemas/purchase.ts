@@ -1,15 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { ref, UserId } from './ref.js';
+import { PackageId, ref, UserId } from './ref.js';
 
 export const PurchaseCurrencyRequest = Type.Object(
   {
     user_id: UserId,
-    package_id: Type.String({
-      minLength: 1,
-      maxLength: 64,
-      description: 'A `package_id` from listPackages. The price comes from the catalog, never from the client.',
-      examples: ['package_1'],
-    }),
+    package_id: PackageId,
   },
   {
     $id: 'PurchaseCurrencyRequest',

@@ -10,6 +10,14 @@ export function ref<T extends TSchema>(schema: T) {
 }
 
 /** Identifiers a caller sends back to us: bounded, printable, no surprises. */
+/** A package from the catalog, named by a purchase request: the price is the catalog's, never the client's. */
+export const PackageId = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  description: 'A `package_id` from listPackages. The price comes from the catalog, never from the client.',
+  examples: ['package_1'],
+});
+
 export const UserId = Type.String({
   minLength: 1,
   maxLength: 64,

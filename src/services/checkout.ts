@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { CheckoutSessionCreated, CreateCheckoutSessionRequest } from '../../schemas/checkout-session.js';
 import type { Catalog } from '../catalog.js';
@@ -7,7 +6,7 @@ import { CheckoutRefused, GatewayError, type CheckoutSession, type PaymentsGatew
 import { CHECKOUT_PAYMENT_METHOD, UNFINISHED, type CustomerRow, type PurchaseRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { failureProblem } from './declines.js';
-import { completeIdempotency, reserveKey, type IdempotencyContext, type KeptAnswer, type KeyRequest } from './idempotency.js';
+import { beginWithKey, completeIdempotency, type Begun, type IdempotencyContext, type KeyRequest } from './idempotency.js';
 import { creditPurchase, settleFailed } from './settlement.js';
 
 export interface CheckoutDeps {
@@ -52,9 +51,7 @@ export function checkReturnUrls(
 
 type Recorded = { purchase: PurchaseRow; customer: CustomerRow };
 
-export type BegunCheckout =
-  | { kind: 'replay'; answer: KeptAnswer }
-  | { kind: 'begun'; idempotency: IdempotencyContext | undefined; transactionId: string; recorded: Recorded | undefined };
+export type BegunCheckout = Begun<Recorded>;
 
 /**
  * A Checkout purchase's first step, as a card purchase's (beginPurchase): with an Idempotency-Key,
@@ -66,18 +63,7 @@ export async function beginCheckout(
   input: Pick<CreateCheckoutSessionRequest, 'user_id' | 'package_id'>,
   key: KeyRequest | undefined,
 ): Promise<BegunCheckout> {
-  if (!key) return { kind: 'begun', idempotency: undefined, transactionId: randomUUID(), recorded: undefined };
-  const reservation = await reserveKey(deps.store, key, (tx, transactionId) =>
-    recordPendingCheckout(tx, deps.catalog, input, transactionId),
-  );
-  if (reservation.kind === 'replay') return reservation;
-  const { context, recorded } = reservation;
-  return {
-    kind: 'begun',
-    idempotency: context,
-    transactionId: context.resourceId,
-    recorded: recorded instanceof ProblemError ? undefined : recorded,
-  };
+  return beginWithKey(deps.store, key, (tx, transactionId) => recordPendingCheckout(tx, deps.catalog, input, transactionId));
 }
 
 /** Records the Checkout purchase as pending, before Stripe is called (no saved card is needed); or says why it cannot be made. */

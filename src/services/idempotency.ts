@@ -77,6 +77,35 @@ export async function reserveKey<T>(
   }
 }
 
+/** A purchase's first step: the key's kept answer to replay, or the purchase begun under a transaction id. */
+export type Begun<T> =
+  | { kind: 'replay'; answer: KeptAnswer }
+  | { kind: 'begun'; idempotency: IdempotencyContext | undefined; transactionId: string; recorded: T | undefined };
+
+/**
+ * Begins what a request creates. With an Idempotency-Key: reserves the key and runs `record` (the
+ * request's first write) in the same transaction, or says what the key already answered; a retry
+ * that takes over an unfinished key gets the first request's id. Without a key there is nothing to
+ * reserve and nothing is recorded here. A `record` that answers why it cannot be made writes nothing,
+ * and the caller refuses the request as usual.
+ */
+export async function beginWithKey<T>(
+  store: Store,
+  key: KeyRequest | undefined,
+  record: (tx: Store, id: string) => Promise<T | ProblemError>,
+): Promise<Begun<T>> {
+  if (!key) return { kind: 'begun', idempotency: undefined, transactionId: randomUUID(), recorded: undefined };
+  const reservation = await reserveKey(store, key, record);
+  if (reservation.kind === 'replay') return reservation;
+  const { context, recorded } = reservation;
+  return {
+    kind: 'begun',
+    idempotency: context,
+    transactionId: context.resourceId,
+    recorded: recorded instanceof ProblemError ? undefined : recorded,
+  };
+}
+
 /**
  * Records, in the caller's transaction, the response a key will replay: the key completes together
  * with the effect it protects, or not at all.

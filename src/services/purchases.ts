@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Purchase, PurchaseResult } from '../../schemas/purchase.js';
 import type { Catalog } from '../catalog.js';
@@ -8,7 +7,7 @@ import { REVIVABLE_FAILURE, UNFINISHED, type CustomerRow, type PurchaseRow } fro
 import type { Store } from '../store/store.js';
 import { isCheckoutPurchase, refreshCheckout } from './checkout.js';
 import { declineCode, failureProblem } from './declines.js';
-import { completeIdempotency, reserveKey, type IdempotencyContext, type KeptAnswer, type KeyRequest } from './idempotency.js';
+import { beginWithKey, completeIdempotency, type Begun, type IdempotencyContext, type KeyRequest } from './idempotency.js';
 import { creditPurchase, settleFailed, settleRequiresAction } from './settlement.js';
 
 export interface PurchaseDeps {
@@ -39,9 +38,7 @@ export interface PendingPurchase {
  */
 type Asked = ChargeOutcome | { status: 'rejected'; message: string } | { status: 'refused' } | { status: 'absent' } | { status: 'unknown' };
 
-export type BegunPurchase =
-  | { kind: 'replay'; answer: KeptAnswer }
-  | { kind: 'begun'; idempotency: IdempotencyContext | undefined; transactionId: string; recorded: PendingPurchase | undefined };
+export type BegunPurchase = Begun<PendingPurchase>;
 
 /**
  * A purchase's first step. With an Idempotency-Key: reserves the key and records the pending purchase
@@ -55,18 +52,7 @@ export async function beginPurchase(
   input: { user_id: string; package_id: string },
   key: KeyRequest | undefined,
 ): Promise<BegunPurchase> {
-  if (!key) return { kind: 'begun', idempotency: undefined, transactionId: randomUUID(), recorded: undefined };
-  const reservation = await reserveKey(deps.store, key, (tx, transactionId) =>
-    recordPendingPurchase(tx, deps.catalog, input, transactionId),
-  );
-  if (reservation.kind === 'replay') return reservation;
-  const { context, recorded } = reservation;
-  return {
-    kind: 'begun',
-    idempotency: context,
-    transactionId: context.resourceId,
-    recorded: recorded instanceof ProblemError ? undefined : recorded,
-  };
+  return beginWithKey(deps.store, key, (tx, transactionId) => recordPendingPurchase(tx, deps.catalog, input, transactionId));
 }
 
 /**
