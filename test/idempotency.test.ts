@@ -4,6 +4,7 @@ import type { ChargeOutcome, ChargeRequest } from '../src/gateway/types.js';
 import { reconcile } from '../src/services/reconcile.js';
 import { Store } from '../src/store/store.js';
 import { startFakeStripe, webhookRequest, type FakeStripe } from './support/fake-stripe.js';
+import { TEST_ENGINE } from './support/database.js';
 import { buildAppOnFakeStripe, buildTestApp, customerWithCard, createCustomer, expectProblem, get, json } from './support/helper.js';
 
 const WEBHOOK_SECRET = 'whsec_test_idempotency';
@@ -187,7 +188,7 @@ t.test('a keyed purchase commits twice: the key with its pending purchase, then 
   const commits: string[] = [];
   // Kept to be called with .call(this) and put back.
   // eslint-disable-next-line @typescript-eslint/unbound-method
-  const { transaction, recordPendingPurchase } = Store.prototype;
+  const { transaction, recordPendingPurchase, reserveKeyRecordingPurchase } = Store.prototype;
   Store.prototype.transaction = function <T>(this: Store, fn: (tx: Store) => Promise<T>): Promise<T> {
     if (!this.db.isTransaction) commits.push('transaction');
     return transaction.call(this, fn) as Promise<T>;
@@ -196,14 +197,24 @@ t.test('a keyed purchase commits twice: the key with its pending purchase, then 
     if (!this.db.isTransaction) commits.push('recordPendingPurchase');
     return recordPendingPurchase.call(this, userId, purchase);
   };
+  // On PostgreSQL a new key and its pending purchase are one statement: a commit with no transaction.
+  Store.prototype.reserveKeyRecordingPurchase = function (this: Store, input, userId, purchase) {
+    if (this.engine === 'postgres') commits.push('one statement');
+    return reserveKeyRecordingPurchase.call(this, input, userId, purchase);
+  };
   t.teardown(() => {
     Store.prototype.transaction = transaction;
     Store.prototype.recordPendingPurchase = recordPendingPurchase;
+    Store.prototype.reserveKeyRecordingPurchase = reserveKeyRecordingPurchase;
   });
 
   const bought = await purchaseWithKey(app, 'two-commits', { user_id, package_id: 'package_1' });
   t.equal(bought.statusCode, 200);
-  t.same(commits, ['transaction', 'transaction'], 'reserve the key and record the purchase; settle, credit and keep the answer');
+  t.same(
+    commits,
+    [TEST_ENGINE === 'postgres' ? 'one statement' : 'transaction', 'transaction'],
+    'reserve the key and record the purchase; settle, credit and keep the answer',
+  );
   t.equal(createdIntents(stripe).length, 1);
 
   commits.length = 0;

@@ -23,6 +23,7 @@ import { reconcile } from '../src/services/reconcile.js';
 import { startFakeStripe, webhookRequest, type FakeStripe } from './support/fake-stripe.js';
 import { dueNow, startGameServer, type Behaviour, type GameServer } from './support/game-server.js';
 import { attachCard, canonical, createCustomer, testConfig, type Json } from './support/helper.js';
+import { dropFreshSchema } from './support/database.js';
 
 const SECRET = 'whsec_test_money_faults';
 type PackageId = 'package_1' | 'package_2';
@@ -553,6 +554,7 @@ async function runScenario(s: Scenario) {
     throw err;
   } finally {
     await app.close();
+    await dropFreshSchema(app.config.DATABASE_URL);
     await game.close();
     await stripe.close();
   }

@@ -19,6 +19,7 @@ import { RefundRejected } from '../src/gateway/types.js';
 import type { PurchaseStatus } from '../src/store/schema.js';
 import type { Store } from '../src/store/store.js';
 import { attachCard, canonical, createCustomer, get, json, testConfig, type Json } from './support/helper.js';
+import { dropFreshSchema } from './support/database.js';
 
 // ---------------------------------------------------------------------------------------------
 // What the test generates
@@ -1173,6 +1174,7 @@ async function runScenario(s: Scenario) {
     throw err;
   } finally {
     await app.close();
+    await dropFreshSchema(app.config.DATABASE_URL);
   }
 }
 

@@ -6,7 +6,7 @@ import { CheckoutRefused, GatewayError, type CheckoutSession, type PaymentsGatew
 import { CHECKOUT_PAYMENT_METHOD, UNFINISHED, type CustomerRow, type PurchaseRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { failureProblem } from './declines.js';
-import { beginWithKey, completeIdempotency, type Begun, type IdempotencyContext, type KeyRequest } from './idempotency.js';
+import { beginWithKey, completeIdempotency, recordingWith, type Begun, type IdempotencyContext, type KeyRequest } from './idempotency.js';
 import { creditPurchase, settleFailed } from './settlement.js';
 
 export interface CheckoutDeps {
@@ -63,7 +63,11 @@ export async function beginCheckout(
   input: Pick<CreateCheckoutSessionRequest, 'user_id' | 'package_id'>,
   key: KeyRequest | undefined,
 ): Promise<BegunCheckout> {
-  return beginWithKey(deps.store, key, (tx, transactionId) => recordPendingCheckout(tx, deps.catalog, input, transactionId));
+  return beginWithKey(
+    deps.store,
+    key,
+    recordingWith((tx, transactionId) => recordPendingCheckout(tx, deps.catalog, input, transactionId)),
+  );
 }
 
 /** Records the Checkout purchase as pending, before Stripe is called (no saved card is needed); or says why it cannot be made. */

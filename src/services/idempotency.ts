@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ProblemError } from '../errors.js';
 import type { IdempotencyRow } from '../store/schema.js';
-import type { Store } from '../store/store.js';
+import type { KeyInput, Reservation, Store } from '../store/store.js';
 
 /** An Idempotency-Key a request carries, checked and not yet reserved. */
 export interface KeyRequest {
@@ -34,24 +34,35 @@ export type KeyReservation<T> =
   | { kind: 'replay'; answer: KeptAnswer };
 
 /**
- * Reserves an Idempotency-Key, or answers why it cannot be (422 reused with another request, 409
- * still in use) or what it already answered (a replay). `record`, when given, is the request's first
- * write, run in the transaction that reserves a new key so both commit at once; it returns what it
- * recorded (or why it recorded nothing, which the caller refuses as usual).
+ * How a key is reserved in the store, with what a new key's request writes first (`recorded`, or why
+ * it recorded nothing, which the caller refuses as usual) committed together with it.
  */
-export async function reserveKey<T>(
+export type KeyReserver<T> = (store: Store, input: KeyInput) => Promise<{ reservation: Reservation; recorded: T | undefined }>;
+
+/** A KeyReserver that runs `record` in the transaction reserving a new key. */
+export function recordingWith<T>(record: (tx: Store, resourceId: string) => Promise<T>): KeyReserver<T> {
+  return async (store, input) => {
+    let recorded: T | undefined;
+    const reservation = await store.reserveKey(input, async (tx, resourceId) => {
+      recorded = await record(tx, resourceId);
+    });
+    return { reservation, recorded };
+  };
+}
+
+const reserveOnly: KeyReserver<never> = async (store, input) => ({ reservation: await store.reserveKey(input), recorded: undefined });
+
+/**
+ * Reserves an Idempotency-Key, or answers why it cannot be (422 reused with another request, 409
+ * still in use) or what it already answered (a replay). `reserve` may write the request's first
+ * change with a new key (see KeyReserver).
+ */
+export async function reserveKey<T = never>(
   store: Store,
   request: KeyRequest,
-  record?: (tx: Store, resourceId: string) => Promise<T>,
+  reserve: KeyReserver<T> = reserveOnly,
 ): Promise<KeyReservation<T>> {
-  let recorded: T | undefined;
-  const reservation = await store.reserveKey(
-    { ...request, resourceId: randomUUID() },
-    record &&
-      (async (tx, resourceId) => {
-        recorded = await record(tx, resourceId);
-      }),
-  );
+  const { reservation, recorded } = await reserve(store, { ...request, resourceId: randomUUID() });
   switch (reservation.kind) {
     case 'mismatch':
       throw new ProblemError(
@@ -83,19 +94,19 @@ export type Begun<T> =
   | { kind: 'begun'; idempotency: IdempotencyContext | undefined; transactionId: string; recorded: T | undefined };
 
 /**
- * Begins what a request creates. With an Idempotency-Key: reserves the key and runs `record` (the
- * request's first write) in the same transaction, or says what the key already answered; a retry
- * that takes over an unfinished key gets the first request's id. Without a key there is nothing to
- * reserve and nothing is recorded here. A `record` that answers why it cannot be made writes nothing,
- * and the caller refuses the request as usual.
+ * Begins what a request creates. With an Idempotency-Key: reserves the key and records the request's
+ * first write with it (`reserve`), or says what the key already answered; a retry that takes over an
+ * unfinished key gets the first request's id. Without a key there is nothing to reserve and nothing
+ * is recorded here. A first write that answers why it cannot be made writes nothing, and the caller
+ * refuses the request as usual.
  */
 export async function beginWithKey<T>(
   store: Store,
   key: KeyRequest | undefined,
-  record: (tx: Store, id: string) => Promise<T | ProblemError>,
+  reserve: KeyReserver<T | ProblemError>,
 ): Promise<Begun<T>> {
   if (!key) return { kind: 'begun', idempotency: undefined, transactionId: randomUUID(), recorded: undefined };
-  const reservation = await reserveKey(store, key, record);
+  const reservation = await reserveKey(store, key, reserve);
   if (reservation.kind === 'replay') return reservation;
   const { context, recorded } = reservation;
   return {

@@ -1,13 +1,14 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Purchase, PurchaseResult } from '../../schemas/purchase.js';
+import type { Package } from '../../schemas/catalog.js';
 import type { Catalog } from '../catalog.js';
 import { customerNotFound, ProblemError, problemDocument } from '../errors.js';
 import { GatewayError, PaymentMethodRejected, type ChargeOutcome, type PaymentsGateway } from '../gateway/types.js';
 import { REVIVABLE_FAILURE, UNFINISHED, type CustomerRow, type PurchaseRow } from '../store/schema.js';
-import type { Store } from '../store/store.js';
+import type { PendingPurchaseFields, RecordedPurchase, Store } from '../store/store.js';
 import { isCheckoutPurchase, refreshCheckout } from './checkout.js';
 import { declineCode, failureProblem } from './declines.js';
-import { beginWithKey, completeIdempotency, type Begun, type IdempotencyContext, type KeyRequest } from './idempotency.js';
+import { beginWithKey, completeIdempotency, recordingWith, type Begun, type IdempotencyContext, type KeyRequest } from './idempotency.js';
 import { creditPurchase, settleFailed, settleRequiresAction } from './settlement.js';
 
 export interface PurchaseDeps {
@@ -52,7 +53,36 @@ export async function beginPurchase(
   input: { user_id: string; package_id: string },
   key: KeyRequest | undefined,
 ): Promise<BegunPurchase> {
-  return beginWithKey(deps.store, key, (tx, transactionId) => recordPendingPurchase(tx, deps.catalog, input, transactionId));
+  const pack = deps.catalog.get(input.package_id);
+  if (!pack)
+    return beginWithKey(
+      deps.store,
+      key,
+      recordingWith((tx, transactionId) => recordPendingPurchase(tx, deps.catalog, input, transactionId)),
+    );
+  // The key and the pending purchase: one statement on PostgreSQL.
+  return beginWithKey(deps.store, key, async (store, keyInput) => {
+    const { reservation, recorded } = await store.reserveKeyRecordingPurchase(keyInput, input.user_id, pendingFields(pack));
+    return { reservation, recorded: recorded && pendingOrProblem(recorded) };
+  });
+}
+
+/** A pending purchase's fields from its package. */
+const pendingFields = (pack: Package): PendingPurchaseFields => ({
+  package_id: pack.package_id,
+  package_name: pack.name,
+  amount_cents: pack.price_cents,
+  currency: pack.currency,
+  coins: pack.currency_amount,
+  payment_intent_id: null,
+  failure_code: null,
+});
+
+/** What recording a purchase did, or why it could not (unknown customer, no saved card). */
+function pendingOrProblem({ customer, purchase }: RecordedPurchase): PendingPurchase | ProblemError {
+  if (!customer) return customerNotFound();
+  if (!purchase) return new ProblemError('no_payment_method', 'No payment method attached');
+  return { purchase, customer };
 }
 
 /**
@@ -110,19 +140,7 @@ export async function recordPendingPurchase(
   if (!pack)
     return (await store.findCustomer(input.user_id)) ? new ProblemError('invalid_package', 'Invalid package ID') : customerNotFound();
   // The customer and their pending purchase, in one statement on PostgreSQL.
-  const { customer, purchase } = await store.recordPendingPurchase(input.user_id, {
-    transaction_id: transactionId,
-    package_id: pack.package_id,
-    package_name: pack.name,
-    amount_cents: pack.price_cents,
-    currency: pack.currency,
-    coins: pack.currency_amount,
-    payment_intent_id: null,
-    failure_code: null,
-  });
-  if (!customer) return customerNotFound();
-  if (!purchase) return new ProblemError('no_payment_method', 'No payment method attached');
-  return { purchase, customer };
+  return pendingOrProblem(await store.recordPendingPurchase(input.user_id, { ...pendingFields(pack), transaction_id: transactionId }));
 }
 
 /**

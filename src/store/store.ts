@@ -60,6 +60,30 @@ export interface JournalInput {
   mustNotOverdraw?: boolean;
 }
 
+/** A customer as read to record their purchase, and the pending purchase when one was recorded. */
+export interface RecordedPurchase {
+  /** Undefined: no such customer. */
+  customer: CustomerRow | undefined;
+  /** Undefined: nothing was recorded (no such customer, or no saved card). */
+  purchase: PurchaseRow | undefined;
+}
+
+/** An Idempotency-Key to reserve (Store.reserveKey). */
+export interface KeyInput {
+  scope: string;
+  key: string;
+  hash: string;
+  /** The id a new key reserves for what its request creates. */
+  resourceId: string;
+  lockTimeoutMs: number;
+}
+
+/** What a purchase records as pending, less what the customer row and the key supply. */
+export type PendingPurchaseFields = Omit<
+  NewPurchase,
+  'transaction_id' | 'user_id' | 'payment_method_id' | 'status' | 'created_at' | 'updated_at' | 'refunded_cents' | 'stripe_refunded_cents'
+>;
+
 export type Reservation =
   | { kind: 'reserved'; resourceId: string; resumed: boolean }
   | { kind: 'replay'; row: IdempotencyRow }
@@ -167,11 +191,8 @@ export class Store {
    */
   async recordPendingPurchase(
     userId: string,
-    purchase: Omit<
-      NewPurchase,
-      'user_id' | 'payment_method_id' | 'status' | 'created_at' | 'updated_at' | 'refunded_cents' | 'stripe_refunded_cents'
-    >,
-  ): Promise<{ customer: CustomerRow | undefined; purchase: PurchaseRow | undefined }> {
+    purchase: PendingPurchaseFields & Pick<NewPurchase, 'transaction_id'>,
+  ): Promise<RecordedPurchase> {
     if (this.engine !== 'postgres') {
       const customer = await this.findCustomer(userId);
       if (!customer?.payment_method_id) return { customer, purchase: undefined };
@@ -658,10 +679,14 @@ export class Store {
    * `onReserved` runs in the same transaction when a new key is reserved, so a route's first write
    * (a pending purchase) commits with the key: one commit, one fsync, instead of two.
    */
-  async reserveKey(
-    input: { scope: string; key: string; hash: string; resourceId: string; lockTimeoutMs: number },
-    onReserved?: (tx: Store, resourceId: string) => Promise<void>,
-  ): Promise<Reservation> {
+  async reserveKey(input: KeyInput, onReserved?: (tx: Store, resourceId: string) => Promise<void>): Promise<Reservation> {
+    // On PostgreSQL a new key with nothing to write beside it is one statement, no transaction around it.
+    if (this.engine === 'postgres' && onReserved === undefined && !this.db.isTransaction) {
+      const {
+        rows: [inserted],
+      } = await this.#statement<{ resource_id: string }>(INSERT_KEY, [input.scope, input.key, input.hash, input.resourceId, now()]);
+      if (inserted) return { kind: 'reserved', resourceId: inserted.resource_id, resumed: false };
+    }
     return this.transaction(async (tx) => {
       const at = now();
       const key = {
@@ -706,6 +731,49 @@ export class Store {
         .executeTakeFirst();
       return taken ? { kind: 'reserved', resourceId: taken.resource_id, resumed: true } : { kind: 'in_use' };
     });
+  }
+
+  /**
+   * reserveKey with, for a new key, recordPendingPurchase under the id it reserves: on PostgreSQL the
+   * key, the customer and the pending purchase in one statement with no transaction around it (it
+   * commits as a whole or not at all). `recorded` is undefined when the key was not new.
+   */
+  async reserveKeyRecordingPurchase(
+    input: KeyInput,
+    userId: string,
+    purchase: PendingPurchaseFields,
+  ): Promise<{ reservation: Reservation; recorded: RecordedPurchase | undefined }> {
+    if (this.engine !== 'postgres' || this.db.isTransaction) {
+      let recorded: RecordedPurchase | undefined;
+      const reservation = await this.reserveKey(input, async (tx, resourceId) => {
+        recorded = await tx.recordPendingPurchase(userId, { ...purchase, transaction_id: resourceId });
+      });
+      return { reservation, recorded };
+    }
+    const { rows } = await this.#statement<{ reserved: string | null; customer: CustomerRow | null; purchase: PurchaseRow | null }>(
+      RESERVE_KEY_RECORDING_PURCHASE,
+      [
+        input.scope,
+        input.key,
+        input.hash,
+        input.resourceId,
+        now(),
+        userId,
+        purchase.package_id,
+        purchase.package_name,
+        purchase.amount_cents,
+        purchase.currency,
+        purchase.coins,
+        purchase.payment_intent_id,
+        purchase.failure_code,
+      ],
+    );
+    const row = rows[0];
+    if (row?.reserved == null) return { reservation: await this.reserveKey(input), recorded: undefined };
+    return {
+      reservation: { kind: 'reserved', resourceId: row.reserved, resumed: false },
+      recorded: { customer: row.customer ?? undefined, purchase: row.purchase ?? undefined },
+    };
   }
 
   /** Records the response a key replays. Only the request holding the key can complete it. */
@@ -1034,6 +1102,36 @@ INSERT INTO notifications (id, type, user_id, user_seq, data, created_at, status
 SELECT $2, $3, $1, numbered.notification_seq, $4::text || '"sequence":' || numbered.notification_seq || '}', $5, 'pending', 0, $5, $5
 FROM (SELECT 1) AS one LEFT JOIN numbered ON true`;
 
+/** A new Idempotency-Key, unless the caller's key exists. $1 scope, $2 key, $3 request hash, $4 resource id, $5 time. */
+const INSERT_KEY = `INSERT INTO idempotency_keys (scope, key, request_hash, resource_id, locked_at, created_at, state,
+  response_status, response_type, response_body)
+VALUES ($1, $2, $3, $4, $5, $5, 'in_progress', NULL, NULL, NULL)
+ON CONFLICT (scope, key) DO NOTHING
+RETURNING resource_id`;
+
+const CUSTOMER_LIST = CUSTOMER_COLUMNS.map((column) => `"${column}"`).join(', ');
+
+/**
+ * reserveKeyRecordingPurchase on PostgreSQL: a new key (INSERT_KEY) and, only when it is new, the
+ * customer and their pending purchase under the key's resource id (RECORD_PENDING_PURCHASE). `reserved`
+ * is null when the key existed, and then nothing was written. $1–$5 as INSERT_KEY's, $6 user,
+ * $7 package id, $8 package name, $9 amount, $10 currency, $11 coins, $12 PaymentIntent id,
+ * $13 failure code.
+ */
+const RESERVE_KEY_RECORDING_PURCHASE = `WITH reserved AS (
+  ${INSERT_KEY.replaceAll('\n', '\n  ')}
+), customer AS (
+  SELECT ${CUSTOMER_LIST} FROM customers WHERE user_id = $6 AND EXISTS (SELECT 1 FROM reserved)
+), purchase AS (
+  INSERT INTO purchases (transaction_id, user_id, package_id, package_name, amount_cents, currency, coins, payment_method_id,
+    payment_intent_id, failure_code, status, refunded_cents, stripe_refunded_cents, created_at, updated_at)
+  SELECT reserved.resource_id, customer.user_id, $7, $8, $9, $10, $11, customer.payment_method_id, $12, $13, 'pending', 0, 0, $5, $5
+  FROM reserved, customer WHERE customer.payment_method_id IS NOT NULL
+  RETURNING ${PURCHASE_LIST}
+)
+SELECT reserved.resource_id AS reserved, row_to_json(customer) AS customer, row_to_json(purchase) AS purchase
+FROM (SELECT 1) AS one LEFT JOIN reserved ON true LEFT JOIN customer ON true LEFT JOIN purchase ON true`;
+
 /**
  * recordPendingPurchase on PostgreSQL: the customer, and the pending purchase made with their saved
  * card, in one statement; each comes back as JSON (a customer's and a purchase's columns share names).
@@ -1041,7 +1139,7 @@ FROM (SELECT 1) AS one LEFT JOIN numbered ON true`;
  * $8 PaymentIntent id, $9 failure code, $10 time.
  */
 const RECORD_PENDING_PURCHASE = `WITH customer AS (
-  SELECT ${CUSTOMER_COLUMNS.map((column) => `"${column}"`).join(', ')} FROM customers WHERE user_id = $1
+  SELECT ${CUSTOMER_LIST} FROM customers WHERE user_id = $1
 ), purchase AS (
   INSERT INTO purchases (transaction_id, user_id, package_id, package_name, amount_cents, currency, coins, payment_method_id,
     payment_intent_id, failure_code, status, refunded_cents, stripe_refunded_cents, created_at, updated_at)

@@ -4,7 +4,7 @@ import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import type { PaymentsGateway } from '../../src/gateway/types.js';
 import { checkContract } from './contract.js';
-import { freshDatabaseUrl } from './database.js';
+import { dropFreshSchema, freshDatabaseUrl } from './database.js';
 import { startFakeStripe } from './fake-stripe.js';
 
 export interface TestAppOptions {
@@ -41,6 +41,7 @@ export async function buildTestApp(t: Test, options: TestAppOptions = {}): Promi
   const violations = checkContract(app);
   t.teardown(async () => {
     await app.close();
+    await dropFreshSchema(config.DATABASE_URL);
     if (violations.length > 0) throw new Error(`Answers not as openapi.yaml documents them:\n${[...new Set(violations)].join('\n')}`);
   });
   return app;
