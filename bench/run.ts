@@ -15,6 +15,12 @@
  *   replicas: purchases with one and two coinshop processes on SQLite (one file) and on PostgreSQL
  *   (BENCH_PG_URL, default the local `test` database; each run in a new schema, dropped after),
  *   BENCH_REPLICA_CONNECTIONS (default 200) in all, Stripe latency BENCH_REPLICA_LATENCY_MS (default 50);
+ *   equal-load: purchases on one coinshop on SQLite and on PostgreSQL at the same offered rate,
+ *   BENCH_EQUAL_RATE purchases/s (default 200, below what either sustains here), BENCH_EQUAL_ROUNDS
+ *   rounds in turns (default 3), connections and Stripe latency as replicas': coinshop's CPU per
+ *   purchase compared where both do the same work per second (saturated, the slower engine's
+ *   processes each handle fewer requests per event-loop turn, so every process, the fake Stripe
+ *   included, spends more per purchase); prints the medians and their ratio;
  *   notifications: purchases on SQLite with no game server (the outbox fills, nothing is sent) and
  *   with one receiving every notification (GAME_WEBHOOK_URL), BENCH_NOTIFY_CONNECTIONS (default 200),
  *   Stripe latency BENCH_NOTIFY_LATENCY_MS (default 50): what delivery costs a purchase.
@@ -56,13 +62,17 @@ const seconds = Number(process.env['BENCH_SECONDS'] ?? 5);
 const warmUpSeconds = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2);
 const rampLimitSeconds = Number(process.env['BENCH_RAMP_LIMIT_SECONDS'] ?? 60);
 const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg.length > 0);
-const scenarios = (process.env['BENCH_SCENARIOS'] ?? 'packages,customer,purchases,replicas,notifications,checkout').split(',');
+const scenarios = (process.env['BENCH_SCENARIOS'] ?? 'packages,customer,purchases,replicas,equal-load,notifications,checkout').split(',');
 const PG_URL = process.env['BENCH_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const list = (name: string, fallback: string) => (process.env[name] ?? fallback).split(',').map(Number);
 const purchaseLatencies = list('BENCH_LATENCIES', '0,300');
 const purchaseConnections = list('BENCH_CONNECTIONS', '50,200,1000');
 const replicaConnections = Number(process.env['BENCH_REPLICA_CONNECTIONS'] ?? 200);
 const replicaLatency = Number(process.env['BENCH_REPLICA_LATENCY_MS'] ?? 50);
+const equalRate = Number(process.env['BENCH_EQUAL_RATE'] ?? 200);
+const equalRounds = Number(process.env['BENCH_EQUAL_ROUNDS'] ?? 3);
+/** Lines printed after the tables. */
+const summaries: string[] = [];
 const notifyConnections = Number(process.env['BENCH_NOTIFY_CONNECTIONS'] ?? 200);
 const notifyLatency = Number(process.env['BENCH_NOTIFY_LATENCY_MS'] ?? 50);
 interface Row {
@@ -185,6 +195,66 @@ async function postgresSchema(): Promise<{ url: string; drop: () => Promise<void
       await admin.end();
     },
   };
+}
+
+/**
+ * Keyed purchases on `count` coinshop processes sharing one database (a SQLite file, or a new
+ * PostgreSQL schema), BENCH_REPLICA_CONNECTIONS in all, with CPU per purchase for every process taking
+ * part and, on PostgreSQL, the round trips of one purchase. With `rate`, the load generator offers
+ * that many purchases a second in all (autocannon's overallRate) instead of as many as answers allow:
+ * CPU per purchase is compared at equal load, since a process handling fewer requests per event-loop
+ * turn spends more per request (the fake Stripe, whose work per purchase is the same on both engines,
+ * shows how much).
+ */
+async function purchasesOnReplicas(dir: string, engine: 'sqlite' | 'postgres', count: number, rate?: number, round = 0): Promise<void> {
+  const database =
+    engine === 'sqlite'
+      ? { url: join(dir, `replicas-${count}-${rate ?? 'max'}-${round}.db`), drop: async () => undefined }
+      : await postgresSchema();
+  const stripe = await fakeStripe(replicaLatency);
+  const roundTrips = engine === 'postgres' ? await roundTripsPerPurchase(stripe.url, database.url) : undefined;
+  // One at a time: the first migrates the new database, the others find it done.
+  const shops: { child: ChildProcess; url: string }[] = [];
+  for (let i = 0; i < count; i++) shops.push(await coinshop(stripe.url, database.url, nodeArgs));
+  const users = await buyers(shops[0]!.url, 200);
+  const also = [stripeCpu(stripe.child)];
+  const admin = engine === 'postgres' ? new pg.Client({ connectionString: PG_URL }) : undefined;
+  if (admin) {
+    await admin.connect();
+    const port = Number(new URL(PG_URL).port || 5432);
+    also.unshift({
+      name: 'PostgreSQL backends',
+      pids: () =>
+        postgresBackends(
+          admin,
+          shops.map((shop) => shop.child.pid ?? 0),
+          port,
+        ),
+    });
+  }
+  const load = rate === undefined ? '' : `, ${rate} offered/s`;
+  await measureMany(
+    `purchase on ${engine === 'sqlite' ? 'SQLite (one file)' : 'PostgreSQL'}, ${count} replica${count > 1 ? 's' : ''}, Stripe +${replicaLatency} ms, ${replicaConnections} connections${load}`,
+    shops.map((shop, i) => ({
+      child: shop.child,
+      options: {
+        url: `${shop.url}/stripe/purchase-currency`,
+        connections: replicaConnections / count,
+        ...(rate === undefined ? {} : { overallRate: rate / count }),
+        ...purchaseLoad(users, `${engine}-${count}-${rate ?? 'max'}-${round}-${i}`),
+      },
+    })),
+    undefined,
+    also,
+  );
+  await admin?.end();
+  const row = rows.at(-1)!;
+  if (roundTrips !== undefined) row.roundTrips = roundTrips;
+  row.note = await creditedOnce(shops[0]!.url, users);
+  console.log(row.note);
+  for (const shop of shops) await stop(shop.child);
+  await stop(stripe.child);
+  await database.drop();
 }
 
 /**
@@ -474,54 +544,24 @@ async function main() {
     }
 
     if (scenarios.includes('replicas')) {
-      for (const engine of ['sqlite', 'postgres'] as const) {
-        for (const count of [1, 2]) {
-          const database =
-            engine === 'sqlite' ? { url: join(dir, `replicas-${count}.db`), drop: async () => undefined } : await postgresSchema();
-          const stripe = await fakeStripe(replicaLatency);
-          const roundTrips = engine === 'postgres' ? await roundTripsPerPurchase(stripe.url, database.url) : undefined;
-          // One at a time: the first migrates the new database, the others find it done.
-          const shops: { child: ChildProcess; url: string }[] = [];
-          for (let i = 0; i < count; i++) shops.push(await coinshop(stripe.url, database.url, nodeArgs));
-          const users = await buyers(shops[0]!.url, 200);
-          const also = [stripeCpu(stripe.child)];
-          const admin = engine === 'postgres' ? new pg.Client({ connectionString: PG_URL }) : undefined;
-          if (admin) {
-            await admin.connect();
-            const port = Number(new URL(PG_URL).port || 5432);
-            also.unshift({
-              name: 'PostgreSQL backends',
-              pids: () =>
-                postgresBackends(
-                  admin,
-                  shops.map((shop) => shop.child.pid ?? 0),
-                  port,
-                ),
-            });
-          }
-          await measureMany(
-            `purchase on ${engine === 'sqlite' ? 'SQLite (one file)' : 'PostgreSQL'}, ${count} replica${count > 1 ? 's' : ''}, Stripe +${replicaLatency} ms, ${replicaConnections} connections`,
-            shops.map((shop, i) => ({
-              child: shop.child,
-              options: {
-                url: `${shop.url}/stripe/purchase-currency`,
-                connections: replicaConnections / count,
-                ...purchaseLoad(users, `${engine}-${count}-${i}`),
-              },
-            })),
-            undefined,
-            also,
-          );
-          await admin?.end();
-          const row = rows.at(-1)!;
-          if (roundTrips !== undefined) row.roundTrips = roundTrips;
-          row.note = await creditedOnce(shops[0]!.url, users);
-          console.log(row.note);
-          for (const shop of shops) await stop(shop.child);
-          await stop(stripe.child);
-          await database.drop();
+      for (const engine of ['sqlite', 'postgres'] as const) for (const count of [1, 2]) await purchasesOnReplicas(dir, engine, count);
+    }
+
+    if (scenarios.includes('equal-load')) {
+      // Rounds in turns, the first engine alternating, so a drift in the CPU on offer touches both alike.
+      const coinshopMs: Record<'sqlite' | 'postgres', number[]> = { sqlite: [], postgres: [] };
+      for (let round = 0; round < equalRounds; round++) {
+        for (const engine of round % 2 === 0 ? (['sqlite', 'postgres'] as const) : (['postgres', 'sqlite'] as const)) {
+          await purchasesOnReplicas(dir, engine, 1, equalRate, round);
+          coinshopMs[engine].push(rows.at(-1)!.cpuMs?.['coinshop'] ?? Number.NaN);
         }
       }
+      const sqliteMs = median(coinshopMs.sqlite);
+      const postgresMs = median(coinshopMs.postgres);
+      summaries.push(
+        `Equal load (${equalRate} purchases/s offered, ${equalRounds} rounds in turns): coinshop CPU per purchase, median, ` +
+          `SQLite ${sqliteMs.toFixed(2)} ms, PostgreSQL ${postgresMs.toFixed(2)} ms (PostgreSQL ÷ SQLite ${(postgresMs / sqliteMs).toFixed(2)})`,
+      );
     }
 
     if (scenarios.includes('notifications')) {
@@ -619,7 +659,11 @@ async function main() {
       );
     }
   }
-  writeFileSync(join(root, 'bench', 'results.json'), JSON.stringify({ machine, seconds, warmUpSeconds, nodeArgs, rows }, null, 2) + '\n');
+  for (const line of summaries) console.log(`\n${line}`);
+  writeFileSync(
+    join(root, 'bench', 'results.json'),
+    JSON.stringify({ machine, seconds, warmUpSeconds, nodeArgs, rows, summaries }, null, 2) + '\n',
+  );
 }
 
 await main();
