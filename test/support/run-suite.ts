@@ -1,16 +1,18 @@
 /**
- * `npm test`'s tap step: every test file once on SQLite, then on PostgreSQL (TEST_DATABASE=postgres)
- * every file not in SQLITE_ONLY below, together with the tests in test/replicas/ that need several
- * replicas, a database restart or Redis; coverage merged over both passes and then held to the
- * minimums in coverage-gate.ts.
+ * `npm test`'s tap step: every test file on SQLite, and on PostgreSQL (TEST_DATABASE=postgres) every
+ * file not in SQLITE_ONLY below, together with the tests in test/replicas/ that need several
+ * replicas, a database restart or Redis — both engines in one tap run (see postgresEntry), so its
+ * jobs are never idle waiting for one engine's slowest file; coverage held to the minimums in
+ * coverage-gate.ts.
  *
  * With no PostgreSQL at TEST_PG_URL the PostgreSQL pass is skipped, and with no Redis at
  * TEST_REDIS_URL the shared rate-limit test is, each with one line saying why — unless
  * TEST_REQUIRE_SERVICES=1 (CI sets it), which makes a skip a failure.
  */
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { TEST_PG_URL, TEST_REDIS_URL } from './services.js';
@@ -42,7 +44,7 @@ const SQLITE_ONLY: Record<string, string> = {
  * Test files run at once. The machine has 2 vCPUs, but a test file spends much of its time waiting
  * (for a server or CLI it started, for PostgreSQL, for Chromium), so one more than the CPUs is faster.
  */
-const JOBS = 3;
+const JOBS = 4;
 
 /**
  * A file's time limit (tap's config has 120 s): there to catch a hang, not to time the tests.
@@ -52,17 +54,42 @@ const JOBS = 3;
 const TIMEOUT = '--timeout=600';
 
 /**
- * Coverage is off in tap's config (a single-file run reports none, see below); each pass turns it on
- * with no report or minimum of its own: one report over both passes comes at the end.
+ * Coverage is off in tap's config (a single-file run reports none); the suite's run turns it on with
+ * no report of its own: the report comes after (see dropEmptySourcesContent).
  */
-const PASS_COVERAGE = ['--no-disable-coverage', '--coverage-report=none'];
+const COVERAGE = ['--no-disable-coverage', '--coverage-report=none'];
+
+/**
+ * Started first, as they take longest (most of all on PostgreSQL): with jobs filled in order, a long
+ * file started last would run on alone at the end.
+ */
+const SLOW_FIRST = [
+  'test/fuzz.test.ts',
+  'test/money-invariants.test.ts',
+  'test/money-faults.test.ts',
+  'test/server.test.ts',
+  'test/browser.test.ts',
+];
 /** tap's own minimums are all-or-nothing (100%): coverage-gate.ts holds the suite's, so tap's are 0. */
 const NO_TAP_MINIMUMS = ['--statements=0', '--branches=0', '--functions=0', '--lines=0'];
 
 const root = new URL('../..', import.meta.url).pathname;
 const tapBin = join(root, 'node_modules', '.bin', 'tap');
 const coverageDir = join(root, '.tap', 'coverage');
-const savedCoverage = join(root, '.tap', 'coverage-sqlite');
+const postgresEntries = join(root, '.tap', 'on-postgres');
+
+/**
+ * The PostgreSQL run of a test file, as a file of its own tap can list beside the SQLite one: it
+ * sets TEST_DATABASE before loading the test (whose modules read it as they load), in .tap/, which
+ * coverage leaves out. Its name says which test and engine: .tap/on-postgres/test/<file>.
+ */
+function postgresEntry(file: string): string {
+  const entry = join(postgresEntries, file);
+  mkdirSync(dirname(entry), { recursive: true });
+  const target = relative(dirname(entry), join(root, file));
+  writeFileSync(entry, `process.env['TEST_DATABASE'] = 'postgres';\nawait import(${JSON.stringify(target)});\n`);
+  return relative(root, entry);
+}
 
 interface PassResult {
   name: string;
@@ -93,6 +120,28 @@ function runTap(name: string, args: string[], env: Record<string, string>): Prom
       });
     });
   });
+}
+
+/**
+ * The static checks (package.json scripts): the type check, ESLint, Prettier's check, the import-cycle
+ * check and the OpenAPI lint, all at once (about 30 s on a 2-vCPU machine, against 46 s one after
+ * another) and before the tests: a failing one prints its output and stops the suite there. Run
+ * beside the tests instead, they would take little more time but load the machine the timing-
+ * sensitive tests run on.
+ */
+const CHECKS = ['typecheck', 'lint', 'format:check', 'cycles', 'lint:openapi'];
+
+async function runCheck(name: string): Promise<boolean> {
+  const started = performance.now();
+  const child = spawn('npm', ['run', '--silent', name], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const [code] = (await once(child, 'close')) as [number | null];
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  if (code !== 0) console.error(`# check ${name} failed (npm run ${name}), ${seconds} s:\n${output}`);
+  else console.log(`# check ${name}: ok, ${seconds} s`);
+  return code === 0;
 }
 
 interface CoverageFile {
@@ -172,32 +221,29 @@ async function main(): Promise<number> {
     return 1;
   }
 
-  const passes: PassResult[] = [];
-  const jobs = `--jobs=${JOBS}`;
-  passes.push(await runTap('SQLite', [jobs, TIMEOUT, ...PASS_COVERAGE, ...NO_TAP_MINIMUMS, ...files], { TEST_DATABASE: 'sqlite' }));
-
+  const checks = await Promise.all(CHECKS.map(runCheck));
+  if (checks.includes(false)) return 1;
   const skipped: string[] = [];
   const pgWhy = await postgresUnavailable();
+  let pgFiles: string[] = [];
   if (pgWhy) {
     skipped.push(`PostgreSQL pass skipped: no PostgreSQL at ${shown(TEST_PG_URL)} (${pgWhy}); set TEST_PG_URL to run it`);
   } else {
     const redisWhy = await redisUnavailable();
     if (redisWhy)
       skipped.push(`${REDIS_TESTS.join(', ')} skipped: no Redis at ${shown(TEST_REDIS_URL)} (${redisWhy}); set TEST_REDIS_URL to run it`);
-    const pgFiles = [...files.filter((file) => !(file in SQLITE_ONLY)), ...testFiles('test/replicas')].filter(
+    pgFiles = [...files.filter((file) => !(file in SQLITE_ONLY)), ...testFiles('test/replicas')].filter(
       (file) => !redisWhy || !REDIS_TESTS.includes(file),
     );
-    // tap clears .tap/coverage as a run starts: keep the SQLite pass's aside meanwhile.
-    rmSync(savedCoverage, { recursive: true, force: true });
-    if (existsSync(coverageDir)) renameSync(coverageDir, savedCoverage);
-    const pgArgs = [jobs, TIMEOUT, ...PASS_COVERAGE, ...NO_TAP_MINIMUMS, ...pgFiles];
-    passes.push(await runTap('PostgreSQL', pgArgs, { TEST_DATABASE: 'postgres' }));
-    // One report over both passes: each engine's code is covered by its own pass.
-    if (existsSync(savedCoverage)) {
-      for (const file of readdirSync(savedCoverage)) cpSync(join(savedCoverage, file), join(coverageDir, file));
-      rmSync(savedCoverage, { recursive: true, force: true });
-    }
   }
+  rmSync(postgresEntries, { recursive: true, force: true });
+  const slowness = (file: string) => (SLOW_FIRST.includes(file) ? SLOW_FIRST.indexOf(file) : SLOW_FIRST.length);
+  // The slow files first, each on PostgreSQL before SQLite (PostgreSQL's run takes longer); then the rest.
+  const runs = [...pgFiles.map((file) => ({ file, entry: postgresEntry(file) })), ...files.map((file) => ({ file, entry: file }))]
+    .map((run, index) => ({ ...run, index }))
+    .sort((a, b) => slowness(a.file) - slowness(b.file) || a.index - b.index)
+    .map((run) => run.entry);
+  const result = await runTap('suite', [`--jobs=${JOBS}`, TIMEOUT, ...COVERAGE, ...NO_TAP_MINIMUMS, ...runs], { TEST_DATABASE: 'sqlite' });
   dropEmptySourcesContent();
   const report = await runTap(
     'coverage',
@@ -206,14 +252,11 @@ async function main(): Promise<number> {
   );
   if (report.exitCode !== 0) console.error('# tap report failed');
   for (const line of skipped) console.log(`# ${line}`);
+  console.log(
+    `# suite: ${result.pass} passed, ${result.fail} failed of ${result.total} (${files.length} files on SQLite, ${pgFiles.length} on PostgreSQL)`,
+  );
 
-  const total = passes.reduce((sum, p) => sum + p.total, 0);
-  const passed = passes.reduce((sum, p) => sum + p.pass, 0);
-  const failed = passes.reduce((sum, p) => sum + p.fail, 0);
-  const perPass = passes.map((p) => `${p.name} ${p.pass}/${p.total}`).join(', ');
-  console.log(`# suite: ${passed} passed, ${failed} failed of ${total} (${perPass})`);
-
-  let ok = passes.every((p) => p.exitCode === 0 && p.fail === 0 && p.total > 0);
+  let ok = result.exitCode === 0 && result.fail === 0 && result.total > 0;
   if (skipped.length > 0 && process.env['TEST_REQUIRE_SERVICES'] === '1') {
     console.error('# FAIL: TEST_REQUIRE_SERVICES=1, and a pass or test was skipped for want of its service');
     ok = false;
