@@ -121,7 +121,7 @@ const action: fc.Arbitrary<Action> = fc.oneof(
       cents: fc.option(fc.integer({ min: 1, max: 1500 }), { nil: null }),
     }),
   },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('failRefund' as const), pick }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('failRefund' as const), pick }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('dispute' as const), pick, inquiry: fc.boolean() }) },
   {
     weight: 2,
@@ -353,16 +353,19 @@ class Run {
         return;
       }
       case 'failRefund': {
-        const refund = this.chosen(
-          [...this.stripe.refunds.values()].filter((r) => r.status === 'succeeded'),
-          a.pick,
-        );
-        if (!refund) return;
-        try {
-          this.stripe.failRefund(refund.id);
-          stats.failedRefunds++;
-        } catch {
-          // Only refunds of a card that behaves like pm_card_refundFail fail.
+        // Only refunds of a card that behaves like pm_card_refundFail can fail: the picked one, or the
+        // next of them that can (picking among all and giving up on the others, a run of 30 scenarios
+        // has been seen to fail none).
+        const succeeded = [...this.stripe.refunds.values()].filter((r) => r.status === 'succeeded');
+        for (let i = 0; i < succeeded.length; i++) {
+          const refund = succeeded[(a.pick + i) % succeeded.length]!;
+          try {
+            this.stripe.failRefund(refund.id);
+            stats.failedRefunds++;
+            return;
+          } catch {
+            // Not a refund that can fail: try the next.
+          }
         }
         return;
       }

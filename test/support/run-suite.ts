@@ -44,7 +44,7 @@ const SQLITE_ONLY: Record<string, string> = {
  * Test files run at once. The machine has 2 vCPUs, but a test file spends much of its time waiting
  * (for a server or CLI it started, for PostgreSQL, for Chromium), so one more than the CPUs is faster.
  */
-const JOBS = 4;
+const JOBS = 3;
 
 /**
  * A file's time limit (tap's config has 120 s): there to catch a hang, not to time the tests.
