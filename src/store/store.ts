@@ -204,13 +204,7 @@ export class Store {
     const { rows } = await this.#statement<{ customer: CustomerRow; purchase: PurchaseRow | null }>(RECORD_PENDING_PURCHASE, [
       userId,
       purchase.transaction_id,
-      purchase.package_id,
-      purchase.package_name,
-      purchase.amount_cents,
-      purchase.currency,
-      purchase.coins,
-      purchase.payment_intent_id,
-      purchase.failure_code,
+      ...pendingPurchaseParameters(purchase),
       now(),
     ]);
     const row = rows[0];
@@ -752,21 +746,7 @@ export class Store {
     }
     const { rows } = await this.#statement<{ reserved: string | null; customer: CustomerRow | null; purchase: PurchaseRow | null }>(
       RESERVE_KEY_RECORDING_PURCHASE,
-      [
-        input.scope,
-        input.key,
-        input.hash,
-        input.resourceId,
-        now(),
-        userId,
-        purchase.package_id,
-        purchase.package_name,
-        purchase.amount_cents,
-        purchase.currency,
-        purchase.coins,
-        purchase.payment_intent_id,
-        purchase.failure_code,
-      ],
+      [input.scope, input.key, input.hash, input.resourceId, now(), userId, ...pendingPurchaseParameters(purchase)],
     );
     const row = rows[0];
     if (row?.reserved == null) return { reservation: await this.reserveKey(input), recorded: undefined };
@@ -1101,6 +1081,17 @@ const INSERT_NOTIFICATION = `WITH numbered AS (
 INSERT INTO notifications (id, type, user_id, user_seq, data, created_at, status, attempts, next_attempt_at, retry_from)
 SELECT $2, $3, $1, numbered.notification_seq, $4::text || '"sequence":' || numbered.notification_seq || '}', $5, 'pending', 0, $5, $5
 FROM (SELECT 1) AS one LEFT JOIN numbered ON true`;
+
+/** A pending purchase's own fields, in the order RECORD_PENDING_PURCHASE and RESERVE_KEY_RECORDING_PURCHASE take them. */
+const pendingPurchaseParameters = (purchase: PendingPurchaseFields) => [
+  purchase.package_id,
+  purchase.package_name,
+  purchase.amount_cents,
+  purchase.currency,
+  purchase.coins,
+  purchase.payment_intent_id,
+  purchase.failure_code,
+];
 
 /** A new Idempotency-Key, unless the caller's key exists. $1 scope, $2 key, $3 request hash, $4 resource id, $5 time. */
 const INSERT_KEY = `INSERT INTO idempotency_keys (scope, key, request_hash, resource_id, locked_at, created_at, state,
