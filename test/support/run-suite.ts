@@ -1,8 +1,8 @@
 /**
  * `npm test`'s tap step: every test file on SQLite, and on PostgreSQL (TEST_DATABASE=postgres) every
  * file not in SQLITE_ONLY below, together with the tests in test/replicas/ that need several
- * replicas, a database restart or Redis — both engines in one tap run (see postgresEntry), so its
- * jobs are never idle waiting for one engine's slowest file; coverage held to the minimums in
+ * replicas, a database restart or Redis — both engines in one tap run, so its
+ * jobs are never idle waiting for one engine's slowest file (see entry); coverage held to the minimums in
  * coverage-gate.ts.
  *
  * With no PostgreSQL at TEST_PG_URL the PostgreSQL pass is skipped, and with no Redis at
@@ -76,19 +76,20 @@ const NO_TAP_MINIMUMS = ['--statements=0', '--branches=0', '--functions=0', '--l
 const root = new URL('../..', import.meta.url).pathname;
 const tapBin = join(root, 'node_modules', '.bin', 'tap');
 const coverageDir = join(root, '.tap', 'coverage');
-const postgresEntries = join(root, '.tap', 'on-postgres');
+const entries = join(root, '.tap', 'suite');
 
 /**
- * The PostgreSQL run of a test file, as a file of its own tap can list beside the SQLite one: it
- * sets TEST_DATABASE before loading the test (whose modules read it as they load), in .tap/, which
- * coverage leaves out. Its name says which test and engine: .tap/on-postgres/test/<file>.
+ * A test file's run on one engine, as a file of its own for tap's list: it sets TEST_DATABASE before
+ * loading the test (whose modules read it as they load), in .tap/, which coverage leaves out. tap
+ * starts its files in the order of their names, so the name begins with the run's place in the
+ * suite's order, then says the engine and the test: .tap/suite/007-postgres/test/<file>.
  */
-function postgresEntry(file: string): string {
-  const entry = join(postgresEntries, file);
-  mkdirSync(dirname(entry), { recursive: true });
-  const target = relative(dirname(entry), join(root, file));
-  writeFileSync(entry, `process.env['TEST_DATABASE'] = 'postgres';\nawait import(${JSON.stringify(target)});\n`);
-  return relative(root, entry);
+function entry(place: number, engine: 'sqlite' | 'postgres', file: string): string {
+  const path = join(entries, `${String(place).padStart(3, '0')}-${engine}`, file);
+  mkdirSync(dirname(path), { recursive: true });
+  const target = relative(dirname(path), join(root, file));
+  writeFileSync(path, `process.env['TEST_DATABASE'] = '${engine}';\nawait import(${JSON.stringify(target)});\n`);
+  return relative(root, path);
 }
 
 interface PassResult {
@@ -236,13 +237,16 @@ async function main(): Promise<number> {
       (file) => !redisWhy || !REDIS_TESTS.includes(file),
     );
   }
-  rmSync(postgresEntries, { recursive: true, force: true });
+  rmSync(entries, { recursive: true, force: true });
   const slowness = (file: string) => (SLOW_FIRST.includes(file) ? SLOW_FIRST.indexOf(file) : SLOW_FIRST.length);
   // The slow files first, each on PostgreSQL before SQLite (PostgreSQL's run takes longer); then the rest.
-  const runs = [...pgFiles.map((file) => ({ file, entry: postgresEntry(file) })), ...files.map((file) => ({ file, entry: file }))]
+  const runs = [
+    ...pgFiles.map((file) => ({ file, engine: 'postgres' as const })),
+    ...files.map((file) => ({ file, engine: 'sqlite' as const })),
+  ]
     .map((run, index) => ({ ...run, index }))
     .sort((a, b) => slowness(a.file) - slowness(b.file) || a.index - b.index)
-    .map((run) => run.entry);
+    .map((run, place) => entry(place, run.engine, run.file));
   const result = await runTap('suite', [`--jobs=${JOBS}`, TIMEOUT, ...COVERAGE, ...NO_TAP_MINIMUMS, ...runs], { TEST_DATABASE: 'sqlite' });
   dropEmptySourcesContent();
   const report = await runTap(
