@@ -1,6 +1,11 @@
 import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
 import Stripe from 'stripe';
+import { sql } from 'kysely';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { hole, jsonAround } from '../src/store/json-around.js';
 import { reconcile } from '../src/services/reconcile.js';
 import type { Store } from '../src/store/store.js';
 import { buildAppOnFakeStripe, customerWithCard, expectProblem, get, json } from './support/helper.js';
@@ -164,35 +169,70 @@ t.test('a purchase that never learnt its PaymentIntent and is past the re-issue 
 });
 
 /**
- * Makes the next transaction that records an Idempotency-Key's answer fail as a COMMIT can: its
- * writes are rolled back and the caller gets an error.
+ * Makes the database refuse to record an Idempotency-Key's answer, as a write can fail at its last
+ * step (on PostgreSQL the settle is one statement; on SQLite the answer is its transaction's last
+ * write): whatever the write did is rolled back and the caller gets an error. Returns what lifts it.
  */
-function failNextCommitOfAnAnswer(store: Store) {
-  const real = store.transaction.bind(store);
-  let armed = true;
-  store.transaction = <T>(fn: (tx: Store) => Promise<T>): Promise<T> =>
-    real(async (tx) => {
-      const result = await fn(tx);
-      const answered = await tx.db.selectFrom('idempotency_keys').select('key').where('state', '=', 'completed').execute();
-      if (armed && answered.length > 0) {
-        armed = false;
-        throw new Error('could not serialize access due to concurrent update (at COMMIT)');
-      }
-      return result;
-    });
+async function refuseAnswers(store: Store): Promise<() => Promise<void>> {
+  if (store.engine === 'postgres') {
+    await sql`CREATE FUNCTION refuse_answer() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'refused: the answer cannot be written'; END $$`.execute(store.db);
+    await sql`CREATE TRIGGER refuse_answer BEFORE UPDATE ON idempotency_keys FOR EACH ROW
+      WHEN (NEW.state = 'completed') EXECUTE FUNCTION refuse_answer()`.execute(store.db);
+  } else {
+    await sql`CREATE TRIGGER refuse_answer BEFORE UPDATE ON idempotency_keys WHEN NEW.state = 'completed'
+      BEGIN SELECT RAISE(ABORT, 'refused: the answer cannot be written'); END`.execute(store.db);
+  }
+  return async () => {
+    await sql`DROP TRIGGER refuse_answer ${store.engine === 'postgres' ? sql`ON idempotency_keys` : sql``}`.execute(store.db);
+  };
 }
 
-t.test('a transaction that fails at COMMIT after writing its key’s answer lets go of the key at once', async (t: Test) => {
+t.test('a settle that fails as it writes its key’s answer rolls back the credit and lets go of the key at once', async (t: Test) => {
   const { app, stripe } = await buildAppOnFakeStripe(t);
   const { user_id } = await customerWithCard(app);
-  failNextCommitOfAnAnswer(app.store);
+  const lift = await refuseAnswers(app.store);
   const failed = await buyWithKey(app, user_id, 'commit-1');
   t.equal(failed.statusCode, 500);
   t.equal(await balance(app, user_id), 0, 'the credit was rolled back with the answer');
+  const notifications = await app.store.listNotifications({ limit: 10 });
+  t.same(notifications, [], 'and its notification');
+  await lift();
 
   const retried = await buyWithKey(app, user_id, 'commit-1');
   t.equal(retried.statusCode, 200, 'the retry is not told the key is in use');
   t.match(json(retried), { currency_purchased: 100, new_balance: 100 });
   t.equal(await balance(app, user_id), 100, 'credited once');
   t.equal(stripe.paymentIntents.size, 1, 'charged once');
+});
+
+t.test('jsonAround cuts a JSON text at its holes, and refuses a text whose strings hold a hole’s digits', async (t) => {
+  const parts = jsonAround({ a: 'x', coins: hole(0), b: [1], balance: hole(1) }, 2);
+  t.same(parts, ['{"a":"x","coins":', ',"b":[1],"balance":', '}']);
+  t.equal(`${parts?.[0]}5${parts?.[1]}-7${parts?.[2]}`, JSON.stringify({ a: 'x', coins: 5, b: [1], balance: -7 }));
+  t.equal(jsonAround({ id: `p${hole(0)}`, coins: hole(0) }, 1), undefined, 'the digits twice');
+  t.equal(jsonAround({ balance: hole(1), coins: hole(0) }, 2), undefined, 'out of order');
+  t.equal(jsonAround({ coins: 1 }, 1), undefined, 'not there');
+});
+
+t.test('a package whose id holds a hole’s digits is credited, notified and answered exactly as any other', async (t: Test) => {
+  const dir = mkdtempSync(join(tmpdir(), 'coinshop-catalog-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const packageId = `odd_${hole(0)}`;
+  const catalog = join(dir, 'catalog.json');
+  writeFileSync(
+    catalog,
+    JSON.stringify({ packages: [{ package_id: packageId, name: 'Odd Pack', price_cents: 500, currency_amount: 40 }] }),
+  );
+  const { app } = await buildAppOnFakeStripe(t, { env: { CATALOG_FILE: catalog } });
+  const { user_id } = await customerWithCard(app);
+  const bought = await buyWithKey(app, user_id, 'odd-1', packageId);
+  t.equal(bought.statusCode, 200);
+  t.match(json(bought), { status: 'success', currency_purchased: 40, new_balance: 40 });
+  const replayed = await buyWithKey(app, user_id, 'odd-1', packageId);
+  t.equal(replayed.headers['idempotent-replayed'], 'true');
+  t.equal(replayed.body, bought.body, 'the key keeps the answer given');
+  const [notice] = await app.store.listNotifications({ limit: 10 });
+  t.match(JSON.parse(notice?.data ?? '{}'), { user_id, coins: 40, balance: 40, package_id: packageId, sequence: 1 });
+  t.equal(await balance(app, user_id), 40);
 });

@@ -117,6 +117,9 @@ export async function beginWithKey<T>(
   };
 }
 
+/** The media type of a key's kept answer. */
+export const answerType = (status: number) => (status >= 400 ? 'application/problem+json' : 'application/json');
+
 /**
  * Records, in the caller's transaction, the response a key will replay: the key completes together
  * with the effect it protects, or not at all.
@@ -129,7 +132,7 @@ export async function completeIdempotency(
   if (!context) return;
   await tx.completeKey(context.scope, context.key, {
     status: response.status,
-    type: response.status >= 400 ? 'application/problem+json' : 'application/json',
+    type: answerType(response.status),
     body: JSON.stringify(response.body),
   });
   context.completed = true;

@@ -38,12 +38,21 @@ export async function notifyPurchase(
   change: { coins: number; balance?: number | undefined; extra?: Record<string, unknown> },
 ): Promise<void> {
   const balance = change.balance ?? (await tx.findCustomer(purchase.user_id))?.currency_balance ?? 0;
-  await tx.insertNotification({
+  await tx.insertNotification(purchaseNotice(type, purchase, { ...change, balance }));
+}
+
+/** The notification notifyPurchase writes, with the balance given. */
+export function purchaseNotice(
+  type: Exclude<NotificationType, 'coins.spent'>,
+  purchase: PurchaseRow,
+  change: { coins: number; balance: number; extra?: Record<string, unknown> | undefined },
+) {
+  return {
     id: notificationId(),
     type,
     userId: purchase.user_id,
-    data: { ...purchaseData(purchase, change.coins, balance), ...change.extra },
-  });
+    data: { ...purchaseData(purchase, change.coins, change.balance), ...change.extra },
+  };
 }
 
 /** Writes the `coins.spent` notification of a spend in the caller's transaction. */

@@ -9,7 +9,7 @@ import type { PendingPurchaseFields, RecordedPurchase, Store } from '../store/st
 import { isCheckoutPurchase, refreshCheckout } from './checkout.js';
 import { declineCode, failureProblem } from './declines.js';
 import { beginWithKey, completeIdempotency, recordingWith, type Begun, type IdempotencyContext, type KeyRequest } from './idempotency.js';
-import { creditPurchase, settleFailed, settleRequiresAction } from './settlement.js';
+import { creditPurchase, creditPurchaseAnswering, settleFailed, settleRequiresAction } from './settlement.js';
 
 export interface PurchaseDeps {
   store: Store;
@@ -109,6 +109,18 @@ export async function purchaseCurrency(
 
   // `customer` is known only when this request recorded the purchase: Stripe has not been asked about it before.
   const asked = UNFINISHED.includes(purchase.status) ? await askStripe(deps, purchase, customer) : undefined;
+  if (asked?.status === 'succeeded') {
+    // Paid: the credit, the notification and the key's answer in one statement where the store can.
+    const paid = purchase;
+    const settled = await creditPurchaseAnswering(deps.store, paid, asked.paymentIntentId, context.idempotency, (balance) => ({
+      status: 200,
+      body: success(paid, balance),
+    }));
+    if (settled) {
+      if (context.idempotency) context.idempotency.completed = true;
+      return settled.answer.body;
+    }
+  }
   const answer = await deps.store.transaction(async (tx) => {
     const settled = asked ? await apply(tx, purchase, asked) : { purchase, balance: undefined };
     const response = await respond(tx, settled.purchase, asked, settled.balance);
@@ -286,21 +298,19 @@ async function respond(tx: Store, purchase: PurchaseRow, asked: Asked | undefine
         return asProblem(new ProblemError('invalid_payment_method', `Invalid payment method: ${asked.message}`, { transaction_id: id }));
       }
       return asProblem(failureProblem(purchase.failure_code, id));
-    default: {
-      const newBalance = balance ?? (await tx.findCustomer(purchase.user_id))?.currency_balance ?? 0;
-      return {
-        status: 200,
-        body: {
-          status: 'success',
-          transaction_id: id,
-          currency_purchased: purchase.coins,
-          new_balance: newBalance,
-          message: 'Currency purchase successful',
-        },
-      };
-    }
+    default:
+      return { status: 200, body: success(purchase, balance ?? (await tx.findCustomer(purchase.user_id))?.currency_balance ?? 0) };
   }
 }
+
+/** The answer to a paid purchase. */
+const success = (purchase: PurchaseRow, newBalance: number): PurchaseResult => ({
+  status: 'success',
+  transaction_id: purchase.transaction_id,
+  currency_purchased: purchase.coins,
+  new_balance: newBalance,
+  message: 'Currency purchase successful',
+});
 
 const stillPending = (transactionId: string) =>
   new ProblemError('payment_pending', 'The payment provider has not confirmed this payment yet; the coins are credited once it succeeds', {

@@ -1,7 +1,9 @@
 import type { ProviderRefundStatus } from '../gateway/types.js';
 import type { DisputeRow, DisputeStatus, PurchaseRow, PurchaseStatus } from '../store/schema.js';
 import type { Store } from '../store/store.js';
-import { notifyPurchase } from './notifications.js';
+import { hole, jsonAround } from '../store/json-around.js';
+import { answerType } from './idempotency.js';
+import { notifyPurchase, purchaseNotice } from './notifications.js';
 
 /** The counter-accounts coins move to and from (each journal is balanced against one of them). */
 export const COUNTER_ACCOUNTS = {
@@ -47,6 +49,38 @@ export async function creditPurchase(
   }
   await notifyPurchase(tx, 'purchase.succeeded', moved, { coins: balance === undefined ? 0 : moved.coins, balance });
   return { purchase: moved, balance };
+}
+
+/**
+ * creditPurchase with its request's answer, in one statement where the store can (see
+ * Store.creditPurchaseAnswering): the credit, the `purchase.succeeded` notification and, with a key,
+ * the key's answer `respond(balance)`, rendered here with the balance the statement computes.
+ * `pending` is the purchase as recorded before Stripe was asked. Undefined when the store cannot, or
+ * the purchase was not moved (a webhook settled it first): nothing was written, and the caller settles
+ * it in a transaction as usual.
+ */
+export async function creditPurchaseAnswering<B>(
+  store: Store,
+  pending: PurchaseRow,
+  paymentIntentId: string,
+  key: { scope: string; key: string } | undefined,
+  respond: (balance: number) => { status: number; body: B },
+): Promise<{ purchase: PurchaseRow; balance: number; answer: { status: number; body: B } } | undefined> {
+  if (!store.answersInOneStatement) return undefined;
+  const paid: PurchaseRow = { ...pending, status: 'succeeded', payment_intent_id: paymentIntentId, failure_code: null };
+  const notice = purchaseNotice('purchase.succeeded', paid, { coins: hole(0), balance: hole(1) });
+  const answer = respond(hole(0));
+  const [beforeCoins, beforeBalance, last] = jsonAround(notice.data, 2) ?? [];
+  const [beforeBalanceInAnswer, afterBalanceInAnswer] = jsonAround(answer.body, 1) ?? [];
+  if (beforeCoins === undefined || beforeBalance === undefined || last === undefined) return undefined;
+  if (beforeBalanceInAnswer === undefined || afterBalanceInAnswer === undefined) return undefined;
+  const done = await store.creditPurchaseAnswering(
+    { transactionId: pending.transaction_id, paymentIntentId, counterAccount: COUNTER_ACCOUNTS.sales },
+    // The number goes last, as "sequence": the data without its closing brace.
+    { id: notice.id, type: notice.type, data: [beforeCoins, beforeBalance, `${last.slice(0, -1)},`] },
+    key && { ...key, status: answer.status, type: answerType(answer.status), body: [beforeBalanceInAnswer, afterBalanceInAnswer] },
+  );
+  return done && { purchase: done.purchase, balance: done.balance, answer: respond(done.balance) };
 }
 
 export async function settleRequiresAction(tx: Store, transactionId: string, paymentIntentId: string): Promise<PurchaseRow> {

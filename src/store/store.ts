@@ -357,6 +357,47 @@ export class Store {
     return { purchase, balance: balance ?? undefined };
   }
 
+  /** Whether creditPurchaseAnswering can run here: on PostgreSQL, outside a transaction. */
+  get answersInOneStatement(): boolean {
+    return this.engine === 'postgres' && !this.db.isTransaction;
+  }
+
+  /**
+   * creditPurchase and what its request writes after it, in one statement with no transaction around
+   * it (it commits whole or not at all; answersInOneStatement says where): the purchase moved to
+   * succeeded and credited as creditPurchase does, the player's notification (`notice.data`: its JSON
+   * around the coins credited and the balance; the number goes last, as insertNotification's) and,
+   * with a key, the key's answer (`answer.body`: its JSON around the balance). `balance` is the
+   * player's after it, `credited` whether this call posted the coins. Undefined when the purchase was
+   * not moved: then nothing was written, and the caller takes the transaction's path.
+   */
+  async creditPurchaseAnswering(
+    credit: { transactionId: string; paymentIntentId: string; counterAccount: string },
+    notice: { id: string; type: string; data: readonly [string, string, string] },
+    answer: { scope: string; key: string; status: number; type: string; body: readonly [string, string] } | undefined,
+  ): Promise<{ purchase: PurchaseRow; balance: number; credited: boolean } | undefined> {
+    const { rows } = await this.#statement<PurchaseRow & { balance_after: number; credited: boolean }>(CREDIT_PURCHASE_ANSWERING, [
+      credit.transactionId,
+      credit.paymentIntentId,
+      now(),
+      credit.counterAccount,
+      PURCHASE_TRANSITIONS.succeeded,
+      notice.id,
+      notice.type,
+      ...notice.data,
+      answer?.scope ?? null,
+      answer?.key ?? null,
+      answer?.status ?? null,
+      answer?.type ?? null,
+      ...(answer?.body ?? [null, null]),
+    ]);
+    const row = rows[0];
+    if (!row) return undefined;
+    this.#wroteNotifications();
+    const { balance_after: balance, credited, ...purchase } = row;
+    return { purchase, balance, credited };
+  }
+
   // Refunds
 
   /** The refund an operator request recorded under `refundKey`, if any. */
@@ -1046,6 +1087,47 @@ const CREDIT_PURCHASE = `WITH moved AS (
   SELECT journal.id, $4::text, -moved.coins, NULL, $3 FROM journal, moved, balance
 )
 SELECT moved.*, (SELECT currency_balance FROM balance) AS new_balance FROM moved`;
+
+/**
+ * creditPurchaseAnswering's statement: CREDIT_PURCHASE, then with the player's row updated once (a
+ * row updated twice in one statement keeps only one change) the balance and the notification's
+ * number, the notification, and the key's answer. A customer row missing leaves user_seq null, which
+ * NOT NULL refuses: the statement fails and writes nothing. $1–$5 as CREDIT_PURCHASE's, $6 the
+ * notification's id, $7 its type, $8–$10 its data around the coins and the balance (the last part
+ * without the closing brace), $11 key scope, $12 key, $13 answer status, $14 type, $15–$16 its body
+ * around the balance (null: no key).
+ */
+const CREDIT_PURCHASE_ANSWERING = `WITH moved AS (
+  UPDATE purchases SET status = 'succeeded', payment_intent_id = $2, failure_code = NULL, updated_at = $3
+  WHERE transaction_id = $1 AND status = ANY($5::text[])
+  RETURNING ${PURCHASE_LIST}
+), journal AS (
+  INSERT INTO ledger_journals (kind, reference, user_id, transaction_id, memo, created_at)
+  SELECT 'purchase', $2, user_id, transaction_id, package_name, $3 FROM moved
+  ON CONFLICT (kind, reference) DO NOTHING
+  RETURNING id
+), credit AS (
+  SELECT moved.user_id, CASE WHEN EXISTS (SELECT 1 FROM journal) THEN moved.coins ELSE 0 END AS coins FROM moved
+), player AS (
+  UPDATE customers SET currency_balance = customers.currency_balance + credit.coins, notification_seq = customers.notification_seq + 1
+  FROM credit WHERE customers.user_id = credit.user_id
+  RETURNING customers.currency_balance AS balance, customers.notification_seq AS seq
+), entries AS (
+  INSERT INTO ledger_entries (journal_id, account, amount, balance_after, created_at)
+  SELECT journal.id, 'player:' || moved.user_id, moved.coins, player.balance, $3 FROM journal, moved, player
+  UNION ALL
+  SELECT journal.id, $4::text, -moved.coins, NULL, $3 FROM journal, moved, player
+), notice AS (
+  INSERT INTO notifications (id, type, user_id, user_seq, data, created_at, status, attempts, next_attempt_at, retry_from)
+  SELECT $6, $7, moved.user_id, player.seq,
+    $8::text || credit.coins || $9::text || player.balance || $10::text || '"sequence":' || player.seq || '}', $3, 'pending', 0, $3, $3
+  FROM moved CROSS JOIN credit LEFT JOIN player ON true
+), answer AS (
+  UPDATE idempotency_keys SET state = 'completed', locked_at = NULL, response_status = $13::int, response_type = $14::text,
+    response_body = $15::text || player.balance || $16::text
+  FROM player WHERE scope = $11::text AND key = $12::text AND state = 'in_progress'
+)
+SELECT moved.*, player.balance AS balance_after, EXISTS (SELECT 1 FROM journal) AS credited FROM moved LEFT JOIN player ON true`;
 
 /**
  * postJournal on PostgreSQL, in one statement: the journal unless one exists for (kind, reference),
