@@ -5,7 +5,7 @@
  * broken JSON, wrong content types, prototype keys, wrong methods) and hostile ones (SQL, script tags,
  * RTL marks, emoji, NUL, lone surrogates, 10k-character strings, path traversal, percent-encoded junk,
  * `__proto__`) in every string position, path and query parameter and header. At least 10,000
- * requests go to one app, and for each:
+ * requests go to one app (a third as many on PostgreSQL, see runsFor), and for each:
  *
  * - no 5xx;
  * - every 4xx is `application/problem+json` and a valid Problem document (`status` = the HTTP status,
@@ -1190,9 +1190,13 @@ t.test('fuzz the API from openapi.yaml', async (t) => {
   };
 
   // Requests per operation: the webhook is signature-checked (a handful suffice); the operations
-  // without input get fewer than those with.
+  // without input get fewer than those with. On PostgreSQL a third: what is checked of each answer
+  // (status, problem document, the spec) is decided before the store, by the same code on both
+  // engines; the store's part — a refused request writing nothing, a replay changing nothing — is
+  // met by every kind of request either way, a third as often.
+  const share = TEST_ENGINE === 'postgres' ? 1 / 3 : 1;
   const runsFor = (op: Operation) =>
-    op.id === 'receiveStripeWebhook' ? 60 : op.pathParams.length + op.queryParams.length === 0 && !op.body ? 150 : 780;
+    Math.ceil(share * (op.id === 'receiveStripeWebhook' ? 60 : op.pathParams.length + op.queryParams.length === 0 && !op.body ? 150 : 780));
   const seed = process.env['FC_SEED'] === undefined ? Date.now() ^ (Math.random() * 0x7fffffff) : Number(process.env['FC_SEED']);
   t.comment(`fast-check seed ${seed} (FC_SEED=${seed} to generate the same requests)`);
   const started = performance.now();
@@ -1232,7 +1236,8 @@ t.test('fuzz the API from openapi.yaml', async (t) => {
       `${validRefusedByKeyRule} spec-valid requests refused only for an Idempotency-Key outside printable ASCII (the spec says 1-255 characters)`,
     );
   }
-  t.ok(sent >= 10_000, `at least 10,000 requests (${sent})`);
+  const least = Math.round(10_000 * share);
+  t.ok(sent >= least, `at least ${least} requests (${sent})`);
 
   const invariants = [
     'no 5xx',

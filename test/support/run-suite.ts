@@ -222,7 +222,10 @@ async function main(): Promise<number> {
     return 1;
   }
 
+  const started = performance.now();
+  const seconds = () => ((performance.now() - started) / 1000).toFixed(0);
   const checks = await Promise.all(CHECKS.map(runCheck));
+  console.log(`# static checks done at ${seconds()} s`);
   if (checks.includes(false)) return 1;
   const skipped: string[] = [];
   const pgWhy = await postgresUnavailable();
@@ -248,6 +251,7 @@ async function main(): Promise<number> {
     .sort((a, b) => slowness(a.file) - slowness(b.file) || a.index - b.index)
     .map((run, place) => entry(place, run.engine, run.file));
   const result = await runTap('suite', [`--jobs=${JOBS}`, TIMEOUT, ...COVERAGE, ...NO_TAP_MINIMUMS, ...runs], { TEST_DATABASE: 'sqlite' });
+  console.log(`# tests done at ${seconds()} s`);
   dropEmptySourcesContent();
   const report = await runTap(
     'coverage',
