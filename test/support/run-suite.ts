@@ -28,8 +28,10 @@ const REDIS_TESTS = ['test/replicas/shared-rate-limit.test.ts'];
 const SQLITE_ONLY: Record<string, string> = {
   'test/browser.test.ts': 'drives the checkout page in Chromium; the API calls it makes are run on PostgreSQL by other files',
   'test/checkout.test.ts': 'the page, its CSP and settings; its one sign-up is create-customer, run on PostgreSQL by other files',
+  'test/compose.test.ts': 'reads compose.yaml: no app, no store',
   'test/config.test.ts':
     "parses settings and checks their table in docs/; SQLITE_SYNCHRONOUS is SQLite's own; the catalog test buys as seed-flow does",
+  'test/contract.test.ts': "the contract checker itself; its one real answer is the catalog's, which reads no store",
   'test/docs.test.ts': "the README's and docs/' links and length: no app, no store",
   'test/fake-stripe.test.ts': 'the fake Stripe server alone: no app, no store',
   'test/heap.test.ts': 'a V8 heap setting in a child process: no store',
