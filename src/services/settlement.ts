@@ -65,7 +65,7 @@ export async function creditPurchaseAnswering<B>(
   paymentIntentId: string,
   key: { scope: string; key: string } | undefined,
   respond: (balance: number) => { status: number; body: B },
-): Promise<{ purchase: PurchaseRow; balance: number; answer: { status: number; body: B } } | undefined> {
+): Promise<{ balance: number; answer: { status: number; body: B } } | undefined> {
   if (!store.answersInOneStatement) return undefined;
   const paid: PurchaseRow = { ...pending, status: 'succeeded', payment_intent_id: paymentIntentId, failure_code: null };
   const notice = purchaseNotice('purchase.succeeded', paid, { coins: hole(0), balance: hole(1) });
@@ -80,7 +80,7 @@ export async function creditPurchaseAnswering<B>(
     { id: notice.id, type: notice.type, data: [beforeCoins, beforeBalance, `${last.slice(0, -1)},`] },
     key && { ...key, status: answer.status, type: answerType(answer.status), body: [beforeBalanceInAnswer, afterBalanceInAnswer] },
   );
-  return done && { purchase: done.purchase, balance: done.balance, answer: respond(done.balance) };
+  return done && { balance: done.balance, answer: respond(done.balance) };
 }
 
 export async function settleRequiresAction(tx: Store, transactionId: string, paymentIntentId: string): Promise<PurchaseRow> {

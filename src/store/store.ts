@@ -367,16 +367,16 @@ export class Store {
    * it (it commits whole or not at all; answersInOneStatement says where): the purchase moved to
    * succeeded and credited as creditPurchase does, the player's notification (`notice.data`: its JSON
    * around the coins credited and the balance; the number goes last, as insertNotification's) and,
-   * with a key, the key's answer (`answer.body`: its JSON around the balance). `balance` is the
-   * player's after it, `credited` whether this call posted the coins. Undefined when the purchase was
-   * not moved: then nothing was written, and the caller takes the transaction's path.
+   * with a key, the key's answer (`answer.body`: its JSON around the balance). Returns only the
+   * player's balance after it (what the request answers). Undefined when the purchase was not moved:
+   * then nothing was written, and the caller takes the transaction's path.
    */
   async creditPurchaseAnswering(
     credit: { transactionId: string; paymentIntentId: string; counterAccount: string },
     notice: { id: string; type: string; data: readonly [string, string, string] },
     answer: { scope: string; key: string; status: number; type: string; body: readonly [string, string] } | undefined,
-  ): Promise<{ purchase: PurchaseRow; balance: number; credited: boolean } | undefined> {
-    const { rows } = await this.#statement<PurchaseRow & { balance_after: number; credited: boolean }>(CREDIT_PURCHASE_ANSWERING, [
+  ): Promise<{ balance: number } | undefined> {
+    const { rows } = await this.#statement<{ balance: number }>(CREDIT_PURCHASE_ANSWERING, [
       credit.transactionId,
       credit.paymentIntentId,
       now(),
@@ -394,8 +394,7 @@ export class Store {
     const row = rows[0];
     if (!row) return undefined;
     this.#wroteNotifications();
-    const { balance_after: balance, credited, ...purchase } = row;
-    return { purchase, balance, credited };
+    return row;
   }
 
   // Refunds
@@ -1127,7 +1126,7 @@ const CREDIT_PURCHASE_ANSWERING = `WITH moved AS (
     response_body = $15::text || player.balance || $16::text
   FROM player WHERE scope = $11::text AND key = $12::text AND state = 'in_progress'
 )
-SELECT moved.*, player.balance AS balance_after, EXISTS (SELECT 1 FROM journal) AS credited FROM moved LEFT JOIN player ON true`;
+SELECT player.balance FROM moved LEFT JOIN player ON true`;
 
 /**
  * postJournal on PostgreSQL, in one statement: the journal unless one exists for (kind, reference),
