@@ -566,6 +566,30 @@ async function runScenario(s: Scenario) {
 // Each run starts a Stripe-compatible server, a game server and an app: minutes in all on PostgreSQL.
 t.setTimeout(900_000);
 
+/**
+ * A counterexample the property found, shrunk by hand and kept as a fixed case: a purchase refunded
+ * in full, then disputed (a chargeback; nothing left to hold back, so its status stayed `refunded`),
+ * then the refund failed at the bank. The failed refund made it `succeeded` again and gave the coins
+ * back, with the chargeback still open: the player held 100 coins for a payment the bank was taking
+ * back.
+ */
+const CHARGEBACK_ON_A_REFUND_THAT_FAILS: Scenario = {
+  actions: [
+    { kind: 'purchase', user: 1, pkg: 'package_1', keyed: false, fault: 'none' },
+    { kind: 'refund', pick: 0, cents: null, fault: 'none' },
+    { kind: 'dispute', pick: 0, inquiry: false },
+    { kind: 'failRefund', pick: 0 },
+  ],
+  game: [],
+  drain: [],
+  refundCreated: false,
+};
+
+t.test('counterexample: a chargeback on a purchase refunded in full holds its coins once the refund fails', async (t) => {
+  await runScenario(CHARGEBACK_ON_A_REFUND_THAT_FAILS);
+  t.pass('Stripe and coinshop agree');
+});
+
 t.test(
   'under faults, Stripe and coinshop agree once everything is delivered: credited once, refunds and disputes reflected once, the game told of all',
   async (t) => {

@@ -1,5 +1,5 @@
 import type { ProviderRefundStatus } from '../gateway/types.js';
-import type { DisputeRow, DisputeStatus, PurchaseRow, PurchaseStatus } from '../store/schema.js';
+import { REFUND_SETTLED, type DisputeRow, type DisputeStatus, type PurchaseRow, type PurchaseStatus } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { hole, jsonAround } from '../store/json-around.js';
 import { answerType } from './idempotency.js';
@@ -169,6 +169,11 @@ async function convergeRefunds(tx: Store, transactionId: string, paymentIntentId
   const status = refunded === 0 ? 'succeeded' : refunded >= paid.amount_cents ? 'refunded' : 'partially_refunded';
   // While a dispute is open or decided, the status stays the dispute's; the refund still counts.
   await tx.setRefunded(transactionId, refunded, status);
+  // A chargeback that came while the purchase was refunded in full left its status alone (there was
+  // nothing to hold back); once a refund fails there is again, and the chargeback holds it.
+  const settled = await current(tx, transactionId);
+  if (REFUND_SETTLED.includes(settled.status))
+    await followDisputes(tx, transactionId, settled.status, await tx.listDisputes(transactionId));
   const purchase = await current(tx, transactionId);
   const undone = totals.undone > 0 ? `:after-failed:${totals.undone}` : '';
   const moved = await converge(tx, purchase, {
@@ -253,6 +258,14 @@ function disputeStatusOf(current: PurchaseStatus, disputes: DisputeRow[]): Purch
   return undefined;
 }
 
+/** Moves a purchase in status `status` to the one its disputes give it, where the moves allow (see disputeStatusOf). */
+async function followDisputes(tx: Store, transactionId: string, status: PurchaseStatus, disputes: DisputeRow[]): Promise<void> {
+  const target = disputeStatusOf(status, disputes);
+  if (!target || target === status) return;
+  await tx.movePurchase(transactionId, 'disputed');
+  if (target !== 'disputed') await tx.movePurchase(transactionId, target);
+}
+
 /**
  * A dispute in state `status`. Each dispute object is kept on its own (a charge can meet several: an
  * inquiry, later a chargeback; a new chargeback after a won one), its status only moving forward; the
@@ -276,11 +289,7 @@ export async function settleDispute(
   );
   const disputes = await tx.listDisputes(transactionId);
   const after = statusOf(disputes);
-  const target = disputeStatusOf(paid.status, disputes);
-  if (target && target !== paid.status) {
-    await tx.movePurchase(transactionId, 'disputed');
-    if (target !== 'disputed') await tx.movePurchase(transactionId, target);
-  }
+  await followDisputes(tx, transactionId, paid.status, disputes);
   const purchase = await current(tx, transactionId);
   const moved = await converge(tx, purchase, { kind: 'dispute', reference: dispute.id, memo: `dispute ${dispute.status}` });
   // The game hears of a chargeback when it opens and when it is decided (an inquiry moves no money:
