@@ -88,8 +88,9 @@ function pendingOrProblem({ customer, purchase }: RecordedPurchase): PendingPurc
 /**
  * Buys a coin package with the customer's saved card. The purchase is recorded (pending) before
  * Stripe is called, with its transaction id as Stripe's idempotency key; its outcome, the coins and
- * the Idempotency-Key's answer are written together (one transaction; a payment that succeeded, one statement on PostgreSQL). A retry that takes over an unfinished
- * key continues the same purchase rather than starting another.
+ * the Idempotency-Key's answer are written together (in one transaction; a payment that succeeded,
+ * in one statement on PostgreSQL). A retry that takes over an unfinished key continues the same
+ * purchase rather than starting another.
  */
 export async function purchaseCurrency(
   deps: PurchaseDeps,
