@@ -1061,12 +1061,11 @@ export class Store {
 const PURCHASE_LIST = PURCHASE_COLUMNS.map((column) => `"${column}"`).join(', ');
 
 /**
- * creditPurchase on PostgreSQL, in one statement: the purchase moves to succeeded (if its status
- * allows), its journal is written unless one exists for the PaymentIntent (the unique (kind, reference)),
- * and only then the balance and both entries. $1 transaction id, $2 PaymentIntent id, $3 time,
- * $4 counter-account, $5 the statuses a purchase may succeed from.
+ * The first two steps of a credit, as CTEs: the purchase moves to succeeded (if its status allows;
+ * `moved`), and its journal is written unless one exists for the PaymentIntent (`journal`). $1
+ * transaction id, $2 PaymentIntent id, $3 time, $5 the statuses a purchase may succeed from.
  */
-const CREDIT_PURCHASE = `WITH moved AS (
+const SUCCEED_AND_JOURNAL = `moved AS (
   UPDATE purchases SET status = 'succeeded', payment_intent_id = $2, failure_code = NULL, updated_at = $3
   WHERE transaction_id = $1 AND status = ANY($5::text[])
   RETURNING ${PURCHASE_LIST}
@@ -1075,7 +1074,15 @@ const CREDIT_PURCHASE = `WITH moved AS (
   SELECT 'purchase', $2, user_id, transaction_id, package_name, $3 FROM moved
   ON CONFLICT (kind, reference) DO NOTHING
   RETURNING id
-), balance AS (
+)`;
+
+/**
+ * creditPurchase on PostgreSQL, in one statement: the purchase moves to succeeded (if its status
+ * allows), its journal is written unless one exists for the PaymentIntent (the unique (kind, reference)),
+ * and only then the balance and both entries. $1 transaction id, $2 PaymentIntent id, $3 time,
+ * $4 counter-account, $5 the statuses a purchase may succeed from.
+ */
+const CREDIT_PURCHASE = `WITH ${SUCCEED_AND_JOURNAL}, balance AS (
   UPDATE customers SET currency_balance = customers.currency_balance + moved.coins
   FROM moved, journal WHERE customers.user_id = moved.user_id
   RETURNING customers.currency_balance
@@ -1096,16 +1103,7 @@ SELECT moved.*, (SELECT currency_balance FROM balance) AS new_balance FROM moved
  * without the closing brace), $11 key scope, $12 key, $13 answer status, $14 type, $15–$16 its body
  * around the balance (null: no key).
  */
-const CREDIT_PURCHASE_ANSWERING = `WITH moved AS (
-  UPDATE purchases SET status = 'succeeded', payment_intent_id = $2, failure_code = NULL, updated_at = $3
-  WHERE transaction_id = $1 AND status = ANY($5::text[])
-  RETURNING ${PURCHASE_LIST}
-), journal AS (
-  INSERT INTO ledger_journals (kind, reference, user_id, transaction_id, memo, created_at)
-  SELECT 'purchase', $2, user_id, transaction_id, package_name, $3 FROM moved
-  ON CONFLICT (kind, reference) DO NOTHING
-  RETURNING id
-), credit AS (
+const CREDIT_PURCHASE_ANSWERING = `WITH ${SUCCEED_AND_JOURNAL}, credit AS (
   SELECT moved.user_id, CASE WHEN EXISTS (SELECT 1 FROM journal) THEN moved.coins ELSE 0 END AS coins FROM moved
 ), player AS (
   UPDATE customers SET currency_balance = customers.currency_balance + credit.coins, notification_seq = customers.notification_seq + 1
