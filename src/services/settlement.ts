@@ -172,9 +172,10 @@ async function convergeRefunds(tx: Store, transactionId: string, paymentIntentId
   // A chargeback that came while the purchase was refunded in full left its status alone (there was
   // nothing to hold back); once a refund fails there is again, and the chargeback holds it.
   const settled = await current(tx, transactionId);
-  if (REFUND_SETTLED.includes(settled.status))
-    await followDisputes(tx, transactionId, settled.status, await tx.listDisputes(transactionId));
-  const purchase = await current(tx, transactionId);
+  const followed =
+    REFUND_SETTLED.includes(settled.status) &&
+    (await followDisputes(tx, transactionId, settled.status, await tx.listDisputes(transactionId)));
+  const purchase = followed ? await current(tx, transactionId) : settled;
   const undone = totals.undone > 0 ? `:after-failed:${totals.undone}` : '';
   const moved = await converge(tx, purchase, {
     kind: 'refund',
@@ -258,12 +259,17 @@ function disputeStatusOf(current: PurchaseStatus, disputes: DisputeRow[]): Purch
   return undefined;
 }
 
-/** Moves a purchase in status `status` to the one its disputes give it, where the moves allow (see disputeStatusOf). */
-async function followDisputes(tx: Store, transactionId: string, status: PurchaseStatus, disputes: DisputeRow[]): Promise<void> {
+/**
+ * Moves a purchase in status `status` to the one its disputes give it, where the moves allow (see
+ * disputeStatusOf); says whether it moved.
+ */
+async function followDisputes(tx: Store, transactionId: string, status: PurchaseStatus, disputes: DisputeRow[]): Promise<boolean> {
   const target = disputeStatusOf(status, disputes);
-  if (!target || target === status) return;
-  await tx.movePurchase(transactionId, 'disputed');
-  if (target !== 'disputed') await tx.movePurchase(transactionId, target);
+  if (!target || target === status) return false;
+  // Through `disputed`, which a purchase already there skips (it may go straight on to the outcome).
+  const opened = await tx.movePurchase(transactionId, 'disputed');
+  const decided = target === 'disputed' ? undefined : await tx.movePurchase(transactionId, target);
+  return opened !== undefined || decided !== undefined;
 }
 
 /**

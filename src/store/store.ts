@@ -721,6 +721,11 @@ export class Store {
       } = await this.#statement<{ resource_id: string }>(INSERT_KEY, [input.scope, input.key, input.hash, input.resourceId, now()]);
       if (inserted) return { kind: 'reserved', resourceId: inserted.resource_id, resumed: false };
     }
+    return this.#reserveKeyInTransaction(input, onReserved);
+  }
+
+  /** reserveKey in a transaction that reads an existing key (and runs `onReserved` with a new one). */
+  #reserveKeyInTransaction(input: KeyInput, onReserved?: (tx: Store, resourceId: string) => Promise<void>): Promise<Reservation> {
     return this.transaction(async (tx) => {
       const at = now();
       const key = {
@@ -789,7 +794,8 @@ export class Store {
       [input.scope, input.key, input.hash, input.resourceId, now(), userId, ...pendingPurchaseParameters(purchase)],
     );
     const row = rows[0];
-    if (row?.reserved == null) return { reservation: await this.reserveKey(input), recorded: undefined };
+    // The key exists (a retry, a replay, a reuse): read it, without trying the insert alone again.
+    if (row?.reserved == null) return { reservation: await this.#reserveKeyInTransaction(input), recorded: undefined };
     return {
       reservation: { kind: 'reserved', resourceId: row.reserved, resumed: false },
       recorded: { customer: row.customer ?? undefined, purchase: row.purchase ?? undefined },
