@@ -7,7 +7,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default defineConfig(
-  { ignores: ['dist/', '.tap/', 'data/', 'test-artifacts/', 'sdk/schema.ts'] },
+  { ignores: ['dist/', '.tap/', '.build/', 'data/', 'test-artifacts/', 'sdk/schema.ts'] },
   js.configs.recommended,
   tseslint.configs.recommendedTypeChecked,
   {

@@ -7,6 +7,7 @@ import { ClientTokens, keyIdOf, PLAYER_OPERATIONS, SPEND_OPERATION } from '../sr
 import { loadConfig } from '../src/config.js';
 import { buildApp } from '../src/app.js';
 import { buildTestApp, expectProblem, json, storeCounts, testConfig } from './support/helper.js';
+import { projectFile } from './support/project.js';
 
 const KEY = 'ck_live_0123456789abcdefghijklmnop';
 const SECRET = 'client-token-secret-new-0123456789abcdefgh';
@@ -110,7 +111,7 @@ async function snapshot(app: FastifyInstance, players: Player[]) {
 
 const tokenEnv = { API_KEYS: KEY, CLIENT_TOKEN_SECRETS: `${SECRET},${OLD_SECRET}`, CLIENT_TOKENS_MAY_SPEND: 'true' };
 
-const document = parse(readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8')) as {
+const document = parse(readFileSync(projectFile('openapi.yaml'), 'utf8')) as {
   paths: Record<string, Record<string, { security?: Record<string, string[]>[]; operationId: string }>>;
 };
 const operations = Object.entries(document.paths).flatMap(([path, item]) =>

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { parse } from 'yaml';
 import { loadConfig } from '../src/config.js';
+import { projectFile } from './support/project.js';
 
 interface Service {
   image?: string;
@@ -15,7 +16,7 @@ interface Service {
   healthcheck?: { test: string[] };
   depends_on?: Record<string, { condition: string }>;
 }
-const compose = parse(readFileSync(new URL('../compose.yaml', import.meta.url), 'utf8')) as {
+const compose = parse(readFileSync(projectFile('compose.yaml'), 'utf8')) as {
   services: Record<string, Service>;
   configs: { nginx: { content: string } };
 };

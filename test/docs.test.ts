@@ -1,11 +1,11 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { projectFile, rootUrl as root } from './support/project.js';
 
-const root = new URL('../', import.meta.url);
 const documents = [
   'README.md',
-  ...readdirSync(new URL('docs/', root))
+  ...readdirSync(projectFile('docs/'))
     .filter((name) => name.endsWith('.md'))
     .map((name) => `docs/${name}`),
 ];

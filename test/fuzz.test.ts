@@ -35,6 +35,7 @@ import t from 'tap';
 import { parse } from 'yaml';
 import { TEST_ENGINE } from './support/database.js';
 import { buildTestApp } from './support/helper.js';
+import { projectFile } from './support/project.js';
 
 // ---------------------------------------------------------------------------------------------
 // The API, as openapi.yaml describes it
@@ -76,7 +77,7 @@ interface OpenApi {
   components: { schemas: Record<string, Schema> };
 }
 
-const spec = parse(readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8')) as OpenApi;
+const spec = parse(readFileSync(projectFile('openapi.yaml'), 'utf8')) as OpenApi;
 
 /** A schema with every `#/components/schemas/...` reference replaced by what it points at. */
 function resolve(schema: Schema): Schema {

@@ -2,14 +2,13 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import t from 'tap';
 import packageJson from '../package.json' with { type: 'json' };
+import { entryPoint, root } from './support/project.js';
 
 /** The V8 flags `npm start` (and the image, test/server.test.ts) gives node. */
 const startFlags = packageJson.scripts.start.split(' ').filter((word) => word.startsWith('--'));
 
 async function peakHeapMB(flags: string[]): Promise<number> {
-  const { stdout } = await promisify(execFile)(process.execPath, [...flags, '--import=tsx', 'test/support/heap-churn.ts'], {
-    cwd: new URL('..', import.meta.url).pathname,
-  });
+  const { stdout } = await promisify(execFile)(process.execPath, [...flags, ...entryPoint('test/support/heap-churn.ts')], { cwd: root });
   return Number(stdout.trim());
 }
 

@@ -7,12 +7,13 @@ import { parse } from 'yaml';
 import { writeOrCheck } from '../src/cli/generated-file.js';
 import { renderOpenapi } from '../src/cli/openapi.js';
 import { buildTestApp, get, json } from './support/helper.js';
+import { projectFile } from './support/project.js';
 
 type Json = Record<string, unknown>;
 const asJson = (v: unknown) => (typeof v === 'object' && v !== null ? (v as Json) : {});
 
 t.test('openapi.yaml is exactly what the app serves (run `npm run openapi` after changing a route or schema)', async (t) => {
-  const committed = readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8');
+  const committed = readFileSync(projectFile('openapi.yaml'), 'utf8');
   t.equal(await renderOpenapi(), committed);
 });
 
@@ -21,7 +22,7 @@ t.test('the document names every shape and describes every operation', async (t)
   const served = await get(app, '/openapi.json');
   t.equal(served.statusCode, 200);
   const document = json(served);
-  t.same(document, parse(readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8')), '/openapi.json is openapi.yaml');
+  t.same(document, parse(readFileSync(projectFile('openapi.yaml'), 'utf8')), '/openapi.json is openapi.yaml');
 
   const schemas = asJson(asJson(document['components'])['schemas']);
   for (const name of ['Customer', 'CreateCustomerRequest', 'PurchaseResult', 'Problem', 'PackageList', 'TransactionHistory']) {

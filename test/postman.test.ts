@@ -6,10 +6,11 @@ import t from 'tap';
 import { parse } from 'yaml';
 import { freshDatabaseUrl } from './support/database.js';
 import { startServer } from './support/process.js';
+import { projectFile } from './support/project.js';
 
-const collectionFile = fileURLToPath(new URL('../postman/coinshop.postman_collection.json', import.meta.url));
-const environmentFile = fileURLToPath(new URL('../postman/coinshop.postman_environment.json', import.meta.url));
-const openapiYaml = readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8');
+const collectionFile = fileURLToPath(projectFile('postman/coinshop.postman_collection.json'));
+const environmentFile = fileURLToPath(projectFile('postman/coinshop.postman_environment.json'));
+const openapiYaml = readFileSync(projectFile('openapi.yaml'), 'utf8');
 
 /** The parts of a Postman collection (v2.1) these tests read. */
 interface PostmanItem {

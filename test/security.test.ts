@@ -8,13 +8,14 @@ import { parse } from 'yaml';
 import { loadConfig } from '../src/config.js';
 import { helmetOptions, overloaded } from '../src/plugins/protection.js';
 import { buildTestApp, expectProblem, json, storeCounts } from './support/helper.js';
+import { projectFile } from './support/project.js';
 
 const KEY = 'ck_live_0123456789abcdefghijklmnop';
 const OLD_KEY = 'ck_live_retiring_0123456789abcdefghij';
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 
 type Operation = { method: string; path: string; security: unknown };
-const document = parse(readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8')) as {
+const document = parse(readFileSync(projectFile('openapi.yaml'), 'utf8')) as {
   paths: Record<string, Record<string, { security?: unknown; operationId: string }>>;
 };
 const operations: Operation[] = Object.entries(document.paths).flatMap(([path, item]) =>

@@ -6,6 +6,7 @@ import { freshDatabaseUrl } from './support/database.js';
 import { buildTestApp, testConfig } from './support/helper.js';
 import { exitCode, spawnProject, startServer } from './support/process.js';
 import packageJson from '../package.json' with { type: 'json' };
+import { projectFile } from './support/project.js';
 
 async function call(url: string, init?: { method: string; body: object }) {
   const response = await fetch(url, {
@@ -183,7 +184,7 @@ t.test('production mode without its settings stops at once, naming what is missi
 });
 
 t.test('the image starts the server as npm start does, with the same node options', async (t) => {
-  const dockerfile = readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8');
+  const dockerfile = readFileSync(projectFile('Dockerfile'), 'utf8');
   const command = /^CMD (\[.*\])$/m.exec(dockerfile)?.[1];
   t.ok(command, 'the Dockerfile has an exec-form CMD');
   t.same(JSON.parse(command ?? '[]'), packageJson.scripts.start.split(' '), `CMD ${command} runs "${packageJson.scripts.start}"`);

@@ -3,12 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
 import type { Test } from 'tap';
+import { projectFile } from './project.js';
 
 /** Debian's Chromium (package `chromium`); .ci/run installs it. Playwright never downloads a browser here. */
 export const CHROMIUM = '/usr/bin/chromium';
 
 /** Where screenshots go: a test artefact, never committed. */
-export const ARTIFACTS = new URL('../../test-artifacts/', import.meta.url).pathname;
+export const ARTIFACTS = projectFile('test-artifacts/').pathname;
 
 /** Why the browser tests cannot run, in one line, or undefined when they can. */
 export function chromiumMissing(): string | undefined {

@@ -10,6 +10,7 @@ import { Ajv, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { parse } from 'yaml';
+import { projectFile } from './project.js';
 
 interface MediaType {
   schema?: object;
@@ -28,8 +29,8 @@ type PathItem = Record<string, Operation>;
  * by a hash of the YAML (an edited openapi.yaml is parsed afresh), and written whole or not at all.
  */
 function openapiDocument(): { paths: Record<string, PathItem> } {
-  const text = readFileSync(new URL('../../openapi.yaml', import.meta.url), 'utf8');
-  const cacheDir = new URL('../../node_modules/.cache/coinshop/', import.meta.url);
+  const text = readFileSync(projectFile('openapi.yaml'), 'utf8');
+  const cacheDir = projectFile('node_modules/.cache/coinshop/');
   const cached = new URL(`openapi-${createHash('sha256').update(text).digest('hex').slice(0, 32)}.json`, cacheDir);
   try {
     return JSON.parse(readFileSync(cached, 'utf8')) as { paths: Record<string, PathItem> };

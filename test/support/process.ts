@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-
-const root = new URL('../..', import.meta.url).pathname;
+import { entryPoint, root } from './project.js';
 
 export interface Spawned {
   child: ChildProcess;
@@ -13,14 +12,12 @@ export interface Spawned {
 
 /**
  * Runs a TypeScript entry point of the project (src/server.ts, src/cli/…, test/support/…) as its own
- * process, loaded through tsx as tap loads the tests (package.json's tap `node-arg`), but without
- * tap's own preloads: the child is no test, and records no coverage (merged with the suite's, a
- * child's report has been seen to clobber it). Starting src/server.ts this way takes about 1.1-1.8 s
- * on the 2-vCPU machine, against 1.6-2 s with the test's own flags; compiled JS (dist/) would take
- * 0.7 s, but a test could then run code older than its source.
+ * process, as the test itself runs (compiled or through tsx: see entryPoint), but without tap's own
+ * preloads: the child is no test, and records no coverage (merged with the suite's, a child's report
+ * has been seen to clobber it).
  */
 export function spawnProject(file: string, args: string[], env: Record<string, string>): Spawned {
-  const child = spawn(process.execPath, ['--import=tsx', file, ...args], {
+  const child = spawn(process.execPath, [...entryPoint(file), ...args], {
     cwd: root,
     env: { PATH: process.env['PATH'] ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -47,7 +44,7 @@ export async function exitCode(child: ChildProcess): Promise<number | null> {
 export async function startServer(env: Record<string, string>): Promise<Spawned & { url: string }> {
   // No load shedding: on a busy test machine a stalled second would shed the test's requests.
   const server = spawnProject('src/server.ts', [], { PORT: '0', LOG_LEVEL: 'info', MAX_EVENT_LOOP_DELAY_MS: '0', ...env });
-  // Generous: the child transpiles the TypeScript first, which takes a while on a busy machine.
+  // Generous: loading the server takes a while on a busy machine.
   const deadline = Date.now() + 90_000;
   while (Date.now() < deadline) {
     const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(server.output());

@@ -11,7 +11,7 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -57,9 +57,10 @@ const TIMEOUT = '--timeout=600';
 
 /**
  * Coverage is off in tap's config (a single-file run reports none); the suite's run turns it on with
- * no report of its own: the report comes after (see dropEmptySourcesContent).
+ * no report of its own: the report comes after. The tests' own code is left out (run from source, c8
+ * leaves out test/ by itself; compiled, it sees .build/test/).
  */
-const COVERAGE = ['--no-disable-coverage', '--coverage-report=none'];
+const COVERAGE = ['--no-disable-coverage', '--coverage-report=none', '--coverage-exclude=.build/test/**'];
 
 /**
  * Started first, as they take longest (most of all on PostgreSQL): with jobs filled in order, a long
@@ -72,24 +73,33 @@ const SLOW_FIRST = [
   'test/server.test.ts',
   'test/browser.test.ts',
 ];
+/**
+ * The suite runs the tests as JS compiled by its type check (`npm run typecheck` emits into .build/,
+ * with source maps that coverage follows back to the TypeScript), not through tsx: tsx's loader hooks
+ * run on a thread of their own on Node 20 and cost every module a round trip, about 1 s of a test
+ * process's start (docs/development.md has the figures). This replaces package.json's tap `node-arg`
+ * (--import=tsx, for single-file runs) with a flag tap gives the tests anyway.
+ */
+const COMPILED = '--node-arg=--enable-source-maps';
+
 /** tap's own minimums are all-or-nothing (100%): coverage-gate.ts holds the suite's, so tap's are 0. */
 const NO_TAP_MINIMUMS = ['--statements=0', '--branches=0', '--functions=0', '--lines=0'];
 
 const root = new URL('../..', import.meta.url).pathname;
 const tapBin = join(root, 'node_modules', '.bin', 'tap');
-const coverageDir = join(root, '.tap', 'coverage');
 const entries = join(root, '.tap', 'suite');
 
 /**
  * A test file's run on one engine, as a file of its own for tap's list: it sets TEST_DATABASE before
- * loading the test (whose modules read it as they load), in .tap/, which coverage leaves out. tap
- * starts its files in the order of their names, so the name begins with the run's place in the
- * suite's order, then says the engine and the test: .tap/suite/007-postgres/test/<file>.
+ * loading the test (whose modules read it as they load), in .tap/, which coverage leaves out. The test
+ * it loads is the compiled one in .build/ (see COMPILED). tap starts its files in the order of their
+ * names, so the name begins with the run's place in the suite's order, then says the engine and the
+ * test: .tap/suite/007-postgres/test/<file>.js.
  */
 function entry(place: number, engine: 'sqlite' | 'postgres', file: string): string {
-  const path = join(entries, `${String(place).padStart(3, '0')}-${engine}`, file);
+  const path = join(entries, `${String(place).padStart(3, '0')}-${engine}`, file.replace(/\.ts$/, '.js'));
   mkdirSync(dirname(path), { recursive: true });
-  const target = relative(dirname(path), join(root, file));
+  const target = relative(dirname(path), join(root, '.build', file.replace(/\.ts$/, '.js')));
   writeFileSync(path, `process.env['TEST_DATABASE'] = '${engine}';\nawait import(${JSON.stringify(target)});\n`);
   return relative(root, path);
 }
@@ -145,32 +155,6 @@ async function runCheck(name: string): Promise<boolean> {
   if (code !== 0) console.error(`# check ${name} failed (npm run ${name}), ${seconds} s:\n${output}`);
   else console.log(`# check ${name}: ok, ${seconds} s`);
   return code === 0;
-}
-
-interface CoverageFile {
-  'source-map-cache'?: Record<string, { data?: { sourcesContent?: (string | null)[] } }>;
-}
-
-/**
- * Tests load TypeScript through tsx, whose source maps carry `sourcesContent: [null]` unless
- * NODE_V8_COVERAGE is set when it starts (tap collects coverage through the inspector instead).
- * c8 takes that null for the original source and reports every file as one line; without the
- * field it reads the source from disk, as it should. Drops the field where it holds no source.
- */
-function dropEmptySourcesContent(): void {
-  if (!existsSync(coverageDir)) return;
-  for (const name of readdirSync(coverageDir)) {
-    const file = join(coverageDir, name);
-    const coverage = JSON.parse(readFileSync(file, 'utf8')) as CoverageFile;
-    let changed = false;
-    for (const entry of Object.values(coverage['source-map-cache'] ?? {})) {
-      if (entry.data?.sourcesContent?.every((source) => source === null)) {
-        delete entry.data.sourcesContent;
-        changed = true;
-      }
-    }
-    if (changed) writeFileSync(file, JSON.stringify(coverage));
-  }
 }
 
 /** Why PostgreSQL cannot be used, or undefined when it answers. */
@@ -252,9 +236,10 @@ async function main(): Promise<number> {
     .map((run, index) => ({ ...run, index }))
     .sort((a, b) => slowness(a.file) - slowness(b.file) || a.index - b.index)
     .map((run, place) => entry(place, run.engine, run.file));
-  const result = await runTap('suite', [`--jobs=${JOBS}`, TIMEOUT, ...COVERAGE, ...NO_TAP_MINIMUMS, ...runs], { TEST_DATABASE: 'sqlite' });
+  const result = await runTap('suite', [`--jobs=${JOBS}`, TIMEOUT, COMPILED, ...COVERAGE, ...NO_TAP_MINIMUMS, ...runs], {
+    TEST_DATABASE: 'sqlite',
+  });
   console.log(`# tests done at ${seconds()} s`);
-  dropEmptySourcesContent();
   const report = await runTap(
     'coverage',
     ['report', '--coverage-report=text-summary', '--coverage-report=json-summary', ...NO_TAP_MINIMUMS],
