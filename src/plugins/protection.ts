@@ -4,7 +4,6 @@ import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import underPressure from '@fastify/under-pressure';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import { ProblemError } from '../errors.js';
 import { redisWithLocalFallback } from '../rate-limit-store.js';
@@ -101,8 +100,13 @@ export default fp(
       },
     });
 
+    // ioredis (some 50 modules) is loaded only when it is used: a replica without REDIS_URL starts without it.
     const redis = config.REDIS_URL
-      ? new Redis(config.REDIS_URL, { connectTimeout: REDIS_CONNECT_TIMEOUT_MS, maxRetriesPerRequest: 1, lazyConnect: false })
+      ? new (await import('ioredis')).Redis(config.REDIS_URL, {
+          connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
+          maxRetriesPerRequest: 1,
+          lazyConnect: false,
+        })
       : undefined;
     let store: FastifyRateLimitStoreCtor | undefined;
     if (redis) {
