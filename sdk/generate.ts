@@ -1,7 +1,7 @@
 import openapiTS, { astToString, COMMENT_HEADER } from 'openapi-typescript';
 import { writeOrCheck } from '../src/cli/generated-file.js';
 
-const SPEC = new URL('../openapi.yaml', import.meta.url);
+export const SPEC = new URL('../openapi.yaml', import.meta.url);
 const output = new URL('./schema.ts', import.meta.url);
 
 /**

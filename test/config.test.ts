@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { loadCatalog } from '../src/catalog.js';
-import { withConfigTable } from '../src/cli/config-table.js';
+import { OPERATIONS_DOC, withConfigTable } from '../src/cli/config-table.js';
 import { ConfigError, ConfigSchema, loadConfig } from '../src/config.js';
 import { buildTestApp, customerWithCard, buy, expectProblem, get, json } from './support/helper.js';
-import { projectFile } from './support/project.js';
+import { inSource } from './support/project.js';
 
 t.test('defaults serve a laptop: port 8000, a SQLite file under ./data, the simulated gateway', async (t) => {
   const config = loadConfig({});
@@ -186,7 +186,7 @@ t.test('CATALOG_FILE replaces the seed packs, and a bad file stops the start', a
 });
 
 t.test('docs/operations.md has the configuration table of the schema (run `npm run docs:config` after changing it)', async (t) => {
-  const committed = readFileSync(projectFile('docs/operations.md'), 'utf8');
+  const committed = readFileSync(inSource(OPERATIONS_DOC), 'utf8');
   t.equal(withConfigTable(committed), committed);
   for (const name of Object.keys(ConfigSchema.properties)) t.match(committed, `| \`${name}\` |`, `${name} has a row`);
 });

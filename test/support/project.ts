@@ -20,10 +20,17 @@ export const root = fileURLToPath(rootUrl);
 export const projectFile = (path: string): URL => new URL(path, rootUrl);
 
 /**
+ * The project file a path the project's own code computed from its module names (src/cli's and
+ * sdk/'s outputs): itself from source; compiled, the same path under the root rather than .build/.
+ */
+export const inSource = (url: URL): URL => (compiled ? new URL(url.href.replace(new URL('.build/', rootUrl).href, rootUrl.href)) : url);
+
+/**
  * Node's arguments to run one of the project's TypeScript entry points (`src/server.ts`), relative
  * to the root: its compiled JS when the tests run compiled (fresh: the suite compiled it just before,
- * and starting it takes about half the time), otherwise the source through tsx.
+ * and starting it takes about half the time; stack traces name the TypeScript), otherwise the source
+ * through tsx.
  */
 export function entryPoint(file: string): string[] {
-  return compiled ? [`.build/${file.replace(/\.ts$/, '.js')}`] : ['--import=tsx', file];
+  return compiled ? ['--enable-source-maps', `.build/${file.replace(/\.ts$/, '.js')}`] : ['--import=tsx', file];
 }
