@@ -98,9 +98,10 @@ const build = join(root, '.build');
  * test: .tap/suite/007-postgres/test/<file>.js.
  */
 function entry(place: number, engine: 'sqlite' | 'postgres', file: string): string {
-  const path = join(entries, `${String(place).padStart(3, '0')}-${engine}`, file.replace(/\.ts$/, '.js'));
+  const compiled = file.replace(/\.ts$/, '.js');
+  const path = join(entries, `${String(place).padStart(3, '0')}-${engine}`, compiled);
   mkdirSync(dirname(path), { recursive: true });
-  const target = relative(dirname(path), join(build, file.replace(/\.ts$/, '.js')));
+  const target = relative(dirname(path), join(build, compiled));
   writeFileSync(path, `process.env['TEST_DATABASE'] = '${engine}';\nawait import(${JSON.stringify(target)});\n`);
   return relative(root, path);
 }
